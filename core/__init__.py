@@ -1,0 +1,1 @@
+"""r1-pipeline core: recipes, the run store, model loading and generation shared by every stage."""

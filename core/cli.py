@@ -1,0 +1,105 @@
+"""`r1`: the command line of r1-pipeline.
+
+  r1 pipeline --recipe configs/pocket.yaml     run the pipeline on a recipe
+  r1 runs                                      list runs in the run store
+  r1 lineage RUN_ID                            show what each stage of a run was built from
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+
+from core.config import RecipeError, load_recipe
+from core.runstore import RunStore, StageError
+from data.sources import DataError
+
+
+def _recipe_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--recipe", default="configs/pocket.yaml",
+                   help="recipe YAML, or a name in configs/ (default: %(default)s)")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a recipe value, e.g. --set model.pocket.steps=100 (repeatable)")
+    p.add_argument("--run-id", help="continue this run (finished stages are reused); default: a new run")
+    p.add_argument("--force", action="append", default=[], metavar="STAGE",
+                   help="rebuild STAGE even if it is unchanged (repeatable)")
+
+
+def cmd_pipeline(args: argparse.Namespace) -> int:
+    from stages import base, tasks
+
+    recipe = load_recipe(args.recipe, args.overrides)
+    store = RunStore()
+    run_id = args.run_id or store.new_run_id(recipe.name)
+    print(f"run {run_id}  (recipe {recipe.name}, store {store.root})")
+    tasks_ref = tasks.run(recipe, store, run_id, force="tasks" in args.force)
+    base_ref = base.run(recipe, store, run_id, tasks_ref, force="base" in args.force)
+    metrics = store.manifest(run_id, "base")["metrics"]
+    print(f"\nbase model: {base_ref.path}")
+    if "accuracy_all" in metrics:
+        print(format_base_accuracy(metrics))
+    return 0
+
+
+def format_base_accuracy(m: dict) -> str:
+    """The base's held-out accuracy as a small table: written-out steps vs direct answers."""
+    rows = [("all items", "all", ""), ("short (2-3 terms)", "short", "short_"), ("long (4+ terms)", "long", "long_")]
+    lines = [f"held-out accuracy (greedy): {m['accuracy_all']:.1%}   steps written in {m['steps_share']:.0%} "
+             f"of answers, mean length {m['mean_length']:.1f} tokens",
+             f"{'':20} {'overall':>14} {'with steps':>14} {'direct':>14}"]
+    for label, cell, prefix in rows:
+        cols = []
+        for key in (cell, f"{prefix}steps", f"{prefix}direct"):
+            acc, n = m.get(f"accuracy_{key}"), m.get(f"count_{key}", 0)
+            cols.append(f"{acc:6.1%} (n={n:3d})" if acc is not None else f"{'-':>14}")
+        lines.append(f"{label:20} " + " ".join(f"{c:>14}" for c in cols))
+    return "\n".join(lines)
+
+
+def cmd_runs(args: argparse.Namespace) -> int:
+    runs = RunStore().runs()
+    if not runs:
+        print("no runs yet")
+    for r in runs:
+        print(f"{r['run_id']:40} {r['updated']:26} {' -> '.join(r['stages']) or '(nothing finished)'}")
+    return 0
+
+
+def cmd_lineage(args: argparse.Namespace) -> int:
+    store = RunStore()
+    lines = store.lineage(args.run_id)
+    if not lines:
+        print(f"run {args.run_id!r} has no finished stages in {store.root}", file=sys.stderr)
+        return 1
+    print("\n".join(lines))
+    if args.json:
+        print(json.dumps(store.stages(args.run_id), indent=2))
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="r1", description="r1-pipeline: the DeepSeek-R1 recipe as Prefect flows.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("pipeline", help="run the pipeline on a recipe")
+    _recipe_args(p)
+    p.set_defaults(func=cmd_pipeline)
+    p = sub.add_parser("runs", help="list the runs in the run store")
+    p.set_defaults(func=cmd_runs)
+    p = sub.add_parser("lineage", help="show what each stage of a run was built from")
+    p.add_argument("run_id")
+    p.add_argument("--json", action="store_true", help="also print the full manifests")
+    p.set_defaults(func=cmd_lineage)
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+                        datefmt="%H:%M:%S")
+    try:
+        return args.func(args)
+    except (RecipeError, DataError, StageError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,242 @@
+"""Recipes: YAML files in configs/ loaded into typed, validated config objects.
+
+Every section forbids unknown keys, so a typo or a key a library no longer has fails at load time
+with the file, the dotted key and what was expected, never halfway through a training run.
+"""
+
+from __future__ import annotations
+
+import difflib
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+
+class RecipeError(ValueError):
+    """A recipe (or an override) that cannot be used; the message names file, key and expectation."""
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+# --- the pocket world ------------------------------------------------------------------------
+
+
+class CorpusMix(Section):
+    """Relative weights of the solution styles in the pocket pretraining corpus."""
+
+    direct: float = Field(0.30, ge=0, description="answer at once, no written work (often wrong on long items)")
+    steps: float = Field(0.30, ge=0, description="step-by-step reduction in the first language")
+    corrected: float = Field(0.10, ge=0, description="steps with a slip and a 'wait, ...' self-correction")
+    second_language: float = Field(0.15, ge=0, description="steps written wholly in the second language")
+    mixed_language: float = Field(0.15, ge=0, description="steps that switch language midway")
+
+    @model_validator(mode="after")
+    def _some_weight(self) -> CorpusMix:
+        if sum(self.model_dump().values()) <= 0:
+            raise ValueError("at least one corpus style needs a positive weight")
+        return self
+
+
+class PocketConfig(Section):
+    """The embedded base model: a tiny Qwen2 pretrained from scratch on a generated corpus."""
+
+    hidden_size: int = Field(128, gt=0)
+    num_layers: int = Field(4, gt=0)
+    num_heads: int = Field(4, gt=0)
+    num_kv_heads: int = Field(2, gt=0)
+    intermediate_size: int = Field(384, gt=0)
+    max_position_embeddings: int = Field(256, gt=0)
+    min_terms: int = Field(2, ge=2, description="shortest chain in the corpus")
+    max_terms: int = Field(6, ge=2, description="longest chain in the corpus")
+    vocab_size: int = Field(384, ge=300, description="BPE vocabulary size (bytes + merges + chat tokens)")
+    corpus_documents: int = Field(60_000, gt=0)
+    steps: int = Field(2000, gt=0)
+    batch_size: int = Field(64, gt=0)
+    learning_rate: float = Field(3e-3, gt=0)
+    warmup_steps: int = Field(100, ge=0)
+    direct_error_rate: float = Field(
+        0.5, ge=0, le=1, description="share of direct answers in the corpus that are off by a little"
+    )
+    second_language: Literal["fr"] = "fr"
+    mix: CorpusMix = CorpusMix()
+    seed: int = 0
+
+    @model_validator(mode="after")
+    def _heads_divide(self) -> PocketConfig:
+        if self.hidden_size % self.num_heads:
+            raise ValueError(f"hidden_size {self.hidden_size} must be divisible by num_heads {self.num_heads}")
+        if self.num_heads % self.num_kv_heads:
+            raise ValueError(f"num_heads {self.num_heads} must be divisible by num_kv_heads {self.num_kv_heads}")
+        return self
+
+
+class LoraConfig(Section):
+    r: int = Field(16, gt=0)
+    alpha: int = Field(32, gt=0)
+    dropout: float = Field(0.0, ge=0, lt=1)
+    target_modules: list[str] | Literal["all-linear"] = "all-linear"
+
+
+class ModelConfig(Section):
+    base: str = Field("pocket", description="'pocket' (build the embedded base) or an HF model path / hub name")
+    pocket: PocketConfig = PocketConfig()
+    dtype: Literal["float32", "bfloat16", "float16", "auto"] = "float32"
+    lora: LoraConfig = LoraConfig()
+
+
+# --- task data -----------------------------------------------------------------------------
+
+
+class ColumnMap(Section):
+    """Which columns of a file or hub dataset hold the prompt and the gold answer."""
+
+    prompt: str = "prompt"
+    answer: str = "answer"
+
+
+AnswerFormat = Literal["plain", "gsm8k", "boxed"]
+
+
+class ReasoningGymSource(Section):
+    kind: Literal["reasoning_gym"]
+    name: str = Field(description="a reasoning-gym dataset name, e.g. chain_sum")
+    size: int = Field(gt=0)
+    config: dict[str, Any] = Field(default_factory=dict, description="keyword arguments of the task's config")
+
+
+class FileSource(Section):
+    kind: Literal["file"]
+    path: str = Field(description="a .jsonl, .json, .csv or .parquet file")
+    task: str | None = Field(None, description="task name for the rows (default: the file's stem)")
+    columns: ColumnMap = ColumnMap()
+    answer_format: AnswerFormat = "plain"
+    on_bad_row: Literal["stop", "skip"] = "stop"
+
+
+class HubSource(Section):
+    kind: Literal["hub"]
+    name: str = Field(description="a `datasets` name, e.g. openai/gsm8k")
+    subset: str | None = None
+    split: str = "train"
+    task: str | None = None
+    columns: ColumnMap = ColumnMap()
+    answer_format: AnswerFormat = "plain"
+    limit: int | None = Field(None, gt=0)
+
+
+SourceConfig = Annotated[ReasoningGymSource | FileSource | HubSource, Field(discriminator="kind")]
+
+R1_SYSTEM = (
+    "A conversation between User and Assistant. The user asks a question, and the Assistant solves it. "
+    "The assistant first thinks about the reasoning process in the mind and then provides the user with "
+    "the answer. The reasoning process and answer are enclosed within <think> </think> and "
+    "<answer> </answer> tags, respectively, i.e., <think> reasoning process here </think> "
+    "<answer> answer here </answer>."
+)
+
+
+class TemplateConfig(Section):
+    """How a task prompt becomes a chat conversation (the paper's instruction template)."""
+
+    system: str | None = Field(R1_SYSTEM, description="system message; null for none")
+    instruction: str = Field("{prompt}", description="user message; must contain {prompt}")
+
+    @model_validator(mode="after")
+    def _has_prompt(self) -> TemplateConfig:
+        if "{prompt}" not in self.instruction:
+            raise ValueError("instruction must contain the placeholder {prompt}")
+        return self
+
+
+class DataConfig(Section):
+    sources: list[SourceConfig] = Field(min_length=1)
+    heldout_size: int = Field(200, gt=0)
+    seed: int = 0
+    language: str = Field("en", description="target language of the chain of thought")
+    template: TemplateConfig = TemplateConfig()
+
+
+# --- the recipe ----------------------------------------------------------------------------
+
+
+class Recipe(Section):
+    name: str
+    seed: int = 0
+    model: ModelConfig = ModelConfig()
+    data: DataConfig
+
+    def resolved(self) -> dict[str, Any]:
+        """The recipe as plain JSON-able data, defaults filled in (for manifests and W&B)."""
+        return self.model_dump(mode="json")
+
+
+# --- loading -------------------------------------------------------------------------------
+
+
+def _describe(err: dict[str, Any], model: type[BaseModel]) -> str:
+    loc = ".".join(str(p) for p in err["loc"] if not str(p).startswith(("function-", "tagged-union")))
+    kind = err["type"]
+    if kind == "extra_forbidden":
+        parent, _, key = loc.rpartition(".")
+        known = _known_keys(model, parent)
+        hint = difflib.get_close_matches(key, known, n=1)
+        msg = f"unknown key '{key}'" + (f" (did you mean '{hint[0]}'?)" if hint else "")
+        return f"{loc}: {msg}; expected one of: {', '.join(sorted(known))}"
+    if kind == "missing":
+        return f"{loc}: required key is missing"
+    return f"{loc}: {err['msg']} (got {err.get('input')!r})"
+
+
+def _known_keys(model: type[BaseModel], dotted: str) -> list[str]:
+    cls: Any = model
+    for part in [p for p in dotted.split(".") if p]:
+        field = getattr(cls, "model_fields", {}).get(part)
+        if field is None:
+            return []
+        ann = field.annotation
+        cls = next((a for a in getattr(ann, "__args__", (ann,)) if hasattr(a, "model_fields")), ann)
+    return list(getattr(cls, "model_fields", {}))
+
+
+def _apply_override(data: dict[str, Any], override: str) -> None:
+    if "=" not in override:
+        raise RecipeError(f"override {override!r}: expected KEY=VALUE, e.g. model.pocket.steps=100")
+    key, raw = override.split("=", 1)
+    node = data
+    parts = key.strip().split(".")
+    for part in parts[:-1]:
+        node = node.setdefault(part, {})
+        if not isinstance(node, dict):
+            raise RecipeError(f"override {override!r}: '{part}' is not a section")
+    node[parts[-1]] = yaml.safe_load(raw)
+
+
+def parse_recipe(data: Any, source: str = "<recipe>", overrides: list[str] | None = None) -> Recipe:
+    """Validate raw recipe data (a dict) into a Recipe; `source` names it in errors."""
+    if not isinstance(data, dict):
+        raise RecipeError(f"{source}: expected a mapping of sections at the top level, got {type(data).__name__}")
+    for override in overrides or []:
+        _apply_override(data, override)
+    try:
+        return Recipe.model_validate(data)
+    except ValidationError as exc:
+        lines = [_describe(e, Recipe) for e in exc.errors()]
+        raise RecipeError(f"{source}: invalid recipe\n  " + "\n  ".join(lines)) from None
+
+
+def load_recipe(path: str | Path, overrides: list[str] | None = None) -> Recipe:
+    """Load configs/<name>.yaml (or a path) into a validated Recipe, applying KEY=VALUE overrides."""
+    path = Path(path)
+    if not path.exists() and (Path("configs") / f"{path}.yaml").exists():
+        path = Path("configs") / f"{path}.yaml"
+    if not path.exists():
+        raise RecipeError(f"{path}: recipe file not found")
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        raise RecipeError(f"{path}: not valid YAML: {exc}") from None
+    return parse_recipe(data, str(path), overrides)

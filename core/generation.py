@@ -1,0 +1,69 @@
+"""The one generation helper: batched, left-padded, KV-cached sampling with a progress bar."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from tqdm.auto import tqdm
+
+
+@dataclass(frozen=True)
+class Completion:
+    text: str
+    num_tokens: int  # generated tokens, the end-of-sequence token included
+
+
+@torch.no_grad()
+def generate(
+    model: Any,
+    tokenizer: Any,
+    prompts: list[str],
+    *,
+    max_new_tokens: int,
+    temperature: float = 0.0,
+    top_p: float = 1.0,
+    n: int = 1,
+    batch_size: int = 64,
+    seed: int | None = None,
+    desc: str = "generating",
+    progress: bool = True,
+) -> list[list[Completion]]:
+    """n completions for each rendered prompt; temperature 0 means greedy (then n must be 1)."""
+    if temperature <= 0 and n != 1:
+        raise ValueError(f"greedy decoding gives one completion per prompt, but n={n} was asked")
+    if seed is not None:
+        torch.manual_seed(seed)
+    tokenizer.padding_side = "left"
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    model.eval()
+    # Prompts of similar length batch together: less padding, same results per prompt.
+    order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
+    results: list[list[Completion]] = [[] for _ in prompts]
+    per_batch = max(1, batch_size // n)
+    bar = tqdm(total=len(prompts) * n, desc=desc, unit="completion", disable=not progress, leave=False)
+    for start in range(0, len(order), per_batch):
+        idx = order[start : start + per_batch]
+        enc = tokenizer([prompts[i] for i in idx], return_tensors="pt", padding=True, add_special_tokens=False)
+        enc = {k: v.to(model.device) for k, v in enc.items()}
+        sampling = {"do_sample": True, "temperature": temperature, "top_p": top_p} if temperature > 0 else \
+            {"do_sample": False}
+        out = model.generate(
+            **enc, max_new_tokens=max_new_tokens, num_return_sequences=n,
+            pad_token_id=pad_id, eos_token_id=tokenizer.eos_token_id, **sampling,
+        )
+        new = out[:, enc["input_ids"].shape[1]:]
+        texts = tokenizer.batch_decode(new, skip_special_tokens=True)
+        for j, (row, text) in enumerate(zip(new, texts, strict=True)):
+            results[idx[j // n]].append(Completion(text, _length(row, tokenizer.eos_token_id, pad_id)))
+        bar.update(len(idx) * n)
+    bar.close()
+    return results
+
+
+def _length(tokens: torch.Tensor, eos_id: int, pad_id: int) -> int:
+    ends = (tokens == eos_id).nonzero()
+    if len(ends):
+        return int(ends[0, 0]) + 1
+    return int((tokens != pad_id).sum())

@@ -1,0 +1,1 @@
+"""Rewards: TRL reward functions (completions + dataset columns -> one float or None each)."""

@@ -1,0 +1,254 @@
+"""Stage 0b: the base model.
+
+With `model.base: pocket` (the embedded default) this builds the pocket world's base the way
+nanoGPT's train.py reads: a generated corpus, a BPE tokenizer with a chat template, a tiny
+Qwen2-architecture causal LM from config, a plain training loop, save. The result is an ordinary
+HF model directory, cached under a content hash in runs/cache/ so it is built once. With any
+other `model.base` (a local directory or hub id) the stage only records and hashes the model.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import random
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+from tokenizers import AddedToken, Tokenizer, decoders, models, pre_tokenizers, trainers
+from tqdm.auto import tqdm
+from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedTokenizerFast, Qwen2Config, Qwen2ForCausalLM
+
+from core.config import PocketConfig, Recipe, TemplateConfig
+from core.generation import generate
+from core.runstore import PROJECT_ROOT, Ref, RunStore, StageResult, combine, file_sha256
+from data import pocket
+from data.chat import messages, render
+from data.split import prompt_key
+from rewards.accuracy import score_completion
+from rewards.extract import think_text
+from stages import tasks
+
+log = logging.getLogger(__name__)
+STAGE = "base"
+
+SPECIAL_TOKENS = ["<|pad|>", "<|end|>", "<|system|>", "<|user|>", "<|assistant|>"]
+# Ordinary (non-special) tokens: TRL decodes completions with special tokens skipped.
+TAG_TOKENS = ["<think>", "</think>", "<answer>", "</answer>"]
+CHAT_TEMPLATE = (
+    "{% for message in messages %}"
+    "{{ '<|' + message['role'] + '|>\n' }}"
+    "{% if message['role'] == 'assistant' %}"
+    "{% generation %}{{ message['content'] + '<|end|>' }}{% endgeneration %}"
+    "{% else %}{{ message['content'] + '<|end|>' }}{% endif %}"
+    "{{ '\n' }}"
+    "{% endfor %}"
+    "{% if add_generation_prompt %}{{ '<|assistant|>\n' }}{% endif %}"
+)
+# The files whose code decides what the pocket base is; its cache key hashes them.
+BUILDER_FILES = ("stages/base.py", "data/pocket.py", "data/chat.py")
+
+
+# --- corpus ----------------------------------------------------------------------------------
+
+
+def corpus(cfg: PocketConfig, template: TemplateConfig, exclude: set[str]) -> list[tuple[list[dict], str]]:
+    """(conversation, assistant reply) pretraining documents; held-out prompts never appear."""
+    rng = random.Random(cfg.seed)
+    styles, weights = zip(*cfg.mix.model_dump().items(), strict=True)
+    docs = []
+    for problem in pocket.problems(cfg.seed + 7919, cfg.corpus_documents, cfg.min_terms, cfg.max_terms):
+        if prompt_key(problem.prompt) in exclude:
+            continue
+        style = rng.choices(styles, weights)[0]
+        reply = pocket.solution(style, list(problem.terms), rng, cfg.direct_error_rate, cfg.max_terms,
+                                cfg.second_language)
+        docs.append((messages(problem.prompt, template), reply))
+    return docs
+
+
+# --- tokenizer and model ---------------------------------------------------------------------
+
+
+def build_tokenizer(texts: list[str], vocab_size: int) -> PreTrainedTokenizerFast:
+    """Byte-level BPE with one token per digit, chat tokens as specials and tags as plain tokens."""
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.Sequence([
+        pre_tokenizers.Digits(individual_digits=True),
+        pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True),
+    ])
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size, special_tokens=SPECIAL_TOKENS, show_progress=False,
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+    )
+    tok.train_from_iterator(texts, trainer)
+    tok.add_tokens([AddedToken(t, special=False, normalized=False) for t in TAG_TOKENS])
+    fast = PreTrainedTokenizerFast(tokenizer_object=tok, eos_token="<|end|>", pad_token="<|pad|>")
+    fast.chat_template = CHAT_TEMPLATE
+    return fast
+
+
+def build_model(cfg: PocketConfig, tokenizer: PreTrainedTokenizerFast) -> Qwen2ForCausalLM:
+    config = Qwen2Config(
+        vocab_size=len(tokenizer),
+        hidden_size=cfg.hidden_size,
+        intermediate_size=cfg.intermediate_size,
+        num_hidden_layers=cfg.num_layers,
+        num_attention_heads=cfg.num_heads,
+        num_key_value_heads=cfg.num_kv_heads,
+        max_position_embeddings=cfg.max_position_embeddings,
+        tie_word_embeddings=True,
+        bos_token_id=tokenizer.eos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+    )
+    torch.manual_seed(cfg.seed)
+    return Qwen2ForCausalLM(config)
+
+
+# --- pretraining -----------------------------------------------------------------------------
+
+
+def pretrain(model: Qwen2ForCausalLM, ids: list[list[int]], cfg: PocketConfig, pad_id: int) -> list[float]:
+    """Next-token prediction on random batches of whole documents; returns the loss per step."""
+    gen = torch.Generator().manual_seed(cfg.seed)
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.learning_rate, betas=(0.9, 0.95), weight_decay=0.01)
+
+    def lr_scale(step: int) -> float:
+        if step < cfg.warmup_steps:
+            return (step + 1) / cfg.warmup_steps
+        progress = (step - cfg.warmup_steps) / max(1, cfg.steps - cfg.warmup_steps)
+        return 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * progress))
+
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_scale)
+    model.train()
+    losses = []
+    bar = tqdm(range(cfg.steps), desc="pretraining pocket base", unit="step")
+    for step in bar:
+        batch = [ids[i] for i in torch.randint(len(ids), (cfg.batch_size,), generator=gen).tolist()]
+        width = max(map(len, batch))
+        input_ids = torch.full((len(batch), width), pad_id)
+        mask = torch.zeros((len(batch), width), dtype=torch.long)
+        for row, seq in enumerate(batch):
+            input_ids[row, : len(seq)] = torch.tensor(seq)
+            mask[row, : len(seq)] = 1
+        labels = input_ids.masked_fill(mask == 0, -100)
+        loss = model(input_ids=input_ids, attention_mask=mask, labels=labels).loss
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        sched.step()
+        opt.zero_grad(set_to_none=True)
+        losses.append(loss.item())
+        if step % 20 == 0:
+            bar.set_postfix(loss=f"{loss.item():.3f}")
+    model.eval()
+    return losses
+
+
+def build_pocket(cfg: PocketConfig, template: TemplateConfig, heldout_prompts: list[str], out: Path) -> None:
+    """Corpus -> tokenizer -> model -> pretraining -> save, into the directory `out`."""
+    t0 = time.perf_counter()
+    torch.manual_seed(cfg.seed)
+    docs = corpus(cfg, template, {prompt_key(p) for p in heldout_prompts})
+    texts = [m["content"] for conv, _ in docs for m in conv] + [reply for _, reply in docs]
+    tokenizer = build_tokenizer(texts, cfg.vocab_size)
+    rendered = [
+        render(tokenizer, conv + [{"role": "assistant", "content": reply}], add_generation_prompt=False)
+        for conv, reply in docs
+    ]
+    ids = tokenizer(rendered, add_special_tokens=False)["input_ids"]
+    longest = max(map(len, ids))
+    if longest > cfg.max_position_embeddings:
+        raise ValueError(f"pocket documents reach {longest} tokens, above max_position_embeddings "
+                         f"{cfg.max_position_embeddings}; raise it or shorten the tasks")
+    model = build_model(cfg, tokenizer)
+    log.info("pocket base: %d documents, vocab %d, %.2fM parameters", len(ids), len(tokenizer),
+             model.num_parameters() / 1e6)
+    losses = pretrain(model, ids, cfg, tokenizer.pad_token_id)
+    model.generation_config.pad_token_id = tokenizer.pad_token_id
+    model.generation_config.eos_token_id = tokenizer.eos_token_id
+    model.save_pretrained(out)
+    tokenizer.save_pretrained(out)
+    (out / "pretraining.json").write_text(json.dumps({
+        "documents": len(ids),
+        "longest_document_tokens": longest,
+        "parameters": model.num_parameters(),
+        "vocab_size": len(tokenizer),
+        "final_loss": sum(losses[-20:]) / len(losses[-20:]),
+        "loss": losses[:: max(1, len(losses) // 200)],
+        "wall_s": round(time.perf_counter() - t0, 1),
+    }, indent=2))
+
+
+def pocket_key(cfg: PocketConfig, template: TemplateConfig, heldout_prompts: list[str]) -> str:
+    """Content hash of everything that decides the pocket base: config, held-out set, builder code."""
+    code = {f: file_sha256(PROJECT_ROOT / f) for f in BUILDER_FILES}
+    return combine({
+        "config": json.dumps(cfg.model_dump(mode="json"), sort_keys=True),
+        "template": json.dumps(template.model_dump(mode="json"), sort_keys=True),
+        "heldout": json.dumps(sorted(heldout_prompts)),
+        "code": json.dumps(code, sort_keys=True),
+    })[:20]
+
+
+def pocket_base(cfg: PocketConfig, template: TemplateConfig, heldout_prompts: list[str], store: RunStore) -> Path:
+    """The pocket base directory for this config, built once and shared by every run."""
+    key = pocket_key(cfg, template, heldout_prompts)
+    return store.cached_build("pocket-base", key, lambda out: build_pocket(cfg, template, heldout_prompts, out))
+
+
+# --- evaluation of the base ------------------------------------------------------------------
+
+
+def evaluate(model: Any, tokenizer: Any, rows: list[dict], template: TemplateConfig,
+             max_new_tokens: int = 160) -> dict[str, Any]:
+    """Greedy held-out accuracy, split by whether the model wrote out steps and by item length."""
+    prompts = [render(tokenizer, messages(r["prompt"], template)) for r in rows]
+    outs = generate(model, tokenizer, prompts, max_new_tokens=max_new_tokens, desc="evaluating base")
+    cells: dict[str, list[float]] = {}
+    lengths = []
+    for row, (comp,) in zip(rows, outs, strict=True):
+        score = score_completion(comp.text, row["answer"], row["task"], row["metadata"]) or 0.0
+        correct = float(score >= 1.0)
+        style = "steps" if any(c.isdigit() for c in think_text(comp.text)) else "direct"
+        terms = pocket.terms_of(row["metadata"])
+        size = "long" if terms and len(terms) >= 4 else "short"
+        for cell in ("all", style, f"{size}", f"{size}_{style}"):
+            cells.setdefault(cell, []).append(correct)
+        lengths.append(comp.num_tokens)
+    metrics: dict[str, Any] = {f"accuracy_{k}": sum(v) / len(v) for k, v in sorted(cells.items())}
+    metrics.update({f"count_{k}": len(v) for k, v in sorted(cells.items())})
+    metrics["steps_share"] = len(cells.get("steps", [])) / len(rows)
+    metrics["mean_length"] = sum(lengths) / len(lengths)
+    return metrics
+
+
+def load(path: str | Path) -> tuple[Any, Any]:
+    """(model, tokenizer) from a base reference's path."""
+    tokenizer = AutoTokenizer.from_pretrained(str(path))
+    model = AutoModelForCausalLM.from_pretrained(str(path))
+    return model, tokenizer
+
+
+def run(recipe: Recipe, store: RunStore, run_id: str, tasks_ref: Ref, force: bool = False) -> Ref:
+    cfg = recipe.model
+
+    def build(work: Path) -> StageResult:
+        if cfg.base != "pocket":
+            # A user's model: a local directory is hashed by content, a hub id by name.
+            return StageResult(metrics={"model": cfg.base}, artifact=Path(cfg.base))
+        heldout = tasks.load(tasks_ref, "heldout")
+        path = pocket_base(cfg.pocket, recipe.data.template, list(heldout["prompt"]), store)
+        model, tokenizer = load(path)
+        metrics = evaluate(model, tokenizer, list(heldout), recipe.data.template)
+        metrics["parameters"] = model.num_parameters()
+        (work / "eval.json").write_text(json.dumps(metrics, indent=2))
+        return StageResult(metrics=metrics, artifact=path)
+
+    config = {"model": cfg.model_dump(mode="json"), "template": recipe.data.template.model_dump(mode="json")}
+    return store.run_stage(run_id, STAGE, config, {"tasks": tasks_ref}, build, force=force)
