@@ -54,8 +54,9 @@ class PocketConfig(Section):
     max_terms: int = Field(6, ge=2, description="longest chain in the corpus")
     vocab_size: int = Field(384, ge=300, description="BPE vocabulary size (bytes + merges + chat tokens)")
     corpus_documents: int = Field(60_000, gt=0)
-    steps: int = Field(2000, gt=0)
-    batch_size: int = Field(64, gt=0)
+    steps: int = Field(1200, gt=0)
+    batch_size: int = Field(32, gt=0)
+    block_size: int = Field(128, gt=8, description="tokens per packed training window")
     learning_rate: float = Field(3e-3, gt=0)
     warmup_steps: int = Field(100, ge=0)
     direct_error_rate: float = Field(
@@ -160,6 +161,28 @@ class DataConfig(Section):
     template: TemplateConfig = TemplateConfig()
 
 
+# --- rewards -------------------------------------------------------------------------------
+
+
+class RewardSpec(Section):
+    """One reward function of a stage: its registry name, weight and keyword parameters."""
+
+    name: str
+    weight: float = 1.0
+    params: dict[str, Any] = Field(default_factory=dict)
+
+
+class RewardModelConfig(Section):
+    """The trained reward model (TRL RewardTrainer) used for prompts that have no verifier."""
+
+    pairs: int = Field(2000, gt=0, description="generated preference pairs (pocket world)")
+    heldout_pairs: int = Field(200, gt=0)
+    steps: int = Field(300, gt=0)
+    batch_size: int = Field(32, gt=0)
+    learning_rate: float = Field(1e-3, gt=0)
+    seed: int = 0
+
+
 # --- the recipe ----------------------------------------------------------------------------
 
 
@@ -168,6 +191,7 @@ class Recipe(Section):
     seed: int = 0
     model: ModelConfig = ModelConfig()
     data: DataConfig
+    reward_model: RewardModelConfig = RewardModelConfig()
 
     def resolved(self) -> dict[str, Any]:
         """The recipe as plain JSON-able data, defaults filled in (for manifests and W&B)."""

@@ -34,6 +34,9 @@ PROJECT_ROOT = Path(__file__).resolve().parent.parent
 CODE_PACKAGES = ("core", "data", "stages", "rewards")
 TRACKED_PACKAGES = ("torch", "transformers", "trl", "peft", "datasets", "accelerate", "reasoning-gym", "math-verify")
 MANIFEST = "manifest.json"
+# The one part of a work directory that survives a killed attempt: trainer checkpoints to resume
+# from. Everything else is wiped before a new attempt, and this is dropped once the stage is done.
+CHECKPOINTS = "checkpoints"
 
 
 def default_root() -> Path:
@@ -156,7 +159,7 @@ def package_versions() -> dict[str, str]:
 
 
 def _now() -> str:
-    return dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+    return dt.datetime.now(dt.UTC).isoformat(timespec="microseconds")
 
 
 def write_json_atomic(path: Path, data: Any) -> None:
@@ -250,8 +253,8 @@ class RunStore:
     ) -> Ref:
         """Build a stage once: reuse it when finished with the same key, else build and publish.
 
-        `build(work_dir)` writes the stage's files into work_dir. The work directory is kept
-        between attempts with the same key, so a trainer can resume from its checkpoints there.
+        `build(work_dir)` writes the stage's files into work_dir. Only work_dir/checkpoints/ is
+        kept between attempts with the same key, so a trainer can resume from it.
         """
         key = cache_key(stage, config, inputs)
         final = self.stage_dir(run_id, stage)
@@ -267,6 +270,9 @@ class RunStore:
             if work.exists() and (force or _read_text(work / ".key") != key):
                 shutil.rmtree(work)
             work.mkdir(parents=True, exist_ok=True)
+            for stale in work.iterdir():
+                if stale.name != CHECKPOINTS:
+                    shutil.rmtree(stale) if stale.is_dir() else stale.unlink()
             (work / ".key").write_text(key)
             started, t0 = _now(), time.perf_counter()
             try:
@@ -274,6 +280,7 @@ class RunStore:
             except Exception as exc:
                 raise StageError(f"{run_id}/{stage} failed: {exc}") from exc
             (work / ".key").unlink()
+            shutil.rmtree(work / CHECKPOINTS, ignore_errors=True)
             outputs = tree_hashes(work)
             external = result.artifact is not None
             artifact = Path(result.artifact) if external else final

@@ -18,9 +18,16 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from tokenizers import AddedToken, Tokenizer, decoders, models, pre_tokenizers, trainers
+from tokenizers import AddedToken, Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
 from tqdm.auto import tqdm
-from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedTokenizerFast, Qwen2Config, Qwen2ForCausalLM
+from transformers import (
+    AutoModelForCausalLM,
+    AutoTokenizer,
+    PreTrainedTokenizerFast,
+    Qwen2Config,
+    Qwen2ForCausalLM,
+)
+from transformers.models.qwen2.tokenization_qwen2 import PRETOKENIZE_REGEX as QWEN2_PRETOKENIZE_REGEX
 
 from core.config import PocketConfig, Recipe, TemplateConfig
 from core.generation import generate
@@ -35,18 +42,20 @@ from stages import tasks
 log = logging.getLogger(__name__)
 STAGE = "base"
 
-SPECIAL_TOKENS = ["<|pad|>", "<|end|>", "<|system|>", "<|user|>", "<|assistant|>"]
+# ChatML, as Qwen2 models use it: the pocket base looks to every library like a real Qwen2.
+SPECIAL_TOKENS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
+EOS, PAD = "<|im_end|>", "<|endoftext|>"
 # Ordinary (non-special) tokens: TRL decodes completions with special tokens skipped.
 TAG_TOKENS = ["<think>", "</think>", "<answer>", "</answer>"]
 CHAT_TEMPLATE = (
     "{% for message in messages %}"
-    "{{ '<|' + message['role'] + '|>\n' }}"
+    "{{ '<|im_start|>' + message['role'] + '\n' }}"
     "{% if message['role'] == 'assistant' %}"
-    "{% generation %}{{ message['content'] + '<|end|>' }}{% endgeneration %}"
-    "{% else %}{{ message['content'] + '<|end|>' }}{% endif %}"
+    "{% generation %}{{ message['content'] + '<|im_end|>' }}{% endgeneration %}"
+    "{% else %}{{ message['content'] + '<|im_end|>' }}{% endif %}"
     "{{ '\n' }}"
     "{% endfor %}"
-    "{% if add_generation_prompt %}{{ '<|assistant|>\n' }}{% endif %}"
+    "{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
 )
 # The files whose code decides what the pocket base is; its cache key hashes them.
 BUILDER_FILES = ("stages/base.py", "data/pocket.py", "data/chat.py")
@@ -74,11 +83,15 @@ def corpus(cfg: PocketConfig, template: TemplateConfig, exclude: set[str]) -> li
 
 
 def build_tokenizer(texts: list[str], vocab_size: int) -> PreTrainedTokenizerFast:
-    """Byte-level BPE with one token per digit, chat tokens as specials and tags as plain tokens."""
+    """Byte-level BPE trained on the corpus, with exactly the normalizer and pre-tokenizer of
+    Qwen2Tokenizer: AutoTokenizer always rebuilds a qwen2 model's tokenizer as Qwen2Tokenizer
+    from vocab and merges, so any other pre-tokenizer would be silently replaced on load.
+    Qwen2's pre-tokenizer also gives one token per digit, which arithmetic needs."""
     tok = Tokenizer(models.BPE())
+    tok.normalizer = normalizers.NFC()
     tok.pre_tokenizer = pre_tokenizers.Sequence([
-        pre_tokenizers.Digits(individual_digits=True),
-        pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True),
+        pre_tokenizers.Split(Regex(QWEN2_PRETOKENIZE_REGEX), behavior="isolated", invert=False),
+        pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
     ])
     tok.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(
@@ -87,7 +100,7 @@ def build_tokenizer(texts: list[str], vocab_size: int) -> PreTrainedTokenizerFas
     )
     tok.train_from_iterator(texts, trainer)
     tok.add_tokens([AddedToken(t, special=False, normalized=False) for t in TAG_TOKENS])
-    fast = PreTrainedTokenizerFast(tokenizer_object=tok, eos_token="<|end|>", pad_token="<|pad|>")
+    fast = PreTrainedTokenizerFast(tokenizer_object=tok, eos_token=EOS, pad_token=PAD, unk_token=PAD)
     fast.chat_template = CHAT_TEMPLATE
     return fast
 
@@ -113,8 +126,10 @@ def build_model(cfg: PocketConfig, tokenizer: PreTrainedTokenizerFast) -> Qwen2F
 # --- pretraining -----------------------------------------------------------------------------
 
 
-def pretrain(model: Qwen2ForCausalLM, ids: list[list[int]], cfg: PocketConfig, pad_id: int) -> list[float]:
-    """Next-token prediction on random batches of whole documents; returns the loss per step."""
+def pretrain(model: Qwen2ForCausalLM, ids: list[list[int]], cfg: PocketConfig) -> list[float]:
+    """Next-token prediction on random windows of the packed corpus (nanoGPT-style: documents are
+    concatenated, each ending in <|end|>, so no compute goes to padding); returns the loss per step."""
+    stream = torch.tensor([t for doc in ids for t in doc])
     gen = torch.Generator().manual_seed(cfg.seed)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.learning_rate, betas=(0.9, 0.95), weight_decay=0.01)
 
@@ -129,15 +144,9 @@ def pretrain(model: Qwen2ForCausalLM, ids: list[list[int]], cfg: PocketConfig, p
     losses = []
     bar = tqdm(range(cfg.steps), desc="pretraining pocket base", unit="step")
     for step in bar:
-        batch = [ids[i] for i in torch.randint(len(ids), (cfg.batch_size,), generator=gen).tolist()]
-        width = max(map(len, batch))
-        input_ids = torch.full((len(batch), width), pad_id)
-        mask = torch.zeros((len(batch), width), dtype=torch.long)
-        for row, seq in enumerate(batch):
-            input_ids[row, : len(seq)] = torch.tensor(seq)
-            mask[row, : len(seq)] = 1
-        labels = input_ids.masked_fill(mask == 0, -100)
-        loss = model(input_ids=input_ids, attention_mask=mask, labels=labels).loss
+        starts = torch.randint(len(stream) - cfg.block_size - 1, (cfg.batch_size,), generator=gen)
+        batch = torch.stack([stream[s : s + cfg.block_size] for s in starts.tolist()])
+        loss = model(input_ids=batch, labels=batch).loss
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
@@ -169,7 +178,7 @@ def build_pocket(cfg: PocketConfig, template: TemplateConfig, heldout_prompts: l
     model = build_model(cfg, tokenizer)
     log.info("pocket base: %d documents, vocab %d, %.2fM parameters", len(ids), len(tokenizer),
              model.num_parameters() / 1e6)
-    losses = pretrain(model, ids, cfg, tokenizer.pad_token_id)
+    losses = pretrain(model, ids, cfg)
     model.generation_config.pad_token_id = tokenizer.pad_token_id
     model.generation_config.eos_token_id = tokenizer.eos_token_id
     model.save_pretrained(out)

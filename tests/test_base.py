@@ -1,0 +1,107 @@
+"""The pocket base: a normal HF model directory that the Auto classes load and generate from,
+with a tokenizer that round-trips exactly and tags that are ordinary tokens."""
+
+import json
+
+import pytest
+import torch
+from transformers import AutoModelForCausalLM, AutoTokenizer
+
+from data.chat import messages, render
+from stages import base, tasks
+
+
+@pytest.fixture(scope="module")
+def loaded(pocket_run):
+    _, _, _, base_ref = pocket_run
+    return AutoModelForCausalLM.from_pretrained(base_ref.path), AutoTokenizer.from_pretrained(base_ref.path)
+
+
+def test_auto_classes_load_and_generate(loaded, test_recipe, pocket_run):
+    model, tok = loaded
+    assert model.config.model_type == "qwen2"
+    row = tasks.load(pocket_run[2], "heldout")[0]
+    prompt = render(tok, messages(row["prompt"], test_recipe.data.template))
+    enc = tok(prompt, return_tensors="pt", add_special_tokens=False)
+    out = model.generate(**enc, max_new_tokens=40, do_sample=False)
+    text = tok.decode(out[0, enc["input_ids"].shape[1]:], skip_special_tokens=True)
+    assert text.strip()  # it says something
+
+
+SAMPLES = [
+    "State the final answer to the following arithmetic problem: 4 - 1 - 7 + 7 =",
+    "<think> i start from 4 - 1 . then 3 . so the answer is 3 . </think> <answer> 3 </answer>",
+    "<think> je commence par 12 + 5 . puis 17 . donc la réponse est 17 . </think>",
+    "unicode: École 中文 ９ 1,234 \\boxed{\\frac{1}{2}} <|im_end|>",
+]
+
+
+def test_reloaded_tokenizer_encodes_exactly_as_the_training_one(pocket_run, test_recipe, loaded):
+    """A custom pre-tokenizer can be silently lost on save/load; rebuild the training tokenizer
+    from the same corpus and compare encodings token for token."""
+    cfg, template = test_recipe.model.pocket, test_recipe.data.template
+    heldout = list(tasks.load(pocket_run[2], "heldout")["prompt"])
+    docs = base.corpus(cfg, template, {p.lower() for p in heldout})
+    texts = [m["content"] for conv, _ in docs for m in conv] + [reply for _, reply in docs]
+    trained = base.build_tokenizer(texts, cfg.vocab_size)
+    _, reloaded = loaded
+    for text in SAMPLES + [reply for _, reply in docs[:50]]:
+        assert reloaded.encode(text, add_special_tokens=False) == trained.encode(text, add_special_tokens=False)
+        assert reloaded.decode(reloaded.encode(text, add_special_tokens=False)) == text
+
+
+def test_tags_are_single_ordinary_tokens_and_survive_skip_special(loaded):
+    _, tok = loaded
+    for tag in base.TAG_TOKENS:
+        ids = tok.encode(tag, add_special_tokens=False)
+        assert len(ids) == 1 and ids[0] not in tok.all_special_ids
+    text = "<think> 1 + 2 . then 3 . </think> <answer> 3 </answer>"
+    ids = tok.encode(text + tok.eos_token, add_special_tokens=False)
+    assert tok.decode(ids, skip_special_tokens=True) == text
+
+
+def test_chat_template_pad_and_eos(loaded):
+    model, tok = loaded
+    assert tok.eos_token == "<|im_end|>" and tok.pad_token == "<|endoftext|>"
+    assert tok.pad_token_id != tok.eos_token_id
+    assert len(tok) == model.config.vocab_size  # loading added no token
+    text = render(tok, [{"role": "user", "content": "hi"}])
+    assert text == "<|im_start|>user\nhi<|im_end|>\n<|im_start|>assistant\n"
+
+
+def test_one_digit_per_token(loaded):
+    _, tok = loaded
+    pieces = tok.convert_ids_to_tokens(tok.encode("12 + 345", add_special_tokens=False))
+    assert sum(any(c.isdigit() for c in p) for p in pieces) == 5
+
+
+def test_base_metrics_are_recorded(pocket_run):
+    store, run_id, _, base_ref = pocket_run
+    metrics = store.manifest(run_id, "base")["metrics"]
+    assert 0.0 <= metrics["accuracy_all"] <= 1.0
+    assert metrics["count_all"] == 40 and metrics["mean_length"] > 0
+    assert json.loads((store.stage_dir(run_id, "base") / "eval.json").read_text()) == metrics
+    assert (base.Path(base_ref.path) / "pretraining.json").is_file()
+
+
+def test_pocket_base_is_cached_by_content(pocket_run, test_recipe, monkeypatch):
+    store, _, tasks_ref, base_ref = pocket_run
+    heldout = list(tasks.load(tasks_ref, "heldout")["prompt"])
+    monkeypatch.setattr(base, "build_pocket", lambda *a, **k: pytest.fail("rebuilt a cached base"))
+    path = base.pocket_base(test_recipe.model.pocket, test_recipe.data.template, heldout, store)
+    assert str(path) == base_ref.path
+
+
+def test_corpus_is_deterministic_and_excludes_heldout(test_recipe, pocket_run):
+    cfg, template = test_recipe.model.pocket, test_recipe.data.template
+    heldout = {p.lower() for p in tasks.load(pocket_run[2], "heldout")["prompt"]}
+    a = base.corpus(cfg, template, heldout)
+    assert a == base.corpus(cfg, template, heldout)
+    assert not heldout & {" ".join(conv[-1]["content"].lower().split()) for conv, _ in a}
+
+
+def test_model_is_deterministic_for_a_config(test_recipe, loaded):
+    _, tok = loaded
+    a = base.build_model(test_recipe.model.pocket, tok)
+    b = base.build_model(test_recipe.model.pocket, tok)
+    assert all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values(), strict=True))
