@@ -165,11 +165,14 @@ class DataConfig(Section):
 
 
 class RewardSpec(Section):
-    """One reward function of a stage: its registry name, weight and keyword parameters."""
+    """One reward function of a stage: its registry name, weight, keyword parameters, and the rows
+    it judges (the others score None, "cannot judge", which TRL leaves out of the sum)."""
 
     name: str
     weight: float = 1.0
     params: dict[str, Any] = Field(default_factory=dict)
+    rows: Literal["all", "verifiable", "general"] = Field(
+        "all", description="judge every row, only rows with a verifier, or only general rows")
 
 
 class RewardModelConfig(Section):
@@ -181,6 +184,128 @@ class RewardModelConfig(Section):
     batch_size: int = Field(32, gt=0)
     learning_rate: float = Field(1e-3, gt=0)
     seed: int = 0
+    max_length: int = Field(256, gt=0, description="longest pair in tokens; longer pairs are dropped (TRL filters)")
+    use_lora: Literal["auto", "always", "never"] = Field(
+        "auto", description="LoRA (model.lora settings) instead of a full fine-tune; auto: when the base is large"
+    )
+    lora_above_parameters: int = Field(
+        50_000_000, gt=0, description="with use_lora: auto, bases with more parameters train a LoRA adapter"
+    )
+
+
+# --- training stages -------------------------------------------------------------------------
+
+
+class TrainConfig(Section):
+    """What every trainer of ours shares (passed to TRL's SFTConfig / GRPOConfig)."""
+
+    steps: int = Field(100, gt=0, description="optimizer steps (TRL max_steps)")
+    learning_rate: float = Field(1e-4, gt=0)
+    batch_size: int = Field(16, gt=0, description="per-device train batch size (completions for GRPO)")
+    gradient_accumulation_steps: int = Field(1, gt=0)
+    warmup_steps: int = Field(0, ge=0)
+    logging_steps: int = Field(1, gt=0)
+    save_steps: int = Field(50, gt=0, description="trainer checkpoint every N steps (to resume a killed stage)")
+    save_total_limit: int = Field(2, gt=0, description="keep at most the last N checkpoints")
+    bf16: bool = Field(False, description="bf16 mixed precision (GPU); fp32 measured faster for the pocket model on CPU")
+    num_processes: int = Field(1, gt=0, description="processes for `accelerate launch` (DDP)")
+
+
+class SFTStageConfig(TrainConfig):
+    """Supervised fine-tuning of the LoRA adapter with TRL's SFTTrainer (loss on the assistant turn)."""
+
+    learning_rate: float = Field(2e-3, gt=0)
+    max_length: int = Field(512, gt=0, description="longest tokenized example; longer ones are truncated")
+    from_base: bool = Field(False, description="start a fresh adapter on the base instead of the previous one")
+
+
+class ColdStartConfig(SFTStageConfig):
+    """Stage 1: SFT on a few hundred readable long chains of thought."""
+
+    examples: int = Field(300, gt=0, description="cold-start examples to generate (pocket world)")
+    dataset: str | None = Field(None, description="a JSONL/Parquet file of {prompt, completion} for real recipes")
+
+
+class GRPOStageConfig(TrainConfig):
+    """A GRPO stage (TRL GRPOTrainer): every knob that matters, set on purpose."""
+
+    learning_rate: float = Field(1e-3, gt=0)
+    rewards: list[RewardSpec] = Field(default_factory=lambda: [RewardSpec(name="accuracy"), RewardSpec(name="format")])
+    num_generations: int = Field(8, ge=2, description="completions per prompt (the group)")
+    beta: float = Field(0.0, ge=0, description="KL coefficient (0 = no reference model)")
+    loss_type: Literal["grpo", "dr_grpo", "dapo", "bnpo"] = "dapo"
+    epsilon: float = Field(0.2, gt=0, description="lower clip range")
+    epsilon_high: float | None = Field(0.28, gt=0, description="upper clip range (DAPO clip-higher)")
+    scale_rewards: Literal["group", "batch", "none"] = "group"
+    max_completion_length: int = Field(128, gt=0)
+    temperature: float = Field(1.0, gt=0, description="rollout temperature (the paper: 1.0)")
+    top_p: float = Field(1.0, gt=0, le=1)
+    prompts: int | None = Field(None, gt=0, description="use at most this many training prompts")
+    use_vllm: bool = Field(False, description="vLLM rollouts (needs vLLM and a GPU; else HF generate)")
+    vllm_mode: Literal["colocate", "server"] = "colocate"
+
+    @model_validator(mode="after")
+    def _group_divides_batch(self) -> GRPOStageConfig:
+        batch = self.batch_size * self.gradient_accumulation_steps
+        if batch % self.num_generations:
+            raise ValueError(f"num_generations ({self.num_generations}) must divide the generation batch "
+                             f"batch_size * gradient_accumulation_steps = {batch}")
+        return self
+
+
+class RejectionSamplingConfig(Section):
+    """Stage 3a: sample from the RL adapter, keep the good reasoning, mix in general data."""
+
+    prompts: int = Field(400, gt=0, description="training prompts to sample from")
+    samples_per_prompt: int = Field(4, gt=0)
+    temperature: float = Field(0.7, gt=0)
+    top_p: float = Field(0.95, gt=0, le=1)
+    max_new_tokens: int = Field(160, gt=0)
+    batch_size: int = Field(128, gt=0, description="completions per generation batch")
+    keep_correct: bool = Field(True, description="drop completions whose answer does not verify")
+    keep_single_language: bool = Field(True, description="drop chains of thought that mix languages")
+    language_threshold: float = Field(1.0, ge=0, le=1, description="least share of target-language words")
+    max_tokens: int | None = Field(None, gt=0, description="drop completions longer than this (default: unfinished)")
+    dedupe: bool = True
+    reasoning_to_general: float = Field(3.0, gt=0, description="ratio of reasoning to general rows (paper ~3:1)")
+    general_dataset: str | None = Field(
+        None, description="file of general {prompt, completion} rows; default: the pocket world's general tasks")
+
+
+class GuardConfig(Section):
+    """Reward-hacking guard: stop when held-out verifiable accuracy falls by more than `margin`."""
+
+    every: int = Field(10, gt=0, description="evaluate every N steps")
+    margin: float = Field(0.05, ge=0, le=1)
+    prompts: int = Field(64, gt=0, description="held-out verifiable prompts per check (greedy)")
+
+
+class AllScenarioConfig(GRPOStageConfig):
+    """Stage 4: GRPO on mixed prompts; rule rewards where a verifier exists, the reward model elsewhere."""
+
+    general_fraction: float = Field(0.25, ge=0, lt=1, description="share of general (unverifiable) prompts")
+    guard: GuardConfig = GuardConfig()
+
+
+class DistillConfig(Section):
+    """Distillation: a smaller student SFT'd on the teacher's rejection-sampled data, and the same
+    student trained by RL alone for comparison."""
+
+    student_model: str = Field("pocket", description="'pocket' (build `student` like the base) or a model path")
+    student: PocketConfig = PocketConfig(hidden_size=64, num_layers=2, intermediate_size=192)
+    sft: SFTStageConfig = SFTStageConfig(from_base=True)
+    rl: GRPOStageConfig = GRPOStageConfig()
+
+
+class EvalConfig(Section):
+    """Held-out evaluation (the paper: pass@1 from k samples at temperature 0.6, top-p 0.95)."""
+
+    samples: int = Field(16, gt=0, description="k samples per prompt for pass@1 and cons@k")
+    temperature: float = Field(0.6, gt=0)
+    top_p: float = Field(0.95, gt=0, le=1)
+    max_new_tokens: int = Field(160, gt=0)
+    prompts: int | None = Field(None, gt=0, description="evaluate at most this many held-out prompts")
+    batch_size: int = Field(256, gt=0)
 
 
 # --- the recipe ----------------------------------------------------------------------------
@@ -192,6 +317,20 @@ class Recipe(Section):
     model: ModelConfig = ModelConfig()
     data: DataConfig
     reward_model: RewardModelConfig = RewardModelConfig()
+    cold_start: ColdStartConfig = ColdStartConfig()
+    reasoning_rl: GRPOStageConfig = GRPOStageConfig(rewards=[
+        RewardSpec(name="accuracy"), RewardSpec(name="format", weight=0.5),
+        RewardSpec(name="language_consistency", weight=0.5),
+    ])
+    rejection_sampling: RejectionSamplingConfig = RejectionSamplingConfig()
+    sft: SFTStageConfig = SFTStageConfig()
+    all_scenario_rl: AllScenarioConfig = AllScenarioConfig(rewards=[
+        RewardSpec(name="accuracy", rows="verifiable"), RewardSpec(name="format", weight=0.5),
+        RewardSpec(name="language_consistency", weight=0.5), RewardSpec(name="reward_model", rows="general"),
+    ])
+    r1_zero: GRPOStageConfig = GRPOStageConfig()
+    distill: DistillConfig = DistillConfig()
+    eval: EvalConfig = EvalConfig()
 
     def resolved(self) -> dict[str, Any]:
         """The recipe as plain JSON-able data, defaults filled in (for manifests and W&B)."""

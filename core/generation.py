@@ -13,6 +13,7 @@ from tqdm.auto import tqdm
 class Completion:
     text: str
     num_tokens: int  # generated tokens, the end-of-sequence token included
+    finished: bool  # ended with end-of-sequence (not cut off at max_new_tokens)
 
 
 @torch.no_grad()
@@ -56,14 +57,15 @@ def generate(
         new = out[:, enc["input_ids"].shape[1]:]
         texts = tokenizer.batch_decode(new, skip_special_tokens=True)
         for j, (row, text) in enumerate(zip(new, texts, strict=True)):
-            results[idx[j // n]].append(Completion(text, _length(row, tokenizer.eos_token_id, pad_id)))
+            length, finished = _length(row, tokenizer.eos_token_id, pad_id)
+            results[idx[j // n]].append(Completion(text, length, finished))
         bar.update(len(idx) * n)
     bar.close()
     return results
 
 
-def _length(tokens: torch.Tensor, eos_id: int, pad_id: int) -> int:
+def _length(tokens: torch.Tensor, eos_id: int, pad_id: int) -> tuple[int, bool]:
     ends = (tokens == eos_id).nonzero()
     if len(ends):
-        return int(ends[0, 0]) + 1
-    return int((tokens != pad_id).sum())
+        return int(ends[0, 0]) + 1, True
+    return int((tokens != pad_id).sum()), False

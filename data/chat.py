@@ -23,3 +23,12 @@ def render(tokenizer: Any, conversation: list[dict[str, str]], add_generation_pr
             "use an instruct/chat model or set one"
         )
     return tokenizer.apply_chat_template(conversation, tokenize=False, add_generation_prompt=add_generation_prompt)
+
+
+def prompt_dataset(rows: Any, template: TemplateConfig, limit: int | None = None, seed: int = 0) -> Any:
+    """Task rows as a TRL conversational prompt dataset: `prompt` becomes the conversation, the task
+    text stays in `question`, and answer / task / metadata ride along for the rewards."""
+    ds = rows.shuffle(seed=seed) if limit is not None else rows
+    if limit is not None:
+        ds = ds.select(range(min(limit, len(ds))))
+    return ds.map(lambda r: {"question": r["prompt"], "prompt": messages(r["prompt"], template)})

@@ -30,3 +30,4 @@ def split(rows: Iterable[Row], heldout_size: int, seed: int) -> tuple[list[Row],
     ordered = list(unique.values())
     random.Random(seed).shuffle(ordered)
     return ordered[heldout_size:], ordered[:heldout_size]
+

@@ -34,10 +34,10 @@ from core.generation import generate
 from core.runstore import PROJECT_ROOT, Ref, RunStore, StageResult, combine, file_sha256
 from data import pocket
 from data.chat import messages, render
+from data.saved import load_split
 from data.split import prompt_key
 from rewards.accuracy import score_completion
 from rewards.extract import think_text
-from stages import tasks
 
 log = logging.getLogger(__name__)
 STAGE = "base"
@@ -251,7 +251,7 @@ def run(recipe: Recipe, store: RunStore, run_id: str, tasks_ref: Ref, force: boo
         if cfg.base != "pocket":
             # A user's model: a local directory is hashed by content, a hub id by name.
             return StageResult(metrics={"model": cfg.base}, artifact=Path(cfg.base))
-        heldout = tasks.load(tasks_ref, "heldout")
+        heldout = load_split(tasks_ref, "heldout")
         path = pocket_base(cfg.pocket, recipe.data.template, list(heldout["prompt"]), store)
         model, tokenizer = load(path)
         metrics = evaluate(model, tokenizer, list(heldout), recipe.data.template)

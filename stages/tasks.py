@@ -15,11 +15,6 @@ from data.split import split
 STAGE = "tasks"
 
 
-def load(ref: Ref, part: str) -> datasets.Dataset:
-    """The 'train' or 'heldout' split of a tasks stage."""
-    return datasets.load_from_disk(str(Path(ref.path) / part))
-
-
 def run(recipe: Recipe, store: RunStore, run_id: str, force: bool = False) -> Ref:
     data = recipe.data
 

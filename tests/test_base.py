@@ -8,7 +8,8 @@ import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from data.chat import messages, render
-from stages import base, tasks
+from data.saved import load_split
+from stages import base
 
 
 @pytest.fixture(scope="module")
@@ -20,7 +21,7 @@ def loaded(pocket_run):
 def test_auto_classes_load_and_generate(loaded, test_recipe, pocket_run):
     model, tok = loaded
     assert model.config.model_type == "qwen2"
-    row = tasks.load(pocket_run[2], "heldout")[0]
+    row = load_split(pocket_run[2], "heldout")[0]
     prompt = render(tok, messages(row["prompt"], test_recipe.data.template))
     enc = tok(prompt, return_tensors="pt", add_special_tokens=False)
     out = model.generate(**enc, max_new_tokens=40, do_sample=False)
@@ -40,7 +41,7 @@ def test_reloaded_tokenizer_encodes_exactly_as_the_training_one(pocket_run, test
     """A custom pre-tokenizer can be silently lost on save/load; rebuild the training tokenizer
     from the same corpus and compare encodings token for token."""
     cfg, template = test_recipe.model.pocket, test_recipe.data.template
-    heldout = list(tasks.load(pocket_run[2], "heldout")["prompt"])
+    heldout = list(load_split(pocket_run[2], "heldout")["prompt"])
     docs = base.corpus(cfg, template, {p.lower() for p in heldout})
     texts = [m["content"] for conv, _ in docs for m in conv] + [reply for _, reply in docs]
     trained = base.build_tokenizer(texts, cfg.vocab_size)
@@ -86,7 +87,7 @@ def test_base_metrics_are_recorded(pocket_run):
 
 def test_pocket_base_is_cached_by_content(pocket_run, test_recipe, monkeypatch):
     store, _, tasks_ref, base_ref = pocket_run
-    heldout = list(tasks.load(tasks_ref, "heldout")["prompt"])
+    heldout = list(load_split(tasks_ref, "heldout")["prompt"])
     monkeypatch.setattr(base, "build_pocket", lambda *a, **k: pytest.fail("rebuilt a cached base"))
     path = base.pocket_base(test_recipe.model.pocket, test_recipe.data.template, heldout, store)
     assert str(path) == base_ref.path
@@ -94,7 +95,7 @@ def test_pocket_base_is_cached_by_content(pocket_run, test_recipe, monkeypatch):
 
 def test_corpus_is_deterministic_and_excludes_heldout(test_recipe, pocket_run):
     cfg, template = test_recipe.model.pocket, test_recipe.data.template
-    heldout = {p.lower() for p in tasks.load(pocket_run[2], "heldout")["prompt"]}
+    heldout = {p.lower() for p in load_split(pocket_run[2], "heldout")["prompt"]}
     a = base.corpus(cfg, template, heldout)
     assert a == base.corpus(cfg, template, heldout)
     assert not heldout & {" ".join(conv[-1]["content"].lower().split()) for conv, _ in a}

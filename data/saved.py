@@ -1,0 +1,23 @@
+"""Datasets that stages save into their directories, loaded back from a stage's Ref."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import datasets
+
+SPLITS = ("train", "heldout")
+SFT_DATASET = "dataset"
+
+
+def load_split(ref: Any, part: str) -> datasets.Dataset:
+    """The 'train' or 'heldout' split saved by the tasks stage."""
+    if part not in SPLITS:
+        raise ValueError(f"split {part!r}: expected one of {SPLITS}")
+    return datasets.load_from_disk(str(Path(ref.path) / part))
+
+
+def load_sft_dataset(ref: Any) -> datasets.Dataset:
+    """The {prompt, completion} conversations a stage saved (cold start, rejection sampling)."""
+    return datasets.load_from_disk(str(Path(ref.path) / SFT_DATASET))

@@ -1,0 +1,94 @@
+"""Stage 3a, rejection sampling: sample k completions per training prompt from the reasoning-RL
+adapter (batched), keep the verified-correct, single-language, finished ones, drop duplicates, mix
+in general (non-reasoning) data at the recipe's ratio, and save a `datasets` dataset. The
+manifest counts what each filter removed."""
+
+from __future__ import annotations
+
+import random
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import datasets
+
+from core.config import Recipe
+from core.generation import generate
+from core.modeling import adapter_path, inference_model, load_tokenizer
+from core.runstore import Ref, RunStore, StageResult
+from data.chat import messages, render
+from data.cold_start import conversation, file_cold_start, general_completion
+from data.general import general_rows
+from data.saved import SFT_DATASET, load_split
+from data.split import prompt_key
+from rewards.accuracy import score_completion
+from rewards.extract import think_text
+from rewards.language import language_share
+
+STAGE = "rejection_sampling"
+def keep_or_reason(row: dict[str, Any], text: str, finished: bool, num_tokens: int, recipe: Recipe) -> str | None:
+    """None when a sampled completion passes every enabled filter, else the filter that removed it."""
+    cfg = recipe.rejection_sampling
+    if not finished or (cfg.max_tokens is not None and num_tokens > cfg.max_tokens):
+        return "overlong"
+    if cfg.keep_correct and (score_completion(text, row["answer"], row["task"], row["metadata"]) or 0.0) < 1.0:
+        return "incorrect"
+    if cfg.keep_single_language and language_share(think_text(text), recipe.data.language) < cfg.language_threshold:
+        return "mixed_language"
+    return None
+
+
+def general_data(recipe: Recipe, n: int) -> list[dict[str, Any]]:
+    """`n` general rows as conversations: the recipe's file, or the pocket world's general tasks."""
+    cfg, template = recipe.rejection_sampling, recipe.data.template
+    if cfg.general_dataset:
+        ds = file_cold_start(cfg.general_dataset, template).shuffle(seed=recipe.seed)
+        return [dict(r, kind="general") for r in ds.select(range(min(n, len(ds))))]
+    return [conversation(r["prompt"], general_completion(r["answer"]), template) | {"kind": "general"}
+            for r in general_rows(n, recipe.seed)]
+
+
+def run(recipe: Recipe, store: RunStore, run_id: str, tasks_ref: Ref, base_ref: Ref, adapter_ref: Ref,
+        force: bool = False) -> Ref:
+    cfg, template = recipe.rejection_sampling, recipe.data.template
+
+    def build(work: Path) -> StageResult:
+        train = load_split(tasks_ref, "train").shuffle(seed=recipe.seed)
+        train = list(train.select(range(min(cfg.prompts, len(train)))))
+        tokenizer = load_tokenizer(base_ref.path)
+        model = inference_model(base_ref.path, adapter_path(adapter_ref), recipe.model.dtype)
+        prompts = [render(tokenizer, messages(r["prompt"], template)) for r in train]
+        samples = generate(model, tokenizer, prompts, max_new_tokens=cfg.max_new_tokens, temperature=cfg.temperature,
+                           top_p=cfg.top_p, n=cfg.samples_per_prompt, batch_size=cfg.batch_size, seed=recipe.seed,
+                           desc="rejection sampling")
+        removed: Counter[str] = Counter()
+        seen: set[tuple[str, str]] = set()
+        kept = []
+        for row, completions in zip(train, samples, strict=True):
+            for c in completions:
+                reason = keep_or_reason(row, c.text, c.finished, c.num_tokens, recipe)
+                key = (prompt_key(row["prompt"]), " ".join(c.text.split()))
+                if reason is None and cfg.dedupe and key in seen:
+                    reason = "duplicate"
+                if reason:
+                    removed[reason] += 1
+                    continue
+                seen.add(key)
+                kept.append(conversation(row["prompt"], c.text.strip(), template) | {"kind": "reasoning"})
+        general = general_data(recipe, round(len(kept) / cfg.reasoning_to_general)) if kept else []
+        rows = kept + general
+        random.Random(recipe.seed).shuffle(rows)
+        datasets.Dataset.from_list(rows).save_to_disk(str(work / SFT_DATASET))
+        return StageResult(metrics={
+            "prompts": len(train),
+            "sampled": sum(len(s) for s in samples),
+            **{f"removed_{k}": removed.get(k, 0) for k in ("overlong", "incorrect", "mixed_language", "duplicate")},
+            "reasoning_rows": len(kept),
+            "general_rows": len(general),
+            "prompts_with_a_kept_sample": len({prompt_key(r["prompt"][-1]["content"]) for r in kept}),
+        })
+
+    config = {"stage": cfg.model_dump(mode="json"), "template": template.model_dump(mode="json"),
+              "language": recipe.data.language, "seed": recipe.seed}
+    inputs = {"tasks": tasks_ref, "base": base_ref, "adapter": adapter_ref}
+    return store.run_stage(run_id, STAGE, config, inputs, build, force=force)
