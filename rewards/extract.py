@@ -22,8 +22,11 @@ def last_boxed(text: str) -> str | None:
     start = max(text.rfind("\\boxed"), text.rfind("\\fbox"))
     if start < 0:
         return None
-    brace = text.find("{", start)
-    if brace < 0:
+    # The brace must open the box's argument: in `\boxed 5 ... {x}` nothing is boxed.
+    brace = start + len("\\boxed" if text.startswith("\\boxed", start) else "\\fbox")
+    while brace < len(text) and text[brace].isspace():
+        brace += 1
+    if brace >= len(text) or text[brace] != "{":
         return None
     depth = 0
     for i in range(brace, len(text)):
