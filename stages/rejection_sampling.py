@@ -43,9 +43,15 @@ def general_data(recipe: Recipe, n: int) -> list[dict[str, Any]]:
     cfg, template = recipe.rejection_sampling, recipe.data.template
     if cfg.general_dataset:
         ds = file_cold_start(cfg.general_dataset, template).shuffle(seed=recipe.seed)
-        return [dict(r, kind="general") for r in ds.select(range(min(n, len(ds))))]
-    return [conversation(r["prompt"], general_completion(r["answer"]), template) | {"kind": "general"}
+        return [dict(r, kind="general", answer="", task="general", metadata="{}")
+                for r in ds.select(range(min(n, len(ds))))]
+    return [conversation(r["prompt"], general_completion(r["answer"]), template) | _gold(r, "general")
             for r in general_rows(n, recipe.seed)]
+
+
+def _gold(row: dict[str, Any], kind: str) -> dict[str, Any]:
+    """The columns that let anyone re-verify a kept row."""
+    return {"kind": kind, "answer": row["answer"], "task": row["task"], "metadata": row["metadata"]}
 
 
 def run(recipe: Recipe, store: RunStore, run_id: str, tasks_ref: Ref, base_ref: Ref, adapter_ref: Ref,
@@ -74,7 +80,7 @@ def run(recipe: Recipe, store: RunStore, run_id: str, tasks_ref: Ref, base_ref: 
                     removed[reason] += 1
                     continue
                 seen.add(key)
-                kept.append(conversation(row["prompt"], c.text.strip(), template) | {"kind": "reasoning"})
+                kept.append(conversation(row["prompt"], c.text.strip(), template) | _gold(row, "reasoning"))
         general = general_data(recipe, round(len(kept) / cfg.reasoning_to_general)) if kept else []
         rows = kept + general
         random.Random(recipe.seed).shuffle(rows)

@@ -1,0 +1,168 @@
+"""The stages, end to end on the test-size pocket base: cold start -> reasoning RL -> rejection
+sampling -> SFT -> all-scenario RL, then R1-Zero, distillation and the merge, each checked for a
+loadable adapter, a manifest with hashed inputs and outputs, and real training signal."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from peft import PeftModel
+from safetensors.torch import load_file
+from transformers import AutoModelForCausalLM, AutoTokenizer
+
+from core.modeling import ADAPTER
+from core.runstore import file_sha256
+from data.chat import messages, render
+from data.saved import load_sft_dataset
+from rewards.accuracy import score_completion
+from stages import (
+    all_scenario_rl,
+    cold_start,
+    distill,
+    merge,
+    r1_zero,
+    reasoning_rl,
+    rejection_sampling,
+    reward_model,
+    sft,
+)
+
+TRAINING = ["cold_start", "reasoning_rl", "sft", "all_scenario_rl"]
+
+
+@pytest.fixture(scope="module")
+def chain(pocket_run, test_recipe):
+    """Every stage of the R1 pipeline on the test recipe, built once for this module."""
+    store, run_id, tasks_ref, base_ref = pocket_run
+    r = test_recipe
+    refs = {"tasks": tasks_ref, "base": base_ref}
+    refs["cold_start"] = cold_start.run(r, store, run_id, tasks_ref, base_ref)
+    refs["reasoning_rl"] = reasoning_rl.run(r, store, run_id, tasks_ref, base_ref, refs["cold_start"])
+    refs["rejection_sampling"] = rejection_sampling.run(r, store, run_id, tasks_ref, base_ref, refs["reasoning_rl"])
+    refs["sft"] = sft.run(r, store, run_id, base_ref, refs["rejection_sampling"], refs["reasoning_rl"])
+    refs["reward_model"] = reward_model.run(r, store, run_id, base_ref)
+    refs["all_scenario_rl"] = all_scenario_rl.run(r, store, run_id, tasks_ref, base_ref, refs["sft"],
+                                                  refs["reward_model"])
+    return store, run_id, refs
+
+
+def _adapter_weights(ref) -> dict[str, torch.Tensor]:
+    return load_file(str(Path(ref.path) / ADAPTER / "adapter_model.safetensors"))
+
+
+@pytest.mark.parametrize("stage", TRAINING)
+def test_adapter_loads_with_peft_and_generates(chain, test_recipe, stage):
+    store, run_id, refs = chain
+    base_path = refs["base"].path
+    tok = AutoTokenizer.from_pretrained(base_path)
+    model = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(base_path), str(Path(refs[stage].path) / ADAPTER))
+    prompt = render(tok, messages("State the final answer to the following arithmetic problem: 1 + 2 =",
+                                  test_recipe.data.template))
+    enc = tok(prompt, return_tensors="pt", add_special_tokens=False)
+    out = model.generate(**enc, max_new_tokens=20, do_sample=False)
+    assert out.shape[1] > enc["input_ids"].shape[1]
+
+
+@pytest.mark.parametrize("stage", TRAINING + ["rejection_sampling"])
+def test_manifest_records_hashed_inputs_and_outputs(chain, stage):
+    store, run_id, refs = chain
+    manifest = store.manifest(run_id, stage)
+    assert manifest["status"] == "complete"
+    assert manifest["inputs"]["base"]["sha256"] == refs["base"].sha256
+    for rel, digest in manifest["outputs"].items():
+        assert file_sha256(Path(refs[stage].path) / rel) == digest
+    assert not [p for p in manifest["outputs"] if p.startswith("checkpoints/")]  # resume state is dropped
+
+
+def test_the_same_adapter_moves_through_the_stages(chain):
+    store, run_id, refs = chain
+    chain_of = {"reasoning_rl": "cold_start", "sft": "reasoning_rl", "all_scenario_rl": "sft"}
+    for stage, previous in chain_of.items():
+        assert store.manifest(run_id, stage)["inputs"]["adapter"]["sha256"] == refs[previous].sha256
+        before, after = _adapter_weights(refs[previous]), _adapter_weights(refs[stage])
+        assert before.keys() == after.keys()
+        assert any(not torch.equal(before[k], after[k]) for k in before), f"{stage} did not change the adapter"
+    # the cold start really trained: LoRA B matrices start at zero
+    assert any(v.abs().sum() > 0 for k, v in _adapter_weights(refs["cold_start"]).items() if "lora_B" in k)
+
+
+@pytest.mark.parametrize("stage", ["reasoning_rl", "all_scenario_rl"])
+def test_rewards_were_computed_on_real_samples(chain, stage):
+    store, run_id, refs = chain
+    history = json.loads((Path(refs[stage].path) / "log_history.json").read_text())
+    steps = [h for h in history if "reward" in h]
+    assert len(steps) == store.manifest(run_id, stage)["metrics"]["steps"]
+    for name in ("format", "language_consistency"):
+        assert any(h[f"rewards/{name}/std"] > 0 for h in steps), f"{name} never varied"
+    assert all(h["completions/mean_length"] > 0 for h in steps)
+    assert all("rewards/reflection_words/mean" in h for h in steps)
+
+
+def test_rejection_sampled_dataset_is_verified_reasoning_plus_general_in_ratio(chain, test_recipe):
+    store, run_id, refs = chain
+    data = load_sft_dataset(refs["rejection_sampling"])
+    reasoning = [r for r in data if r["kind"] == "reasoning"]
+    general = [r for r in data if r["kind"] == "general"]
+    assert reasoning, "nothing survived rejection sampling"
+    for row in reasoning:
+        assert score_completion(row["completion"][0]["content"], row["answer"], row["task"], row["metadata"]) == 1.0
+    assert len(general) == round(len(reasoning) / test_recipe.rejection_sampling.reasoning_to_general)
+    metrics = store.manifest(run_id, "rejection_sampling")["metrics"]
+    removed = sum(v for k, v in metrics.items() if k.startswith("removed_"))
+    assert metrics["reasoning_rows"] + removed == metrics["sampled"]
+
+
+def test_all_scenario_guard_and_reward_routing(chain):
+    store, run_id, refs = chain
+    metrics = store.manifest(run_id, "all_scenario_rl")["metrics"]
+    assert metrics["general_prompts"] > 0
+    assert [h["step"] for h in metrics["guard_history"]][0] == 0
+    history = json.loads((Path(refs["all_scenario_rl"].path) / "log_history.json").read_text())
+    assert any("rewards/reward_model/mean" in h for h in history)
+
+
+def test_sft_from_base_starts_a_fresh_adapter(chain, test_recipe, tmp_path):
+    store, run_id, refs = chain
+    recipe = test_recipe.model_copy(update={"sft": test_recipe.sft.model_copy(update={"from_base": True})})
+    ref = sft.run(recipe, store, run_id + "-frombase", refs["base"], refs["rejection_sampling"], refs["reasoning_rl"])
+    assert "adapter" not in store.manifest(run_id + "-frombase", "sft")["inputs"]
+    assert _adapter_weights(ref).keys() == _adapter_weights(refs["sft"]).keys()
+
+
+def test_merged_model_is_a_plain_hf_directory(chain, test_recipe):
+    store, run_id, refs = chain
+    ref = merge.run(test_recipe, store, run_id, refs["base"], refs["all_scenario_rl"])
+    model = AutoModelForCausalLM.from_pretrained(str(Path(ref.path) / "model"))
+    peft = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(refs["base"].path),
+                                     str(Path(refs["all_scenario_rl"].path) / ADAPTER)).merge_and_unload()
+    ids = torch.tensor([[1, 5, 9, 13]])
+    assert torch.allclose(model(ids).logits, peft(ids).logits, atol=1e-5)
+
+
+def test_r1_zero_trains_a_fresh_adapter_with_accuracy_and_format(pocket_run, test_recipe):
+    store, run_id, tasks_ref, base_ref = pocket_run
+    ref = r1_zero.run(test_recipe, store, run_id, tasks_ref, base_ref)
+    manifest = store.manifest(run_id, "r1_zero")
+    assert "adapter" not in manifest["inputs"]
+    history = json.loads((Path(ref.path) / "log_history.json").read_text())
+    assert {"rewards/accuracy/mean", "rewards/format/mean"} <= set(history[0])
+    assert "rewards/language_consistency/mean" not in history[0]
+    assert manifest["metrics"]["steps"] == test_recipe.r1_zero.steps
+
+
+def test_distillation_student_is_smaller_and_trained_two_ways(chain, test_recipe):
+    store, run_id, refs = chain
+    student = distill.student_base(test_recipe, store, run_id, refs["tasks"])
+    n_student = AutoModelForCausalLM.from_pretrained(student.path).num_parameters()
+    n_teacher = AutoModelForCausalLM.from_pretrained(refs["base"].path).num_parameters()
+    assert n_student < n_teacher
+    distilled = distill.distilled(test_recipe, store, run_id, student, refs["rejection_sampling"])
+    rl_only = distill.rl_only(test_recipe, store, run_id, refs["tasks"], student)
+    assert store.manifest(run_id, "student_distilled")["inputs"]["dataset"]["sha256"] == \
+        refs["rejection_sampling"].sha256
+    assert "dataset" not in store.manifest(run_id, "student_rl")["inputs"]
+    for ref in (distilled, rl_only):
+        assert (Path(ref.path) / ADAPTER / "adapter_model.safetensors").is_file()
