@@ -1,0 +1,92 @@
+"""The evaluator: pass@1 and cons@k on hand-made samples (ties included), held-out prompts only,
+and an end-to-end evaluation of the test-size pocket base."""
+
+import json
+from pathlib import Path
+
+import pytest
+
+from core.evaluation import COLUMNS, Sample, cons_at_k, format_table, majority_answer, pass_at_1, summarize
+from data.saved import load_split
+from data.split import prompt_key
+from stages import evaluate
+
+GOLD = {"answer": "7", "task": None, "metadata": "{}"}
+
+
+def s(answer, correct=None, tokens=10, lang=1.0, refl=0):
+    return Sample(answer=answer, correct=answer == "7" if correct is None else correct, num_tokens=tokens,
+                  language_consistency=lang, reflection_words=refl)
+
+
+@pytest.mark.parametrize(
+    ("answers", "p1", "majority", "cons"),
+    [
+        (["7", "7", "7", "7"], 1.0, "7", True),
+        (["7", "3", "3", "4"], 0.25, "3", False),          # plurality wrong although one sample right
+        (["3", "7", "7", "4"], 0.5, "7", True),
+        (["3", "7", "7", "3"], 0.5, "3", False),           # tie 2-2: the answer reached first wins
+        (["7", "3", "3", "7"], 0.5, "7", True),            # the same tie, other order
+        ([None, None, "7", "3"], 0.25, "7", True),         # no answer does not vote; 1-1 tie -> first
+        ([None, None, None, None], 0.0, None, False),
+        ([" 7 ", "7.", "3", "3"], 0.0, "7", True),         # answers vote after normalisation
+    ],
+)
+def test_pass_at_1_and_majority_vote(answers, p1, majority, cons):
+    samples = [s(a, correct=a == "7") for a in answers]
+    assert pass_at_1(samples) == p1
+    assert majority_answer(samples) == majority
+    assert cons_at_k(samples, GOLD) is cons
+
+
+def test_summary_per_task_and_overall():
+    rows = [dict(GOLD, task="a"), dict(GOLD, task="a"), dict(GOLD, task="b")]
+    sampled = [[s("7"), s("3")], [s("3", tokens=20), s("3", tokens=20)], [s("7", lang=0.5, refl=2), s("7")]]
+    greedy = [s("7"), s("3"), s("7")]
+    out = summarize(rows, sampled, greedy)
+    assert out["overall"]["pass_at_1"] == pytest.approx((0.5 + 0 + 1) / 3)
+    assert out["overall"]["cons_at_k"] == pytest.approx(2 / 3)          # row 1: tie 7/3 -> 7 (first)
+    assert out["overall"]["greedy_accuracy"] == pytest.approx(2 / 3)
+    assert out["per_task"]["a"]["pass_at_1"] == 0.25 and out["per_task"]["b"]["pass_at_1"] == 1.0
+    assert out["per_task"]["a"]["mean_length"] == 15.0
+    assert out["per_task"]["b"]["language_consistency"] == 0.75 and out["per_task"]["b"]["reflection_words"] == 1.0
+    assert out["k"] == 2
+    table = format_table({"base": out})
+    assert "| base | 0.500 | 0.667 | 0.667 |" in table
+
+
+@pytest.fixture(scope="module")
+def base_eval(pocket_run, test_recipe):
+    store, run_id, tasks_ref, base_ref = pocket_run
+    ref = evaluate.run(test_recipe, store, run_id, tasks_ref, base_ref, None, "base")
+    return store, run_id, tasks_ref, ref
+
+
+def test_end_to_end_eval_of_the_pocket_base_writes_every_field(base_eval, test_recipe):
+    store, run_id, _, ref = base_eval
+    results = json.loads((Path(ref.path) / "eval.json").read_text())
+    for scope in [results["overall"], *results["per_task"].values()]:
+        for key in COLUMNS:
+            assert isinstance(scope[key], float) and scope[key] >= 0
+        assert 0 <= scope["pass_at_1"] <= 1 and 0 <= scope["language_consistency"] <= 1
+    assert results["k"] == test_recipe.eval.samples
+    assert results["overall"]["prompts"] == test_recipe.eval.prompts
+    assert results["overall"]["mean_length"] > 0
+    assert store.manifest(run_id, "eval_base")["metrics"] == results["overall"]
+
+
+def test_evaluator_sees_only_heldout_prompts(base_eval):
+    _, _, tasks_ref, ref = base_eval
+    train = {prompt_key(p) for p in load_split(tasks_ref, "train")["prompt"]}
+    heldout = {prompt_key(p) for p in load_split(tasks_ref, "heldout")["prompt"]}
+    results = json.loads((Path(ref.path) / "eval.json").read_text())
+    evaluated = {prompt_key(e["prompt"]) for e in results["examples"]}
+    assert evaluated <= heldout and not evaluated & train
+
+
+def test_every_evaluated_row_is_heldout(pocket_run, test_recipe):
+    _, _, tasks_ref, _ = pocket_run
+    train = {prompt_key(p) for p in load_split(tasks_ref, "train")["prompt"]}
+    rows = evaluate.heldout_rows(test_recipe, tasks_ref)
+    assert len(rows) == test_recipe.eval.prompts
+    assert not {prompt_key(r["prompt"]) for r in rows} & train
