@@ -54,7 +54,7 @@ class PocketConfig(Section):
     max_terms: int = Field(6, ge=2, description="longest chain in the corpus")
     vocab_size: int = Field(384, ge=300, description="BPE vocabulary size (bytes + merges + chat tokens)")
     corpus_documents: int = Field(60_000, gt=0)
-    steps: int = Field(1200, gt=0)
+    steps: int = Field(1000, gt=0)
     batch_size: int = Field(32, gt=0)
     block_size: int = Field(128, gt=8, description="tokens per packed training window")
     learning_rate: float = Field(3e-3, gt=0)

@@ -214,26 +214,33 @@ def pocket_base(cfg: PocketConfig, template: TemplateConfig, heldout_prompts: li
 # --- evaluation of the base ------------------------------------------------------------------
 
 
-def evaluate(model: Any, tokenizer: Any, rows: list[dict], template: TemplateConfig,
-             max_new_tokens: int = 160) -> dict[str, Any]:
-    """Greedy held-out accuracy, split by whether the model wrote out steps and by item length."""
+def evaluate(model: Any, tokenizer: Any, rows: list[dict], template: TemplateConfig, samples: int = 4,
+             temperature: float = 1.0, max_new_tokens: int = 160) -> dict[str, Any]:
+    """Held-out accuracy of the base as it samples (temperature 1: its natural mix of styles), split
+    by whether it wrote out steps or answered directly and by item length; plus greedy accuracy."""
     prompts = [render(tokenizer, messages(r["prompt"], template)) for r in rows]
-    outs = generate(model, tokenizer, prompts, max_new_tokens=max_new_tokens, desc="evaluating base")
+    sampled = generate(model, tokenizer, prompts, max_new_tokens=max_new_tokens, temperature=temperature,
+                       n=samples, seed=0, desc="evaluating base (sampled)")
+    greedy = generate(model, tokenizer, prompts, max_new_tokens=max_new_tokens, desc="evaluating base (greedy)")
     cells: dict[str, list[float]] = {}
     lengths = []
-    for row, (comp,) in zip(rows, outs, strict=True):
-        score = score_completion(comp.text, row["answer"], row["task"], row["metadata"]) or 0.0
-        correct = float(score >= 1.0)
-        style = "steps" if any(c.isdigit() for c in think_text(comp.text)) else "direct"
+    for row, completions in zip(rows, sampled, strict=True):
         terms = pocket.terms_of(row["metadata"])
         size = "long" if terms and len(terms) >= 4 else "short"
-        for cell in ("all", style, f"{size}", f"{size}_{style}"):
-            cells.setdefault(cell, []).append(correct)
-        lengths.append(comp.num_tokens)
+        for comp in completions:
+            correct = float((score_completion(comp.text, row["answer"], row["task"], row["metadata"]) or 0) >= 1)
+            style = "steps" if any(c.isdigit() for c in think_text(comp.text)) else "direct"
+            for cell in ("all", style, size, f"{size}_{style}"):
+                cells.setdefault(cell, []).append(correct)
+            lengths.append(comp.num_tokens)
     metrics: dict[str, Any] = {f"accuracy_{k}": sum(v) / len(v) for k, v in sorted(cells.items())}
     metrics.update({f"count_{k}": len(v) for k, v in sorted(cells.items())})
-    metrics["steps_share"] = len(cells.get("steps", [])) / len(rows)
+    metrics["steps_share"] = len(cells.get("steps", [])) / len(lengths)
     metrics["mean_length"] = sum(lengths) / len(lengths)
+    metrics["greedy_accuracy"] = sum(
+        (score_completion(c.text, r["answer"], r["task"], r["metadata"]) or 0) >= 1
+        for r, (c,) in zip(rows, greedy, strict=True)) / len(rows)
+    metrics["samples_per_prompt"], metrics["temperature"] = samples, temperature
     return metrics
 
 

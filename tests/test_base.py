@@ -80,7 +80,9 @@ def test_base_metrics_are_recorded(pocket_run):
     store, run_id, _, base_ref = pocket_run
     metrics = store.manifest(run_id, "base")["metrics"]
     assert 0.0 <= metrics["accuracy_all"] <= 1.0
-    assert metrics["count_all"] == 40 and metrics["mean_length"] > 0
+    assert metrics["count_all"] == 40 * metrics["samples_per_prompt"] and metrics["mean_length"] > 0
+    assert metrics["count_steps"] + metrics.get("count_direct", 0) == metrics["count_all"]
+    assert 0.0 <= metrics["greedy_accuracy"] <= 1.0
     assert json.loads((store.stage_dir(run_id, "base") / "eval.json").read_text()) == metrics
     assert (base.Path(base_ref.path) / "pretraining.json").is_file()
 
