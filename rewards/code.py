@@ -8,8 +8,9 @@ Test cases come from the `tests` column, or from the `tests` key of the `metadat
 file sources keep extra columns): a JSON list (or a list) whose items are either
   {"input": "...", "output": "..."}  the program reads stdin and must print the output (compared
                                      line by line, trailing whitespace ignored); or
-  "assert f(2) == 4"                 a statement run after the program; it passes when the program
-                                     and the statement both finish without error.
+  "assert f(2) == 4"                 a statement run after the program (as module `solution`, so its
+                                     `if __name__ == "__main__":` block does not run); it passes when
+                                     the program and the statement both finish without error.
 Each test case runs in its own sandboxed process (rewards.sandbox). Once a run is killed by a
 limit (time, CPU), the completion's remaining tests count as failed without running, so a
 hostile completion costs at most one timeout.
