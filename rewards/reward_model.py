@@ -88,7 +88,7 @@ def reward_model(completions: list[Any], prompts: list[Any] | None = None, rewar
     flags = prefilled_flags(prompts, n, think_prefilled)
     whole = [text_of(c) for c in completions]
     # With a pre-filled <think>, the reply the classifier saw in training opened with it.
-    whole = [THINK_OPEN + " " + t if f and THINK_OPEN not in t else t for t, f in zip(whole, flags, strict=True)]
+    whole = [THINK_OPEN + t if f and THINK_OPEN not in t else t for t, f in zip(whole, flags, strict=True)]
     summary = [(answer_region(t) or "").strip() for t in whole]
     harmless = score_texts(reward_model_path, prompt_list, whole)
     helpful = score_texts(reward_model_path, prompt_list, summary)

@@ -1,0 +1,145 @@
+"""Stage: the reward model (for prompts with no verifier, used in the all-scenario RL stage).
+
+Reads like a recipe: preference pairs from the pocket world's general tasks (data/preferences.py),
+a sequence classifier (num_labels=1) initialised from the base model, TRL's RewardTrainer, save,
+then the held-out pair accuracy (how often the preferred answer scores higher) as the stage's
+metric. Small bases are fully fine-tuned; large ones train a LoRA adapter (task SEQ_CLS) that is
+merged before saving, so the reward loads one plain model directory either way.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+import datasets
+import torch
+from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+from core.config import Recipe, RewardModelConfig
+from core.runstore import Ref, RunStore, StageResult
+from data.general import general_rows
+from data.preferences import preference_pairs
+from data.split import prompt_key
+
+log = logging.getLogger(__name__)
+STAGE = "reward_model"
+MODEL_DIR = "model"
+
+
+def model_path(ref: Ref) -> Path:
+    """The trained classifier's directory in a reward_model stage (what `reward_model_path` takes)."""
+    return Path(ref.path) / MODEL_DIR
+
+
+def pairs(cfg: RewardModelConfig) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """(train, held-out) preference pairs; no held-out prompt appears in training."""
+    train = preference_pairs(general_rows(cfg.pairs, cfg.seed), cfg.seed)
+    seen = {prompt_key(p["prompt"][0]["content"]) for p in train}
+    candidates = preference_pairs(general_rows(cfg.heldout_pairs * 4, cfg.seed + 1), cfg.seed + 1)
+    heldout = [p for p in candidates if prompt_key(p["prompt"][0]["content"]) not in seen][: cfg.heldout_pairs]
+    return train, heldout
+
+
+def pair_accuracy(path: str | Path, heldout: list[dict[str, Any]]) -> dict[str, float]:
+    """Share of held-out pairs whose chosen reply outscores the rejected one, overall and per spoil kind."""
+    from rewards.reward_model import score_texts
+
+    prompts = [p["prompt"] for p in heldout]
+    chosen = score_texts(path, prompts, [p["chosen"][0]["content"] for p in heldout])
+    rejected = score_texts(path, prompts, [p["rejected"][0]["content"] for p in heldout])
+    wins: dict[str, list[bool]] = {}
+    for pair, c, r in zip(heldout, chosen, rejected, strict=True):
+        for key in ("all", pair["kind"]):
+            wins.setdefault(key, []).append(c > r)
+    return {f"heldout_accuracy_{k}" if k != "all" else "heldout_accuracy": sum(v) / len(v)
+            for k, v in sorted(wins.items())}
+
+
+def _peft_config(recipe: Recipe, parameters: int) -> Any:
+    cfg = recipe.reward_model
+    if cfg.use_lora == "never" or (cfg.use_lora == "auto" and parameters <= cfg.lora_above_parameters):
+        return None
+    from peft import LoraConfig
+
+    lora = recipe.model.lora
+    return LoraConfig(task_type="SEQ_CLS", r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout,
+                      target_modules=lora.target_modules)
+
+
+def train(recipe: Recipe, base_path: str | Path, out: Path) -> dict[str, Any]:
+    """Train the classifier on generated pairs and save model + tokenizer into out/model."""
+    from trl import RewardConfig, RewardTrainer
+
+    cfg = recipe.reward_model
+    t0 = time.perf_counter()
+    train_pairs, heldout = pairs(cfg)
+    tokenizer = AutoTokenizer.from_pretrained(str(base_path))
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    torch.manual_seed(cfg.seed)  # the new score head is drawn at load time
+    model = AutoModelForSequenceClassification.from_pretrained(str(base_path), num_labels=1, dtype=torch.float32)
+    model.config.pad_token_id = tokenizer.pad_token_id
+    peft_config = _peft_config(recipe, model.num_parameters())
+    max_length = min(cfg.max_length, getattr(model.config, "max_position_embeddings", cfg.max_length))
+    args = RewardConfig(
+        output_dir=str(out / "trainer"),
+        max_steps=cfg.steps,
+        per_device_train_batch_size=cfg.batch_size,
+        learning_rate=cfg.learning_rate,
+        lr_scheduler_type="cosine",
+        warmup_steps=min(20, cfg.steps // 10),
+        max_length=max_length,
+        center_rewards_coefficient=0.01,  # keeps scores near 0 so the reward mixes with rule rewards
+        logging_steps=max(1, cfg.steps // 10),
+        save_strategy="no",
+        report_to="none",
+        use_cpu=not torch.cuda.is_available(),
+        bf16=False,
+        seed=cfg.seed,
+        disable_tqdm=True,
+    )
+    columns = ("prompt", "chosen", "rejected")
+    dataset = datasets.Dataset.from_list([{k: p[k] for k in columns} for p in train_pairs])
+    trainer = RewardTrainer(model=model, args=args, train_dataset=dataset, processing_class=tokenizer,
+                            peft_config=peft_config)
+    if len(trainer.train_dataset) < len(dataset):
+        log.warning("reward model: %d of %d pairs are longer than max_length %d and were dropped",
+                    len(dataset) - len(trainer.train_dataset), len(dataset), max_length)
+    result = trainer.train()
+    model = trainer.model.merge_and_unload() if peft_config is not None else trainer.model
+    model.save_pretrained(out / MODEL_DIR)
+    tokenizer.save_pretrained(out / MODEL_DIR)
+    shutil.rmtree(out / "trainer", ignore_errors=True)
+    train_s = time.perf_counter() - t0
+    with open(out / "heldout_pairs.jsonl", "w", encoding="utf-8") as fh:
+        for pair in heldout:
+            fh.write(json.dumps(pair) + "\n")
+    metrics = pair_accuracy(out / MODEL_DIR, heldout)
+    metrics.update({
+        "train_pairs": len(trainer.train_dataset),
+        "heldout_pairs": len(heldout),
+        "train_loss": result.training_loss,
+        "lora": peft_config is not None,
+        "parameters": model.num_parameters(),
+        "train_s": round(train_s, 1),
+    })
+    log.info("reward model: held-out pair accuracy %.3f after %.1fs", metrics["heldout_accuracy"], train_s)
+    return metrics
+
+
+def run(recipe: Recipe, store: RunStore, run_id: str, base_ref: Ref, force: bool = False) -> Ref:
+    """Train (or reuse) the reward model on top of the base; its classifier lives at model_path(ref)."""
+
+    def build(work: Path) -> StageResult:
+        metrics = train(recipe, base_ref.path, work)
+        (work / "metrics.json").write_text(json.dumps(metrics, indent=2))
+        return StageResult(metrics=metrics)
+
+    config = {"reward_model": recipe.reward_model.model_dump(mode="json"),
+              "lora": recipe.model.lora.model_dump(mode="json")}
+    return store.run_stage(run_id, STAGE, config, {"base": base_ref}, build, force=force)

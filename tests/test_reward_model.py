@@ -1,0 +1,116 @@
+"""The reward model: general tasks, preference pairs, the training stage and the reward that uses it."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import pytest
+import torch
+
+from core.config import RewardSpec
+from data.general import general_rows, world
+from data.preferences import KINDS, preference_pairs
+from rewards.accuracy import verify
+from rewards.language import language_share
+from rewards.registry import build
+
+RM_OVERRIDES = ["reward_model.pairs=600", "reward_model.heldout_pairs=150", "reward_model.steps=80",
+                "reward_model.batch_size=16", "reward_model.learning_rate=1e-3"]
+
+
+def test_general_rows_are_seeded_and_answered():
+    rows = general_rows(60, seed=3)
+    assert rows == general_rows(60, seed=3)
+    assert rows != general_rows(60, seed=4)
+    assert {r["task"] for r in rows} == {"general/rewrite", "general/word", "general/fact"}
+    facts = world(3)
+    expected_of = {
+        "upper": lambda m: m["text"].upper(),
+        "reverse": lambda m: " ".join(reversed(m["text"].split())),
+        "count": lambda m: str(len(m["word"])),
+        "first": lambda m: m["word"][0],
+        "colour": lambda m: facts[m["town"]]["colour"],
+        "animal": lambda m: facts[m["town"]]["animal"],
+    }
+    for row in rows:
+        meta = json.loads(row["metadata"])
+        expected = expected_of[meta["kind"]](meta)
+        assert row["answer"] == expected, row
+
+
+def test_preference_pairs_differ_in_one_way():
+    pairs = preference_pairs(general_rows(90, seed=0), seed=0)
+    assert [p["kind"] for p in pairs[:3]] == list(KINDS)
+    for pair in pairs:
+        chosen, rejected = pair["chosen"][0]["content"], pair["rejected"][0]["content"]
+        answer = chosen.split("<answer>")[1].split("</answer>")[0].strip()
+        assert language_share(chosen, "en") == 1.0
+        if pair["kind"] == "mixed":
+            assert language_share(rejected, "en") < 1.0
+        elif pair["kind"] == "rambling":
+            assert len(rejected) > len(chosen) and "think again" in rejected
+        else:
+            assert rejected.split("<answer>")[1].split("</answer>")[0].strip() != answer
+
+
+@pytest.fixture(scope="module")
+def trained(request, tmp_path_factory):
+    """(store, run_id, ref) of a test-size reward model trained on the shared test-size pocket base."""
+    # On 2 cores shared with other work, torch's default 2 threads spin against each other
+    # (measured: ~20x slower per step than 1 thread); one thread keeps the test under a minute.
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        from core.config import load_recipe
+        from stages import reward_model
+
+        store, run_id, _, base_ref = request.getfixturevalue("pocket_run")
+        recipe = load_recipe("configs/pocket-test.yaml", RM_OVERRIDES)
+        t0 = time.perf_counter()
+        ref = reward_model.run(recipe, store, run_id, base_ref)
+        yield store, run_id, ref, time.perf_counter() - t0
+    finally:
+        torch.set_num_threads(threads)
+
+
+@pytest.mark.slow
+def test_reward_model_ranks_heldout_pairs(trained):
+    store, run_id, ref, seconds = trained
+    metrics = store.manifest(run_id, "reward_model")["metrics"]
+    assert seconds < 60
+    assert metrics["heldout_pairs"] == 150
+    assert metrics["heldout_accuracy"] > 0.7
+    assert metrics["lora"] is False  # the pocket model is tiny: full fine-tune
+
+
+@pytest.mark.slow
+def test_reward_model_reward_prefers_chosen(trained):
+    from stages.reward_model import model_path
+
+    _, _, ref, _ = trained
+    (func,), _ = build([RewardSpec(name="reward_model")], reward_model_path=str(model_path(ref)))
+    assert func.__name__ == "reward_model"
+    pairs = [json.loads(line) for line in (model_path(ref).parent / "heldout_pairs.jsonl").read_text().splitlines()]
+    pairs = [p for p in pairs if p["kind"] != "wrong"][:40]
+    prompts = [p["prompt"] for p in pairs]
+    chosen = func([p["chosen"] for p in pairs], prompts=prompts)
+    rejected = func([p["rejected"] for p in pairs], prompts=prompts)
+    assert all(isinstance(s, float) for s in chosen + rejected)
+    assert sum(c > r for c, r in zip(chosen, rejected, strict=True)) / len(pairs) > 0.7
+    # A template that pre-fills <think>: the completion starts inside the thinking.
+    prefilled = [[*p["prompt"], {"role": "assistant", "content": "<think>"}] for p in pairs[:4]]
+    inside = [[{"role": "assistant", "content": p["chosen"][0]["content"].replace("<think>", "", 1)}]
+              for p in pairs[:4]]
+    assert func(inside, prompts=prefilled) == pytest.approx(chosen[:4], abs=1e-4)
+
+
+def test_reward_model_without_a_path_fails_safely():
+    (func,), _ = build([RewardSpec(name="reward_model")])
+    assert func(["<think>x</think> y"], prompts=["q"]) == [None]
+
+
+def test_general_answers_are_not_verifiable_by_case():
+    # Why general rows need the reward model: normalised matching ignores case, so a rewrite that
+    # was never upper-cased still "matches".
+    assert verify("red cat", "RED CAT") == 1.0
