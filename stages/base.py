@@ -9,6 +9,8 @@ other `model.base` (a local directory or hub id) the stage only records and hash
 
 from __future__ import annotations
 
+import hashlib
+import inspect
 import json
 import logging
 import math
@@ -57,8 +59,9 @@ CHAT_TEMPLATE = (
     "{% endfor %}"
     "{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
 )
-# The files whose code decides what the pocket base is; its cache key hashes them.
-BUILDER_FILES = ("stages/base.py", "data/pocket.py", "data/chat.py")
+# The modules whose code decides what the pocket base is (with this module's build functions,
+# see pocket_key); evaluation code is left out so changing it does not retrain the base.
+BUILDER_FILES = ("data/pocket.py", "data/chat.py")
 
 
 # --- corpus ----------------------------------------------------------------------------------
@@ -197,6 +200,8 @@ def build_pocket(cfg: PocketConfig, template: TemplateConfig, heldout_prompts: l
 def pocket_key(cfg: PocketConfig, template: TemplateConfig, heldout_prompts: list[str]) -> str:
     """Content hash of everything that decides the pocket base: config, held-out set, builder code."""
     code = {f: file_sha256(PROJECT_ROOT / f) for f in BUILDER_FILES}
+    code |= {fn.__name__: hashlib.sha256(inspect.getsource(fn).encode()).hexdigest()
+             for fn in (corpus, build_tokenizer, build_model, pretrain, build_pocket)}
     return combine({
         "config": json.dumps(cfg.model_dump(mode="json"), sort_keys=True),
         "template": json.dumps(template.model_dump(mode="json"), sort_keys=True),
