@@ -21,8 +21,8 @@ from rewards.registry import reward
 _load_lock = threading.Lock()
 
 
-@functools.cache
-def _load(path: str) -> tuple[Any, Any]:
+@functools.lru_cache(maxsize=4)
+def _load(path: str, version: int) -> tuple[Any, Any]:
     import torch
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
@@ -36,9 +36,13 @@ def _load(path: str) -> tuple[Any, Any]:
 
 
 def load(path: str | Path) -> tuple[Any, Any]:
-    """(classifier, tokenizer) for a reward model directory, cached per path."""
+    """(classifier, tokenizer) for a reward model directory, cached per path and version on disk."""
+    path = Path(path).resolve()
+    config = path / "config.json"
+    # A retrained model (a forced rerun writes the same path) must not be served from the cache.
+    version = config.stat().st_mtime_ns if config.is_file() else 0
     with _load_lock:
-        return _load(str(Path(path).resolve()))
+        return _load(str(path), version)
 
 
 def _conversation_text(tokenizer: Any, prompt: Any, response: str) -> str:
