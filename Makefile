@@ -12,7 +12,7 @@ export PREFECT_SERVER_ANALYTICS_ENABLED ?= false
 export HF_HUB_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM ?= false
 
-.PHONY: install test pipeline lint format runs clean
+.PHONY: install test pipeline lint format runs clean serve deploy stop report
 
 install: $(STAMP)
 
@@ -28,6 +28,23 @@ test: install
 
 pipeline: install
 	$(PY) -m core.cli pipeline --recipe $(RECIPE)
+
+# A local Prefect server (SQLite under .prefect/) and a process worker in the background; waits until
+# both answer, then deploys prefect.yaml. UI: http://127.0.0.1:$(PREFECT_PORT)
+PREFECT_PORT ?= 4200
+serve: install
+	$(PY) -m core.prefect_server start --port $(PREFECT_PORT)
+
+deploy: install
+	$(PY) -m core.prefect_server deploy
+
+stop: install
+	$(PY) -m core.prefect_server stop
+
+# Rebuild a run's report: make report RUN_ID=pocket-20260101-120000-abcd
+report: install
+	@test -n "$(RUN_ID)" || { echo "usage: make report RUN_ID=<run id>  (see: make runs)"; exit 2; }
+	$(PY) -m core.cli report $(RUN_ID)
 
 lint: install
 	$(VENV)/bin/ruff check .

@@ -1,6 +1,7 @@
 """`r1`: the command line of r1-pipeline.
 
   r1 pipeline --recipe configs/pocket.yaml     run the pipeline on a recipe
+  r1 report RUN_ID                             write the run's report (PNG plots + index.md)
   r1 runs                                      list runs in the run store
   r1 lineage RUN_ID                            show what each stage of a run was built from
 """
@@ -24,30 +25,50 @@ def _recipe_args(p: argparse.ArgumentParser) -> None:
                    help="override a recipe value, e.g. --set model.pocket.steps=100 (repeatable)")
     p.add_argument("--run-id", help="continue this run (finished stages are reused); default: a new run")
     p.add_argument("--force", action="append", default=[], metavar="STAGE",
-                   help="rebuild STAGE even if it is unchanged (repeatable)")
+                   help="rebuild STAGE even if it is unchanged (repeatable; 'all' for every stage)")
 
 
 def cmd_pipeline(args: argparse.Namespace) -> int:
-    from stages import base, tasks
+    """The r1-pipeline Prefect flow, called directly (no server or worker needed), then the eval table."""
+    import os
 
-    recipe = load_recipe(args.recipe, args.overrides)
+    from core.runstore import PROJECT_ROOT
+
+    # Prefect's local state (its temporary server's SQLite database) stays in the project by default.
+    os.environ.setdefault("PREFECT_HOME", str(PROJECT_ROOT / ".prefect"))
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    from core.report import eval_results, eval_table
+    from flows.pipeline import r1_pipeline
+
+    load_recipe(args.recipe, args.overrides)  # a config error stops here, before Prefect starts
+    out = r1_pipeline(recipe=args.recipe, overrides=args.overrides, run_id=args.run_id, force=args.force)
     store = RunStore()
-    run_id = args.run_id or store.new_run_id(recipe.name)
-    print(f"run {run_id}  (recipe {recipe.name}, store {store.root})")
-    tasks_ref = tasks.run(recipe, store, run_id, force="tasks" in args.force)
-    base_ref = base.run(recipe, store, run_id, tasks_ref, force="base" in args.force)
-    metrics = store.manifest(run_id, "base")["metrics"]
-    print(f"\nbase model: {base_ref.path}")
-    if "accuracy_all" in metrics:
-        print(format_base_accuracy(metrics))
+    print(f"\nrun {out['run_id']}  (store {store.root})\n")
+    base_metrics = (store.manifest(out["run_id"], "base") or {}).get("metrics", {})
+    if "accuracy_all" in base_metrics:
+        print(format_base_accuracy(base_metrics) + "\n")
+    print(eval_table(eval_results(store, out["run_id"])))
+    print(f"\nreport: {out['report']}\nlineage: r1 lineage {out['run_id']}")
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from core.report import build_report
+
+    store = RunStore()
+    if not store.stages(args.run_id):
+        print(f"run {args.run_id!r} has no finished stages in {store.root}", file=sys.stderr)
+        return 1
+    print(build_report(store, args.run_id))
     return 0
 
 
 def format_base_accuracy(m: dict) -> str:
     """The base's held-out accuracy as a small table: written-out steps vs direct answers."""
     rows = [("all items", "all", ""), ("short (2-3 terms)", "short", "short_"), ("long (4+ terms)", "long", "long_")]
-    lines = [f"held-out accuracy (greedy): {m['accuracy_all']:.1%}   steps written in {m['steps_share']:.0%} "
-             f"of answers, mean length {m['mean_length']:.1f} tokens",
+    lines = [f"held-out accuracy, {m['samples_per_prompt']} samples per prompt at temperature {m['temperature']}: "
+             f"{m['accuracy_all']:.1%} (greedy: {m['greedy_accuracy']:.1%}); steps written in "
+             f"{m['steps_share']:.0%} of answers, mean length {m['mean_length']:.1f} tokens",
              f"{'':20} {'overall':>14} {'with steps':>14} {'direct':>14}"]
     for label, cell, prefix in rows:
         cols = []
@@ -85,6 +106,9 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("pipeline", help="run the pipeline on a recipe")
     _recipe_args(p)
     p.set_defaults(func=cmd_pipeline)
+    p = sub.add_parser("report", help="(re)build a run's report: runs/RUN_ID/report/index.md and PNG plots")
+    p.add_argument("run_id")
+    p.set_defaults(func=cmd_report)
     p = sub.add_parser("runs", help="list the runs in the run store")
     p.set_defaults(func=cmd_runs)
     p = sub.add_parser("lineage", help="show what each stage of a run was built from")

@@ -28,6 +28,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from core import tracking
+
 log = logging.getLogger(__name__)
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -275,37 +277,40 @@ class RunStore:
                     shutil.rmtree(stale) if stale.is_dir() else stale.unlink()
             (work / ".key").write_text(key)
             started, t0 = _now(), time.perf_counter()
-            try:
-                result = build(work) or StageResult()
-            except Exception as exc:
-                raise StageError(f"{run_id}/{stage} failed: {exc}") from exc
-            (work / ".key").unlink()
-            shutil.rmtree(work / CHECKPOINTS, ignore_errors=True)
-            outputs = tree_hashes(work)
-            external = result.artifact is not None
-            artifact = Path(result.artifact) if external else final
-            sha = path_sha256(artifact) if external else combine(outputs)
-            ref = Ref(run_id=run_id, stage=stage, path=str(artifact), sha256=sha, version=key[:12])
-            write_json_atomic(work / MANIFEST, {
-                "stage": stage,
-                "run_id": run_id,
-                "status": "complete",
-                "cache_key": key,
-                "code_version": code_version(),
-                "ref": ref.to_dict(),
-                "artifact_external": external,
-                "config": config,
-                "inputs": {name: r.to_dict() for name, r in inputs.items()},
-                "outputs": outputs,
-                "metrics": result.metrics,
-                "git_commit": git_commit(),
-                "packages": package_versions(),
-                "host": socket.gethostname(),
-                "started_at": started,
-                "finished_at": _now(),
-                "wall_s": round(time.perf_counter() - t0, 3),
-            })
-            _publish(work, final)
+            # One W&B run per built stage (a reused stage returned above and opens none).
+            with tracking.stage_run(self.root, run_id, stage, config, inputs) as tracked:
+                try:
+                    result = build(work) or StageResult()
+                except Exception as exc:
+                    raise StageError(f"{run_id}/{stage} failed: {exc}") from exc
+                (work / ".key").unlink()
+                shutil.rmtree(work / CHECKPOINTS, ignore_errors=True)
+                outputs = tree_hashes(work)
+                external = result.artifact is not None
+                artifact = Path(result.artifact) if external else final
+                sha = path_sha256(artifact) if external else combine(outputs)
+                ref = Ref(run_id=run_id, stage=stage, path=str(artifact), sha256=sha, version=key[:12])
+                write_json_atomic(work / MANIFEST, {
+                    "stage": stage,
+                    "run_id": run_id,
+                    "status": "complete",
+                    "cache_key": key,
+                    "code_version": code_version(),
+                    "ref": ref.to_dict(),
+                    "artifact_external": external,
+                    "config": config,
+                    "inputs": {name: r.to_dict() for name, r in inputs.items()},
+                    "outputs": outputs,
+                    "metrics": result.metrics,
+                    "git_commit": git_commit(),
+                    "packages": package_versions(),
+                    "host": socket.gethostname(),
+                    "started_at": started,
+                    "finished_at": _now(),
+                    "wall_s": round(time.perf_counter() - t0, 3),
+                })
+                _publish(work, final)
+                tracked.log_output(ref, result.metrics, final)
             log.info("%s/%s: done in %.1fs -> %s", run_id, stage, time.perf_counter() - t0, final)
             return ref
 

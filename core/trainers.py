@@ -7,6 +7,7 @@ killed attempt left one, save the adapter to <work>/adapter and the trainer's lo
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import logging
 import math
@@ -20,6 +21,7 @@ from transformers import TrainerCallback
 from transformers.trainer_utils import get_last_checkpoint
 from trl import GRPOConfig, GRPOTrainer, SFTConfig, SFTTrainer
 
+from core import distributed, tracking
 from core.config import GRPOStageConfig, LoraConfig, Recipe, SFTStageConfig, TrainConfig
 from core.modeling import ADAPTER, adapter_path, load_tokenizer, trainable_model
 from core.runstore import CHECKPOINTS, Ref, RunStore, StageResult
@@ -30,7 +32,9 @@ log = logging.getLogger(__name__)
 LOG_HISTORY = "log_history.json"
 
 
-def _common_args(cfg: TrainConfig, work: Path, seed: int, report_to: str | list[str]) -> dict[str, Any]:
+def _common_args(cfg: TrainConfig, work: Path, seed: int, report_to: str | list[str] | None) -> dict[str, Any]:
+    if report_to is None:  # the stage's W&B run, when the run store opened one (TRL logs into it)
+        report_to = tracking.report_to()
     return {
         "output_dir": str(work / CHECKPOINTS),
         "max_steps": cfg.steps,
@@ -59,17 +63,21 @@ def _train(trainer: Any, work: Path) -> dict[str, Any]:
     if last:
         log.info("resuming from %s", last)
     result = trainer.train(resume_from_checkpoint=last)
-    trainer.model.save_pretrained(work / ADAPTER)
-    trainer.processing_class.save_pretrained(work / ADAPTER)
     history = trainer.state.log_history
-    (work / LOG_HISTORY).write_text(json.dumps(history, indent=1))
+    if trainer.args.should_save:  # rank 0 under `accelerate launch`: one writer per file
+        trainer.model.save_pretrained(work / ADAPTER)
+        trainer.processing_class.save_pretrained(work / ADAPTER)
+        (work / LOG_HISTORY).write_text(json.dumps(history, indent=1))
     return {"train_loss": result.training_loss, "steps": trainer.state.global_step,
             "resumed_from": Path(last).name if last else None}
 
 
 def train_sft(*, base: str, adapter: Path | None, lora: LoraConfig, dtype: str, dataset: datasets.Dataset,
-              cfg: SFTStageConfig, work: Path, seed: int, report_to: str | list[str] = "none") -> dict[str, Any]:
+              cfg: SFTStageConfig, work: Path, seed: int, report_to: str | list[str] | None = None) -> dict[str, Any]:
     """SFT of the LoRA adapter on {prompt, completion} conversations; loss on the completion only."""
+    if distributed.should_launch(cfg.num_processes):
+        return distributed.launch("sft", num_processes=cfg.num_processes, base=base, adapter=adapter, lora=lora,
+                                  dtype=dtype, dataset=dataset, cfg=cfg, work=work, seed=seed)
     tokenizer = load_tokenizer(base)
     model = trainable_model(base, adapter, lora, dtype)
     args = SFTConfig(**_common_args(cfg, work, seed, report_to), max_length=cfg.max_length,
@@ -113,7 +121,7 @@ def monitors(rewards: Sequence[str]) -> list[Callable[..., list[float]]]:
 
 
 def grpo_args(cfg: GRPOStageConfig, work: Path, seed: int, weights: list[float],
-              report_to: str | list[str] = "none") -> GRPOConfig:
+              report_to: str | list[str] | None = None) -> GRPOConfig:
     """GRPOConfig with every knob set from the recipe (TRL's defaults are not what we mean)."""
     return GRPOConfig(
         **_common_args(cfg, work, seed, report_to),
@@ -156,11 +164,34 @@ def restrict(func: Callable[..., list[float | None]], rows: str) -> Callable[...
     return restricted
 
 
+def vllm_unavailable() -> str | None:
+    """Why vLLM rollouts cannot run here, or None when they can."""
+    if importlib.util.find_spec("vllm") is None:
+        return "vLLM is not installed (pip install vllm)"
+    if not torch.cuda.is_available():
+        return "no CUDA GPU is visible"
+    return None
+
+
+def vllm_or_fallback(cfg: GRPOStageConfig) -> GRPOStageConfig:
+    """The stage config as it can run here: with use_vllm off (HF generate) when vLLM cannot run."""
+    reason = vllm_unavailable() if cfg.use_vllm else None
+    if reason is None:
+        return cfg
+    log.warning("use_vllm is set but %s: GRPO rollouts fall back to HF generate (same results, slower)", reason)
+    return cfg.model_copy(update={"use_vllm": False})
+
+
 def train_grpo(*, base: str, adapter: Path | None, lora: LoraConfig, dtype: str, dataset: datasets.Dataset,
                cfg: GRPOStageConfig, work: Path, seed: int, reward_context: dict[str, Any] | None = None,
                reward_funcs: tuple[list[Callable], list[float]] | None = None,
-               callbacks: Sequence[TrainerCallback] = (), report_to: str | list[str] = "none") -> dict[str, Any]:
+               callbacks: Sequence[TrainerCallback] = (), report_to: str | list[str] | None = None) -> dict[str, Any]:
     """GRPO on the LoRA adapter with the recipe's rewards (or the given ones) plus logged monitors."""
+    cfg = vllm_or_fallback(cfg)
+    if distributed.should_launch(cfg.num_processes):
+        return distributed.launch("grpo", num_processes=cfg.num_processes, base=base, adapter=adapter, lora=lora,
+                                  dtype=dtype, dataset=dataset, cfg=cfg, work=work, seed=seed,
+                                  reward_context=reward_context, reward_funcs=reward_funcs, callbacks=callbacks)
     from rewards import registry
 
     if reward_funcs is None:

@@ -1,0 +1,247 @@
+"""The run report: runs/<run_id>/report/ with PNG plots of every training stage and the eval table.
+
+Everything is read back from the run store (each stage's log_history.json and manifest, each
+eval_<name>/eval.json), so a report can be rebuilt for any run at any time: `r1 report RUN_ID`.
+One figure per metric, one line per training stage (x = the stage's own optimizer step), plus a
+bar chart of the held-out evaluation across stages; index.md ties them together.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only: no display on servers and workers
+import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
+
+from core.runstore import RunStore  # noqa: E402
+
+log = logging.getLogger(__name__)
+
+# Pipeline order: fixes each stage's colour and the order of legends and tables.
+STAGE_ORDER = ("base", "cold_start", "reasoning_rl", "sft", "all_scenario_rl", "r1_zero",
+               "student_base", "student_distilled", "student_rl")
+LOG_HISTORY = "log_history.json"
+MONITORS = {"reflection_words", "reflection_rate", "wrote_steps"}  # zero-weight statistics, not rewards
+EVAL_RATES = (("pass_at_1", "pass@1"), ("cons_at_k", "cons@k"), ("greedy_accuracy", "greedy accuracy"),
+              ("language_consistency", "language consistency"), ("reflection_rate", "reflection rate"))
+
+
+def _order(stage: str) -> tuple[int, str]:
+    return (STAGE_ORDER.index(stage), stage) if stage in STAGE_ORDER else (len(STAGE_ORDER), stage)
+
+
+def _style(stage: str) -> dict[str, Any]:
+    """A colour and marker per stage that stay the same in every figure."""
+    i = _order(stage)[0]
+    return {"color": plt.get_cmap("tab10")(i % 10), "marker": "os^Dv<>ph*"[i % 10], "markersize": 4}
+
+
+def histories(store: RunStore, run_id: str) -> dict[str, list[dict[str, Any]]]:
+    """stage -> its trainer's per-step log entries, for every finished training stage, in pipeline order."""
+    out = {}
+    for m in sorted(store.stages(run_id), key=lambda m: _order(m["stage"])):
+        path = store.stage_dir(run_id, m["stage"]) / LOG_HISTORY
+        if path.is_file():
+            out[m["stage"]] = [h for h in json.loads(path.read_text()) if "step" in h and "train_runtime" not in h]
+    return out
+
+
+def eval_results(store: RunStore, run_id: str) -> dict[str, dict[str, Any]]:
+    """name -> eval.json of every finished eval_<name> stage, in pipeline order."""
+    found = {}
+    for m in store.stages(run_id):
+        path = store.stage_dir(run_id, m["stage"]) / "eval.json"
+        if m["stage"].startswith("eval_") and path.is_file():
+            found[m["stage"].removeprefix("eval_")] = json.loads(path.read_text())
+    return dict(sorted(found.items(), key=lambda kv: _order(kv[0])))
+
+
+def _series(history: list[dict[str, Any]], key: str) -> tuple[list[float], list[float]]:
+    pts = [(h["step"], h[key]) for h in history
+           if isinstance(h.get(key), int | float) and not math.isnan(h[key])]
+    return [p[0] for p in pts], [p[1] for p in pts]
+
+
+def _panel(ax: Any, hists: dict[str, list[dict[str, Any]]], key: str, title: str, ylabel: str) -> bool:
+    """One line per stage that logged `key`; False when none did."""
+    drawn = False
+    for stage, history in hists.items():
+        xs, ys = _series(history, key)
+        if xs:
+            ax.plot(xs, ys, label=stage, linewidth=1.6, **_style(stage))
+            drawn = True
+    ax.set_title(title)
+    ax.set_xlabel("optimizer step (within the stage)")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.set_ylabel(ylabel)
+    ax.grid(alpha=0.3)
+    if drawn:
+        ax.legend(title="stage", fontsize=8)
+    else:
+        ax.text(0.5, 0.5, "not logged by any stage", ha="center", va="center", transform=ax.transAxes, color="gray")
+    return drawn
+
+
+def _figure(path: Path, panels: list[tuple[str, str, str]], hists: dict[str, list[dict[str, Any]]],
+            suptitle: str, extra: Any = None) -> Path | None:
+    """Save one figure with a panel per (key, title, ylabel); None when nothing was logged."""
+    cols = min(len(panels), 2)  # two panels a row keeps four reward functions readable
+    rows = math.ceil(len(panels) / cols)
+    fig, grid = plt.subplots(rows, cols, figsize=(6.2 * cols, 4.2 * rows), squeeze=False)
+    axes = list(grid.flat)
+    drawn = [_panel(ax, hists, key, title, ylabel) for ax, (key, title, ylabel) in zip(axes, panels, strict=False)]
+    for ax in axes[len(panels):]:
+        ax.set_visible(False)
+    if extra is not None:
+        drawn.append(extra(axes))
+    if not any(drawn):
+        plt.close(fig)
+        return None
+    fig.suptitle(suptitle)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def reward_functions(hists: dict[str, list[dict[str, Any]]]) -> list[str]:
+    names = {k.split("/")[1] for h in hists.values() for e in h for k in e
+             if k.startswith("rewards/") and k.endswith("/mean")}
+    return sorted(names - MONITORS)
+
+
+def _guard_line(store: RunStore, run_id: str) -> Any:
+    """The all-scenario stage's held-out accuracy checks (reward-hacking guard), drawn on the accuracy panel."""
+    manifest = store.manifest(run_id, "all_scenario_rl") or {}
+    guard = (manifest.get("metrics") or {}).get("guard_history") or []
+
+    def draw(axes: Any) -> bool:
+        if not guard:
+            return False
+        ax = axes[0]
+        ax.plot([g["step"] for g in guard], [g["heldout_accuracy"] for g in guard], linestyle="--",
+                label="all_scenario_rl (held-out, guard)", **_style("all_scenario_rl"))
+        ax.legend(title="stage", fontsize=8)
+        return True
+
+    return draw
+
+
+def eval_figure(results: dict[str, dict[str, Any]], path: Path) -> Path | None:
+    """Grouped bars of the held-out rates per evaluated stage, and mean response length beside them."""
+    if not results:
+        return None
+    names = list(results)
+    fig, (ax, ax_len) = plt.subplots(1, 2, figsize=(13, 4.6), gridspec_kw={"width_ratios": [3, 1]})
+    width = 0.8 / len(names)
+    for i, name in enumerate(names):
+        overall = results[name].get("overall", {})
+        values = [overall.get(key, overall.get("reflection_words") if key == "reflection_rate" else None) or 0.0
+                  for key, _ in EVAL_RATES]
+        xs = [j + (i - (len(names) - 1) / 2) * width for j in range(len(EVAL_RATES))]
+        bars = ax.bar(xs, values, width, label=name, color=_style(name)["color"])
+        ax.bar_label(bars, fmt="%.2f", fontsize=7, padding=1)
+        ax_len.bar([i], [overall.get("mean_length") or 0.0], 0.7, color=_style(name)["color"])
+    ax.set_xticks(range(len(EVAL_RATES)), [label for _, label in EVAL_RATES])
+    ax.set_ylabel("rate on held-out prompts")
+    ax.set_ylim(0, 1.1)
+    ax.set_title("held-out evaluation by stage")
+    ax.legend(title="stage", fontsize=8, ncol=2)
+    ax.grid(axis="y", alpha=0.3)
+    ax_len.set_xticks(range(len(names)), names, rotation=30, ha="right")
+    ax_len.set_ylabel("tokens")
+    ax_len.set_title("mean response length")
+    ax_len.grid(axis="y", alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def _table(header: list[str], rows: list[list[Any]]) -> str:
+    def cell(v: Any) -> str:
+        return f"{v:.3f}" if isinstance(v, float) else str(v)
+
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def eval_table(results: dict[str, dict[str, Any]]) -> str:
+    """The evaluator's own markdown table when available (one format everywhere), else a plain one."""
+    try:
+        from stages.evaluate import format_table
+
+        return format_table(results)
+    except ImportError:
+        keys = [k for k, _ in EVAL_RATES] + ["mean_length"]
+        return _table(["stage", *keys], [[n, *[r.get("overall", {}).get(k, "-") for k in keys]]
+                                         for n, r in results.items()])
+
+
+def build_report(store: RunStore, run_id: str) -> Path:
+    """Write runs/<run_id>/report/ (PNGs + index.md) from what the run store holds; returns index.md."""
+    out = store.root / run_id / "report"
+    out.mkdir(parents=True, exist_ok=True)
+    hists = histories(store, run_id)
+    grpo = {s: h for s, h in hists.items() if any("reward" in e for e in h)}
+    figures: list[tuple[str, Path | None]] = []
+
+    rewards = reward_functions(grpo)
+    figures.append(("Total reward (weighted sum of the reward functions)", _figure(
+        out / "reward.png", [("reward", "total reward", "mean reward per completion")], grpo,
+        "GRPO reward by stage")))
+    if rewards:
+        figures.append(("Reward per function", _figure(
+            out / "rewards_per_function.png",
+            [(f"rewards/{r}/mean", r, "mean reward") for r in rewards], grpo, "reward per function, by stage")))
+    figures.append(("Accuracy", _figure(
+        out / "accuracy.png",
+        [("rewards/accuracy/mean", "answer accuracy of GRPO rollouts", "share of correct answers"),
+         ("mean_token_accuracy", "SFT next-token accuracy", "token accuracy")],
+        hists, "accuracy by stage", extra=_guard_line(store, run_id))))
+    figures.append(("Mean response length", _figure(
+        out / "response_length.png", [("completions/mean_length", "mean response length", "tokens")], grpo,
+        "response length by stage (the paper's 'thinking time')")))
+    figures.append(("Reflection words", _figure(
+        out / "reflection.png",
+        [("rewards/reflection_words/mean", "reflection words per completion", "words (wait, check, ...)"),
+         ("rewards/reflection_rate/mean", "reflection-word rate", "share of chain-of-thought words")],
+        grpo, "reflection words by stage ('aha' moments)")))
+    figures.append(("Language consistency", _figure(
+        out / "language_consistency.png",
+        [("rewards/language_consistency/mean", "language consistency", "share of CoT words in the target language")],
+        grpo, "language consistency by stage")))
+    figures.append(("Training loss", _figure(out / "loss.png", [("loss", "training loss", "loss")], hists,
+                                             "training loss by stage")))
+    results = eval_results(store, run_id)
+    figures.append(("Held-out evaluation", eval_figure(results, out / "eval.png")))
+
+    index = out / "index.md"
+    index.write_text(_index(store, run_id, results, [(t, p) for t, p in figures if p is not None]))
+    log.info("report for %s: %s", run_id, index)
+    return index
+
+
+def _index(store: RunStore, run_id: str, results: dict[str, dict[str, Any]],
+           figures: list[tuple[str, Path]]) -> str:
+    manifests = sorted(store.stages(run_id), key=lambda m: (m["finished_at"]))
+    stage_rows = [[m["stage"], m["ref"]["version"], m["ref"]["sha256"][:12], m.get("wall_s", "-"),
+                   f"`{m['ref']['path']}`"] for m in manifests]
+    parts = [f"# Run report: {run_id}", "",
+             f"Run store: `{store.root / run_id}`. Lineage: `r1 lineage {run_id}`. "
+             f"W&B runs (group `{run_id}`): `{store.root / run_id / 'wandb'}`.", "",
+             "## Evaluation (held-out prompts)", "",
+             eval_table(results) if results else "_no evaluation in this run yet_", "",
+             "## Stages", "", _table(["stage", "version", "sha256", "wall s", "output"], stage_rows), ""]
+    parts += ["## Plots", ""] if figures else []
+    for title, path in figures:
+        parts += [f"### {title}", "", f"![{title}]({path.name})", ""]
+    return "\n".join(parts)

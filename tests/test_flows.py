@@ -1,0 +1,182 @@
+"""The Prefect side: deployments, task options, and the r1-pipeline run through a real local server
+and process worker (deploy, `prefect deployment run`, resume with the same run id)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import urllib.request
+from pathlib import Path
+
+import pytest
+import yaml
+
+from core.config import RecipeError
+from core.runstore import StageError
+from data.sources import DataError
+
+ROOT = Path(__file__).resolve().parent.parent
+TRAINING_STAGES = ("tasks", "base", "cold_start", "reasoning_rl", "rejection_sampling", "sft", "reward_model",
+                   "all_scenario_rl", "merged")
+EVALUATED = ("base", "cold_start", "reasoning_rl", "sft", "all_scenario_rl")
+
+
+# --- fast checks -------------------------------------------------------------------------------
+
+
+def test_prefect_yaml_has_a_deployment_per_flow_and_recipe():
+    from prefect.flows import load_flow_from_entrypoint
+
+    spec = yaml.safe_load((ROOT / "prefect.yaml").read_text())
+    found = set()
+    for d in spec["deployments"]:
+        flow = load_flow_from_entrypoint(str(ROOT / d["entrypoint"]))
+        found.add(f"{flow.name}/{d['name']}")
+        assert d["work_pool"]["name"] == "r1-local"
+        assert "recipe" in d["parameters"]
+    for name in ("r1-pipeline", "r1-zero", "distill", "evaluate"):
+        assert {f"{name}/pocket", f"{name}/pocket-test"} <= found
+
+
+class _FailedState:
+    def __init__(self, exc: BaseException):
+        self.exc = exc
+
+    def result(self):
+        raise self.exc
+
+
+def _wrapped(cause: BaseException) -> StageError:
+    try:
+        raise StageError("run/tasks failed") from cause
+    except StageError as exc:
+        return exc
+
+
+def test_retries_only_where_a_retry_can_help():
+    from flows import tasks as t
+
+    assert t.load_tasks.retries == 1 and t.evaluate.retries == 1
+    for training in (t.base_model, t.cold_start, t.reasoning_rl, t.rejection_sampling, t.sft, t.reward_model,
+                     t.all_scenario_rl, t.r1_zero, t.student_distilled, t.student_rl):
+        assert not training.retries, training.name
+    retry = t.not_a_config_error
+    assert retry(None, None, _FailedState(OSError("disk hiccup")))
+    assert not retry(None, None, _FailedState(_wrapped(DataError("data.sources[0]: no rows"))))
+    assert not retry(None, None, _FailedState(RecipeError("configs/x.yaml: bad key")))
+
+
+def test_task_run_names_show_recipe_run_and_stage(test_recipe, tmp_path):
+    from core.runstore import RunStore
+    from flows import tasks as t
+
+    run = t.PipelineRun(test_recipe, RunStore(tmp_path), "pocket-test-1234")
+    assert t.cold_start.task_run_name.format(run=run) == "pocket-test · pocket-test-1234 · cold_start"
+    assert t.evaluate.task_run_name.format(run=run, name="sft") == "pocket-test · pocket-test-1234 · eval_sft"
+
+
+# --- the real thing: server, worker, deployment ------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def local_prefect(tmp_path_factory, pocket_run):
+    """A real Prefect server + process worker (temporary PREFECT_HOME, free port) with the project's
+    deployments; flow runs write to the pocket_run store (its base is cached there). Always stopped."""
+    from core import prefect_server
+
+    store = pocket_run[0]
+    home = tmp_path_factory.mktemp("prefect-home")
+    local = None
+    try:
+        local = prefect_server.start(home, prefect_server.free_port(), timeout=120,
+                                     extra_env={"R1_RUNS_DIR": str(store.root), "WANDB_MODE": "offline",
+                                                "OMP_NUM_THREADS": "1"})
+        yield local, store
+    finally:
+        stopped = prefect_server.stop(home)
+        assert local is None or set(stopped) == {"server", "worker"}
+        for pid in (local.pids.values() if local else []):
+            assert not prefect_server._alive(pid)
+
+
+def _deployment_run(local, *params: str, timeout: int = 300) -> subprocess.CompletedProcess:
+    args = [str(ROOT / ".venv" / "bin" / "prefect"), "deployment", "run", "r1-pipeline/pocket-test", "--watch"]
+    for p in params:
+        args += ["--param", p]
+    return subprocess.run(args, env=local.env(), cwd=ROOT, capture_output=True, text=True, timeout=timeout)
+
+
+def _api(local, path: str, body: dict) -> list[dict]:
+    req = urllib.request.Request(f"{local.api_url}{path}", data=json.dumps(body).encode(),
+                                 headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(req, timeout=10) as resp:
+        return json.loads(resp.read())
+
+
+def _flow_run(local, run_id: str, index: int) -> dict:
+    runs = _api(local, "/flow_runs/filter", {"sort": "EXPECTED_START_TIME_ASC"})
+    mine = [r for r in runs if r["name"].endswith(run_id)]
+    return mine[index]
+
+
+def _stage_tables(local, flow_run_id: str) -> dict[str, dict[str, str]]:
+    arts = _api(local, "/artifacts/filter", {"artifacts": {"flow_run_id": {"any_": [flow_run_id]}}})
+    tables = {}
+    for a in arts:
+        if a["type"] == "table":
+            data = json.loads(a["data"]) if isinstance(a["data"], str) else a["data"]
+            tables[a["key"]] = {row["field"]: row["value"] for row in data}
+    return tables | {a["key"]: {"type": a["type"], "data": str(a["data"])} for a in arts if a["type"] != "table"}
+
+
+@pytest.mark.slow
+def test_pipeline_through_the_deployment_then_resume(local_prefect):
+    local, store = local_prefect
+    before = {r["run_id"] for r in store.runs()}
+
+    first = _deployment_run(local)
+    assert first.returncode == 0, first.stdout[-4000:] + first.stderr[-4000:]
+    (run_id,) = {r["run_id"] for r in store.runs()} - before
+    flow_run = _flow_run(local, run_id, 0)
+    assert flow_run["state_type"] == "COMPLETED"
+    assert flow_run["name"] == f"r1-pipeline · pocket-test · {run_id}"
+
+    # every stage built, evaluated, and published as a Prefect artifact
+    finished = {m["stage"]: m for m in store.stages(run_id)}
+    assert set(TRAINING_STAGES) <= set(finished)
+    assert {f"eval_{n}" for n in EVALUATED} <= set(finished)
+    artifacts = _stage_tables(local, flow_run["id"])
+    for stage in TRAINING_STAGES + tuple(f"eval_{n}" for n in EVALUATED):
+        table = artifacts[f"pocket-test-{stage.replace('_', '-')}"]
+        assert table["output"] == finished[stage]["ref"]["path"]
+        assert table["version"] == finished[stage]["ref"]["version"]
+        assert table["reused"] == "False"
+    assert artifacts["pocket-test-eval"]["type"] == "markdown"
+    assert "all_scenario_rl" in artifacts["pocket-test-eval"]["data"]
+    report = store.root / run_id / "report" / "index.md"
+    assert report.as_uri() in artifacts["pocket-test-report"]["data"]  # a link artifact (stored as markdown)
+    assert report.is_file() and (report.parent / "eval.png").is_file()
+
+    # the same run id again: every stage is reused, nothing retrains, no new W&B run
+    wandb_runs = sorted((store.root / run_id / "wandb").glob("offline-run-*"))
+    assert len(wandb_runs) == len(finished)
+    second = _deployment_run(local, f"run_id={run_id}")
+    assert second.returncode == 0, second.stdout[-4000:] + second.stderr[-4000:]
+    again = {m["stage"]: m for m in store.stages(run_id)}
+    assert {s: m["finished_at"] for s, m in again.items()} == {s: m["finished_at"] for s, m in finished.items()}
+    assert sorted((store.root / run_id / "wandb").glob("offline-run-*")) == wandb_runs
+    rerun = _flow_run(local, run_id, 1)
+    assert rerun["state_type"] == "COMPLETED"
+    assert all(t["reused"] == "True" for k, t in _stage_tables(local, rerun["id"]).items() if "reused" in t)
+
+
+@pytest.mark.slow
+def test_a_config_error_fails_before_any_training(local_prefect):
+    local, store = local_prefect
+    before = {r["run_id"] for r in store.runs()}
+    failed = _deployment_run(local, 'overrides=["cold_start.steps=-1"]', timeout=120)
+    assert failed.returncode == 1
+    assert {r["run_id"] for r in store.runs()} == before  # no run directory, no stage
+    runs = _api(local, "/flow_runs/filter", {"sort": "EXPECTED_START_TIME_DESC", "limit": 1})
+    assert runs[0]["state_type"] == "FAILED"
+    assert not _api(local, "/task_runs/filter", {"flow_runs": {"id": {"any_": [runs[0]["id"]]}}})
