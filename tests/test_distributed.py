@@ -1,0 +1,102 @@
+"""Scale-out for real: the reasoning-RL and SFT stages with 2 processes (`accelerate launch`, gloo
+DDP on CPU) on the test recipe, against the same stages with 1 process."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from safetensors import safe_open
+
+from core import distributed
+from core.config import load_recipe
+from core.modeling import ADAPTER
+from core.runstore import MANIFEST
+
+TEST_RECIPE = Path(__file__).resolve().parent.parent / "configs" / "pocket-test.yaml"
+
+
+def adapter_tensors(stage_dir) -> dict[str, tuple[int, ...]]:
+    with safe_open(str(stage_dir / ADAPTER / "adapter_model.safetensors"), "pt") as fh:
+        return {k: tuple(fh.get_slice(k).get_shape()) for k in fh.keys()}  # noqa: SIM118 (safe_open has no iter)
+
+
+@pytest.fixture(scope="module")
+def one_and_two(pocket_run):
+    """Cold start, then reasoning RL and SFT with 1 process, and again with 2 processes (in a second
+    run id, from the same inputs). SFT trains on the cold-start conversations (any stage that saved
+    {prompt, completion} rows will do): rejection sampling is not what is tested here."""
+    from stages import cold_start, reasoning_rl, sft
+
+    store, _, tasks_ref, base_ref = pocket_run
+    one = load_recipe(TEST_RECIPE)
+    two = load_recipe(TEST_RECIPE, ["reasoning_rl.num_processes=2", "sft.num_processes=2"])
+    runs = {}
+    run1 = store.new_run_id("one-process")
+    cs = cold_start.run(one, store, run1, tasks_ref, base_ref)
+    rl1 = reasoning_rl.run(one, store, run1, tasks_ref, base_ref, cs)
+    sft.run(one, store, run1, base_ref, cs, rl1)
+    runs[1] = run1
+    run2 = store.new_run_id("two-processes")
+    rl2 = reasoning_rl.run(two, store, run2, tasks_ref, base_ref, cs)
+    sft.run(two, store, run2, base_ref, cs, rl2)
+    runs[2] = run2
+    return store, runs
+
+
+@pytest.mark.parametrize("stage", ["reasoning_rl", "sft"])
+def test_two_processes_match_one(one_and_two, stage):
+    store, runs = one_and_two
+    one, two = store.manifest(runs[1], stage), store.manifest(runs[2], stage)
+    assert one is not None and two is not None, "both stages finished (complete manifests)"
+    # The launch really was 2-way DDP on gloo, and the manifest says so.
+    assert two["metrics"]["num_processes"] == 2
+    assert two["metrics"]["distributed_backend"] == "gloo"
+    assert two["config"]["stage"]["num_processes"] == 2 and one["config"]["stage"]["num_processes"] == 1
+    # Same training length and the same kind of metrics as one process.
+    assert two["metrics"]["steps"] == one["metrics"]["steps"]
+    assert set(one["metrics"]) <= set(two["metrics"])
+    # The same files (no leftovers of the launch), and an adapter of the same shape.
+    assert set(two["outputs"]) == set(one["outputs"])
+    assert not any(p.startswith(distributed.SPEC_DIR) for p in two["outputs"])
+    d1, d2 = store.stage_dir(runs[1], stage), store.stage_dir(runs[2], stage)
+    assert adapter_tensors(d2) == adapter_tensors(d1)
+    assert json.loads((d2 / ADAPTER / "adapter_config.json").read_text())["r"] == 8
+    # The manifest's hashes hold for what is on disk.
+    assert store.verify(two) == []
+    assert json.loads((d2 / MANIFEST).read_text())["status"] == "complete"
+
+
+def test_inside_a_launch_nothing_is_relaunched(monkeypatch):
+    monkeypatch.delenv(distributed.WORKER_ENV, raising=False)
+    monkeypatch.setenv("WORLD_SIZE", "1")
+    assert distributed.should_launch(2) and not distributed.should_launch(1)
+    monkeypatch.setenv(distributed.WORKER_ENV, "1")
+    assert not distributed.should_launch(2)
+    monkeypatch.delenv(distributed.WORKER_ENV)
+    monkeypatch.setenv("WORLD_SIZE", "4")  # the user launched the whole pipeline under accelerate
+    assert not distributed.should_launch(2)
+
+
+def test_launch_command(tmp_path, monkeypatch):
+    monkeypatch.delenv(distributed.CONFIG_ENV, raising=False)
+    cmd = distributed.accelerate_command(2, tmp_path / "spec.json")
+    assert cmd[1:3] == ["-m", "accelerate.commands.launch"]
+    assert "--multi_gpu" in cmd and cmd[cmd.index("--num_processes") + 1] == "2"
+    assert cmd[-3:] == ["-m", "core.distributed", str(tmp_path / "spec.json")]
+    with pytest.raises(distributed.DistributedError, match="not found"):
+        distributed.accelerate_command(2, tmp_path / "spec.json", config_file=str(tmp_path / "nope.yaml"))
+
+
+def test_vllm_falls_back_with_a_reason(caplog):
+    from core.trainers import vllm_or_fallback, vllm_unavailable
+
+    cfg = load_recipe(TEST_RECIPE, ["reasoning_rl.use_vllm=true"]).reasoning_rl
+    reason = vllm_unavailable()
+    if reason is None:
+        pytest.skip("vLLM and a GPU are present: nothing falls back")
+    with caplog.at_level("WARNING"):
+        out = vllm_or_fallback(cfg)
+    assert out.use_vllm is False and reason in caplog.text
+    assert vllm_or_fallback(out) is out
