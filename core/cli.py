@@ -4,6 +4,7 @@
   r1 report RUN_ID                             write the run's report (PNG plots + index.md)
   r1 runs                                      list runs in the run store
   r1 lineage RUN_ID                            show what each stage of a run was built from
+  r1 dry-run --recipe configs/X.yaml           validate a recipe and print its plan (no weights loaded)
 """
 
 from __future__ import annotations
@@ -100,6 +101,14 @@ def cmd_lineage(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_dry_run(args: argparse.Namespace) -> int:
+    """Validate a recipe and print its plan; loads no weights and no data."""
+    from core.plan import dry_run
+
+    print(dry_run(args.recipe, args.overrides))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="r1", description="r1-pipeline: the DeepSeek-R1 recipe as Prefect flows.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -115,6 +124,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("run_id")
     p.add_argument("--json", action="store_true", help="also print the full manifests")
     p.set_defaults(func=cmd_lineage)
+    p = sub.add_parser("dry-run", help="validate a recipe and print its plan (stages, steps, generations, tokens)")
+    p.add_argument("--recipe", default="configs/pocket.yaml", help="recipe YAML, or a name in configs/")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a recipe value (repeatable)")
+    p.set_defaults(func=cmd_dry_run)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
                         datefmt="%H:%M:%S")
