@@ -12,7 +12,7 @@ export PREFECT_SERVER_ANALYTICS_ENABLED ?= false
 export HF_HUB_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM ?= false
 
-.PHONY: install test pipeline lint format runs clean serve deploy stop report
+.PHONY: install test pipeline lint format runs clean serve deploy stop report bench dry-run
 
 install: $(STAMP)
 
@@ -51,6 +51,14 @@ lint: install
 
 format: install
 	$(VENV)/bin/ruff format .
+
+# Validate a recipe and print its plan without loading weights: make dry-run RECIPE=configs/qwen2.5-1.5b-math.yaml
+dry-run: install
+	$(PY) -m core.cli dry-run --recipe $(RECIPE)
+
+# All benchmarks (at most 30 min on 2 CPU cores): bench/results/perf.json and perf.md
+bench: install
+	cd bench && ../$(PY) perf.py
 
 runs: install
 	$(PY) -m core.cli runs

@@ -100,3 +100,15 @@ def test_vllm_falls_back_with_a_reason(caplog):
         out = vllm_or_fallback(cfg)
     assert out.use_vllm is False and reason in caplog.text
     assert vllm_or_fallback(out) is out
+
+
+@pytest.mark.parametrize("name", ["ddp-cpu", "ddp-gpu", "zero2", "zero3", "fsdp"])
+def test_accelerate_configs_load(name):
+    from accelerate.commands.config.config_args import load_config_from_file
+
+    path = TEST_RECIPE.parent / "accelerate" / f"{name}.yaml"
+    config = load_config_from_file(str(path))
+    assert config.num_processes >= 2 and path.read_text().startswith("#")
+    assert str(config.distributed_type).split(".")[-1] == {
+        "ddp-cpu": "MULTI_GPU", "ddp-gpu": "MULTI_GPU", "zero2": "DEEPSPEED", "zero3": "DEEPSPEED", "fsdp": "FSDP",
+    }[name]
