@@ -241,6 +241,9 @@ class GRPOStageConfig(TrainConfig):
     temperature: float = Field(1.0, gt=0, description="rollout temperature (the paper: 1.0)")
     top_p: float = Field(1.0, gt=0, le=1)
     prompts: int | None = Field(None, gt=0, description="use at most this many training prompts")
+    heldout_every: int | None = Field(
+        None, gt=0, description="measure greedy held-out accuracy every N steps (heldout_curve.json)")
+    heldout_prompts: int = Field(64, gt=0, description="held-out prompts per measurement")
     use_vllm: bool = Field(False, description="vLLM rollouts (needs vLLM and a GPU; else HF generate)")
     vllm_mode: Literal["colocate", "server"] = "colocate"
 

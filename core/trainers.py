@@ -221,27 +221,26 @@ def reward_trend(history: list[dict[str, Any]], key: str = "reward") -> dict[str
 
 
 def grpo_stage(recipe: Recipe, store: RunStore, run_id: str, stage: str, cfg: GRPOStageConfig, tasks_ref: Ref,
-               base_ref: Ref, adapter_ref: Ref | None, dataset: datasets.Dataset | None = None,
-               callbacks: Callable[[Path], Sequence[TrainerCallback]] | None = None,
-               reward_context: dict[str, Any] | None = None,
-               reward_funcs: tuple[list[Callable], list[float]] | None = None,
-               extra_inputs: dict[str, Ref] | None = None, force: bool = False) -> Ref:
-    """A GRPO stage in the run store: on the training prompts (or `dataset`), continuing
-    `adapter_ref` (or a fresh adapter when None). `callbacks(work_dir)` makes trainer callbacks."""
+               base_ref: Ref, adapter_ref: Ref | None, force: bool = False) -> Ref:
+    """A GRPO stage in the run store on the training prompts, continuing `adapter_ref` (or a fresh
+    adapter when None); with `cfg.heldout_every` it also records the held-out accuracy curve."""
+    from core.heldout_probe import HeldoutProbe
 
     def build(work: Path) -> StageResult:
-        data = dataset if dataset is not None else prompt_dataset(
-            load_split(tasks_ref, "train"), recipe.data.template, cfg.prompts, recipe.seed)
+        data = prompt_dataset(load_split(tasks_ref, "train"), recipe.data.template, cfg.prompts, recipe.seed)
+        probes = [HeldoutProbe(base_ref.path, list(load_split(tasks_ref, "heldout"))[: cfg.heldout_prompts],
+                               recipe.data.template, cfg.heldout_every, cfg.max_completion_length, work)] \
+            if cfg.heldout_every else []
         metrics = train_grpo(
             base=base_ref.path, adapter=adapter_path(adapter_ref) if adapter_ref else None,
             lora=recipe.model.lora, dtype=recipe.model.dtype, dataset=data, cfg=cfg, work=work,
-            seed=recipe.seed, reward_context=reward_context, reward_funcs=reward_funcs,
-            callbacks=callbacks(work) if callbacks else (),
+            seed=recipe.seed, callbacks=probes,
         )
+        if probes:
+            metrics["heldout_curve"] = probes[0].history
         return StageResult(metrics={**metrics, "prompts": len(data)})
 
     inputs = {"tasks": tasks_ref, "base": base_ref} | ({"adapter": adapter_ref} if adapter_ref else {})
-    inputs |= extra_inputs or {}
     config = {"stage": cfg.model_dump(mode="json"), "lora": recipe.model.lora.model_dump(mode="json"),
               "template": recipe.data.template.model_dump(mode="json"), "seed": recipe.seed}
     return store.run_stage(run_id, stage, config, inputs, build, force=force)

@@ -12,17 +12,15 @@ from pathlib import Path
 from typing import Any
 
 import datasets
-from transformers import TrainerCallback
 
 from core.config import GuardConfig, Recipe
-from core.generation import generate
+from core.heldout_probe import HeldoutProbe
 from core.modeling import ADAPTER, adapter_path, load_tokenizer
 from core.runstore import Ref, RunStore, StageResult
 from core.trainers import train_grpo
-from data.chat import messages, prompt_dataset, render
+from data.chat import prompt_dataset
 from data.general import general_rows
 from data.saved import load_split
-from rewards.accuracy import score_completion
 from stages.reward_model import model_path
 
 log = logging.getLogger(__name__)
@@ -30,48 +28,26 @@ STAGE = "all_scenario_rl"
 BEST = "best_adapter"
 
 
-class RewardHackingGuard(TrainerCallback):
-    """Held-out verifiable accuracy every `cfg.every` steps; saves the best adapter, stops on a fall."""
+class RewardHackingGuard(HeldoutProbe):
+    """Saves the adapter whenever held-out accuracy reaches a new best; stops training when it falls
+    more than `margin` below the best."""
 
     def __init__(self, base: str, rows: list[dict[str, Any]], recipe: Recipe, cfg: GuardConfig, work: Path):
-        self.tokenizer = load_tokenizer(base)  # its own: generation pads on the left
-        self.rows, self.cfg, self.work = rows, cfg, work
-        self.prompts = [render(self.tokenizer, messages(r["prompt"], recipe.data.template)) for r in rows]
-        self.max_new_tokens = recipe.all_scenario_rl.max_completion_length
-        self.history: list[dict[str, float]] = []
+        super().__init__(base, rows, recipe.data.template, cfg.every, recipe.all_scenario_rl.max_completion_length,
+                         work)
+        self.margin = cfg.margin
         self.best, self.best_step, self.stopped_at = -1.0, 0, None
 
-    def accuracy(self, model: Any) -> float:
-        was_training = model.training
-        outs = generate(model, self.tokenizer, self.prompts, max_new_tokens=self.max_new_tokens, progress=False)
-        model.train(was_training)
-        scores = [score_completion(c.text, r["answer"], r["task"], r["metadata"]) or 0.0
-                  for r, (c,) in zip(self.rows, outs, strict=True)]
-        return sum(s >= 1.0 for s in scores) / len(scores)
-
-    def _check(self, step: int, model: Any, control: Any) -> None:
-        acc = self.accuracy(model)
-        self.history.append({"step": step, "heldout_accuracy": acc})
-        log.info("guard: step %d held-out accuracy %.3f (best %.3f at step %d)", step, acc, self.best, self.best_step)
+    def check(self, step: int, model: Any, control: Any) -> None:
+        acc = self.measure(model, step)["heldout_accuracy"]
         if acc > self.best:
             self.best, self.best_step = acc, step
             model.save_pretrained(self.work / BEST)
-        elif acc < self.best - self.cfg.margin:
+        elif acc < self.best - self.margin:
             log.warning("guard: accuracy fell %.3f -> %.3f (margin %.3f); stopping at step %d and keeping "
-                        "the adapter of step %d", self.best, acc, self.cfg.margin, step, self.best_step)
+                        "the adapter of step %d", self.best, acc, self.margin, step, self.best_step)
             self.stopped_at = step
             control.should_training_stop = True
-
-    def on_train_begin(self, args, state, control, model=None, **kwargs):
-        self._check(state.global_step, model, control)
-
-    def on_step_end(self, args, state, control, model=None, **kwargs):
-        if state.global_step % self.cfg.every == 0:
-            self._check(state.global_step, model, control)
-
-    def on_train_end(self, args, state, control, model=None, **kwargs):
-        if not self.history or self.history[-1]["step"] != state.global_step:
-            self._check(state.global_step, model, control)
 
     def summary(self) -> dict[str, Any]:
         final = self.history[-1]["heldout_accuracy"] if self.history else None

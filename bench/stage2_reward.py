@@ -1,0 +1,53 @@
+"""Stage-2 (reasoning RL) mean reward over training on configs/pocket.yaml: first 10% of steps vs
+last 10%. Runs (or reuses) tasks -> base -> cold start -> reasoning RL in its own run.
+
+    .venv/bin/python bench/stage2_reward.py [--recipe configs/pocket.yaml] [--set KEY=VALUE ...]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+from core.config import load_recipe
+from core.runstore import RunStore
+from core.trainers import reward_trend
+from stages import base, cold_start, reasoning_rl, tasks
+
+RESULTS = Path(__file__).parent / "results" / "stage2_reward.json"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--recipe", default="configs/pocket.yaml")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    parser.add_argument("--run-id", default="bench-stage2")
+    args = parser.parse_args()
+    recipe = load_recipe(args.recipe, args.overrides)
+    store = RunStore()
+    t0 = time.perf_counter()
+    tasks_ref = tasks.run(recipe, store, args.run_id)
+    base_ref = base.run(recipe, store, args.run_id, tasks_ref)
+    cold = cold_start.run(recipe, store, args.run_id, tasks_ref, base_ref)
+    rl = reasoning_rl.run(recipe, store, args.run_id, tasks_ref, base_ref, cold)
+    history = json.loads((Path(rl.path) / "log_history.json").read_text())
+    trend = reward_trend(history)
+    per_function = {name: reward_trend(history, f"rewards/{name}/mean")
+                    for name in ("accuracy", "format", "language_consistency")}
+    result = {"recipe": recipe.name, "steps": len([h for h in history if "reward" in h]), **trend,
+              "per_function": per_function, "wall_s": round(time.perf_counter() - t0, 1)}
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    RESULTS.write_text(json.dumps(result, indent=2) + "\n")
+    print(f"stage-2 mean reward over {result['steps']} steps ({recipe.name}):")
+    print(f"  first 10% of steps: {trend['reward_first10']:.3f}   last 10%: {trend['reward_last10']:.3f}   "
+          f"change: {trend['reward_last10'] - trend['reward_first10']:+.3f}")
+    for name, t in per_function.items():
+        if t:
+            print(f"  {name:22} {t[f'rewards/{name}/mean_first10']:.3f} -> {t[f'rewards/{name}/mean_last10']:.3f}")
+    print(f"wrote {RESULTS}")
+
+
+if __name__ == "__main__":
+    main()
