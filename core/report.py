@@ -30,7 +30,7 @@ STAGE_ORDER = ("base", "cold_start", "reasoning_rl", "sft", "all_scenario_rl", "
 LOG_HISTORY = "log_history.json"
 MONITORS = {"reflection_words", "reflection_rate", "wrote_steps"}  # zero-weight statistics, not rewards
 EVAL_RATES = (("pass_at_1", "pass@1"), ("cons_at_k", "cons@k"), ("greedy_accuracy", "greedy accuracy"),
-              ("language_consistency", "language consistency"), ("reflection_rate", "reflection rate"))
+              ("language_consistency", "language consistency"))
 
 
 def _order(stage: str) -> tuple[int, str]:
@@ -104,7 +104,8 @@ def _figure(path: Path, panels: list[tuple[str, str, str]], hists: dict[str, lis
     if not any(drawn):
         plt.close(fig)
         return None
-    fig.suptitle(suptitle)
+    if len(panels) > 1:  # a single panel's own title says it all
+        fig.suptitle(suptitle)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
@@ -135,30 +136,36 @@ def _guard_line(store: RunStore, run_id: str) -> Any:
 
 
 def eval_figure(results: dict[str, dict[str, Any]], path: Path) -> Path | None:
-    """Grouped bars of the held-out rates per evaluated stage, and mean response length beside them."""
+    """Grouped bars of the held-out rates per evaluated stage; response length and reflection words beside."""
     if not results:
         return None
     names = list(results)
-    fig, (ax, ax_len) = plt.subplots(1, 2, figsize=(13, 4.6), gridspec_kw={"width_ratios": [3, 1]})
+    fig, (ax, ax_len, ax_refl) = plt.subplots(1, 3, figsize=(15, 4.6), gridspec_kw={"width_ratios": [3, 1, 1]})
     width = 0.8 / len(names)
     for i, name in enumerate(names):
         overall = results[name].get("overall", {})
-        values = [overall.get(key, overall.get("reflection_words") if key == "reflection_rate" else None) or 0.0
-                  for key, _ in EVAL_RATES]
+        values = [overall.get(key) or 0.0 for key, _ in EVAL_RATES]
         xs = [j + (i - (len(names) - 1) / 2) * width for j in range(len(EVAL_RATES))]
         bars = ax.bar(xs, values, width, label=name, color=_style(name)["color"])
         ax.bar_label(bars, fmt="%.2f", fontsize=7, padding=1)
-        ax_len.bar([i], [overall.get("mean_length") or 0.0], 0.7, color=_style(name)["color"])
+        for side, key in ((ax_len, "mean_length"), (ax_refl, "reflection_words")):
+            side.bar_label(side.bar([i], [overall.get(key) or 0.0], 0.7, color=_style(name)["color"]),
+                           fmt="%.2f", fontsize=7, padding=1)
     ax.set_xticks(range(len(EVAL_RATES)), [label for _, label in EVAL_RATES])
     ax.set_ylabel("rate on held-out prompts")
     ax.set_ylim(0, 1.1)
     ax.set_title("held-out evaluation by stage")
     ax.legend(title="stage", fontsize=8, ncol=2)
     ax.grid(axis="y", alpha=0.3)
-    ax_len.set_xticks(range(len(names)), names, rotation=30, ha="right")
-    ax_len.set_ylabel("tokens")
-    ax_len.set_title("mean response length")
-    ax_len.grid(axis="y", alpha=0.3)
+    for side, title, ylabel in ((ax_len, "mean response length", "tokens"),
+                                (ax_refl, "reflection words", "per response (wait, check, ...)")):
+        side.set_xticks(range(len(names)), names, rotation=30, ha="right")
+        side.set_xlabel("stage")
+        side.set_ylabel(ylabel)
+        side.set_title(title)
+        side.set_ylim(bottom=0)
+        side.margins(y=0.15)
+        side.grid(axis="y", alpha=0.3)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
@@ -181,7 +188,7 @@ def eval_table(results: dict[str, dict[str, Any]]) -> str:
 
         return format_table(results)
     except ImportError:
-        keys = [k for k, _ in EVAL_RATES] + ["mean_length"]
+        keys = [k for k, _ in EVAL_RATES] + ["mean_length", "reflection_words"]
         return _table(["stage", *keys], [[n, *[r.get("overall", {}).get(k, "-") for k in keys]]
                                          for n, r in results.items()])
 

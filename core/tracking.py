@@ -231,7 +231,21 @@ def read_offline_run(path: Path) -> dict[str, Any]:
     return out
 
 
-def offline_runs(run_root: Path) -> list[dict[str, Any]]:
-    """Every offline W&B run of a pipeline run (runs/<run_id>/wandb/offline-run-*), oldest first."""
-    return [read_offline_run(f) | {"dir": str(f.parent)}
-            for f in sorted((Path(run_root) / "wandb").glob("offline-run-*/run-*.wandb"))]
+def offline_runs(run_root: Path, wait_s: float = 0) -> list[dict[str, Any]]:
+    """Every offline W&B run of a pipeline run (runs/<run_id>/wandb/offline-run-*), oldest first.
+
+    W&B's writer may still be flushing a just-finished run: with `wait_s`, read again until every
+    run has its exit record (or the time is up)."""
+    import time
+
+    deadline = time.monotonic() + wait_s
+    while True:
+        try:
+            runs = [read_offline_run(f) | {"dir": str(f.parent)}
+                    for f in sorted((Path(run_root) / "wandb").glob("offline-run-*/run-*.wandb"))]
+            if all(r["exit_code"] is not None for r in runs) or time.monotonic() >= deadline:
+                return runs
+        except Exception:  # a record cut short mid-write
+            if time.monotonic() >= deadline:
+                raise
+        time.sleep(0.2)
