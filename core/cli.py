@@ -38,6 +38,7 @@ def cmd_pipeline(args: argparse.Namespace) -> int:
     # Prefect's local state (its temporary server's SQLite database) stays in the project by default.
     os.environ.setdefault("PREFECT_HOME", str(PROJECT_ROOT / ".prefect"))
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per Prefect API call otherwise
     from core.report import eval_results, eval_table
     from flows.pipeline import r1_pipeline
 
