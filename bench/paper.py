@@ -6,7 +6,7 @@ R1 (the four stages), the distilled student and the RL-only student with pass@1 
 (temperature 0.6, top-p 0.95) and cons@16, and prints one table. Writes bench/results/paper_table.json
 and the R1-Zero training curves (held-out accuracy, response length, reflection words) as PNGs.
 
-    .venv/bin/python bench/paper.py [--recipe configs/pocket.yaml] [--set KEY=VALUE ...] [--run-id ID]
+    .venv/bin/python -m bench.paper [--recipe configs/pocket.yaml] [--set KEY=VALUE ...] [--run-id ID]
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """Stage-2 (reasoning RL) mean reward over training on configs/pocket.yaml: first 10% of steps vs
 last 10%. Runs (or reuses) tasks -> base -> cold start -> reasoning RL in its own run.
 
-    .venv/bin/python bench/stage2_reward.py [--recipe configs/pocket.yaml] [--set KEY=VALUE ...]
+    .venv/bin/python -m bench.stage2_reward [--recipe configs/pocket.yaml] [--set KEY=VALUE ...]
 """
 
 from __future__ import annotations
