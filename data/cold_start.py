@@ -20,10 +20,11 @@ from data.chat import messages
 
 
 def chain_sum_completion(terms: list[int]) -> str:
-    """The readable English solution of a chain sum, as the cold-start set writes it."""
+    """The readable English solution of a chain sum, as the cold-start set writes it: reasoning,
+    a one-line summary, the answer."""
     think = pocket.steps_text(terms, ["en"] * len(terms))
     answer = sum(terms)
-    return f"<think> {think} </think> <answer> {answer} </answer>"
+    return f"<think> {think} </think> the chain adds up to {answer} . <answer> {answer} </answer>"
 
 
 def general_completion(answer: str) -> str:

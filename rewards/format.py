@@ -2,10 +2,11 @@
 
 Accepted shape (whitespace around the parts is free):
 
-    <think> REASONING </think> ANSWER        ANSWER = <answer> TEXT </answer>, or plain TEXT
+    <think> REASONING </think> ANSWER        ANSWER = [SUMMARY] <answer> TEXT </answer>, or plain TEXT
 
 with nothing before `<think>`, REASONING and TEXT non-blank and free of tags, and nothing after
-`</answer>`. When the chat template pre-fills `<think>` at the end of the prompt (R1-Distill
+`</answer>`. The optional SUMMARY (tag-free text before `<answer>`) is the paper's readable
+summary of the reasoning. When the chat template pre-fills `<think>` at the end of the prompt (R1-Distill
 templates do), the completion starts inside the thinking: it must not open a second `<think>`.
 """
 
@@ -22,7 +23,7 @@ _TAG = r"</?(?:think|answer)>"
 _NO_TAG = rf"(?:(?!{_TAG}).)"
 FORMAT_RE = re.compile(
     rf"^\s*<think>(?P<think>{_NO_TAG}*)</think>\s*"
-    rf"(?:<answer>(?P<tagged>{_NO_TAG}*)</answer>|(?P<plain>{_NO_TAG}+?))\s*$",
+    rf"(?:(?P<summary>{_NO_TAG}*?)<answer>(?P<tagged>{_NO_TAG}*)</answer>|(?P<plain>{_NO_TAG}+?))\s*$",
     re.DOTALL,
 )
 

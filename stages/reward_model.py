@@ -20,6 +20,7 @@ import datasets
 import torch
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
+from core import tracking
 from core.config import Recipe, RewardModelConfig
 from core.runstore import Ref, RunStore, StageResult
 from data.general import general_rows
@@ -97,7 +98,7 @@ def train(recipe: Recipe, base_path: str | Path, out: Path) -> dict[str, Any]:
         center_rewards_coefficient=0.01,  # keeps scores near 0 so the reward mixes with rule rewards
         logging_steps=max(1, cfg.steps // 10),
         save_strategy="no",
-        report_to="none",
+        report_to=tracking.report_to(),  # TRL curves go to the stage's W&B run when one is open
         use_cpu=not torch.cuda.is_available(),
         bf16=False,
         seed=cfg.seed,

@@ -22,6 +22,8 @@ from rewards.format import format_reward, well_formed
     ("<think>r <answer>5</answer></think>", False, False),  # answer only inside think
     ("<answer>5</answer><think>r</think>", False, False),  # out of order
     ("<think>r</think><answer>5</answer> trailing", False, False),  # text after </answer>
+    ("<think>r</think> so it is 5 . <answer>5</answer>", False, True),  # a summary, then the answer
+    ("<think>r</think> so <think> 5 <answer>5</answer>", False, False),  # a tag in the summary
     ("<think>r</think><answer>5", False, False),  # unclosed answer
     ("5", False, False),  # no think at all
     ("add 4 and 1</think><answer>5</answer>", True, True),  # template pre-filled <think>
