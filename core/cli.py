@@ -1,6 +1,7 @@
 """`r1`: the command line of r1-pipeline.
 
   r1 pipeline --recipe configs/pocket.yaml     run the pipeline on a recipe
+  r1 evaluate --model DIR [--adapter DIR]      evaluate any model / adapter on the held-out prompts
   r1 report RUN_ID                             write the run's report (PNG plots + index.md)
   r1 runs                                      list runs in the run store
   r1 lineage RUN_ID                            show what each stage of a run was built from
@@ -15,6 +16,7 @@ import logging
 import sys
 
 from core.config import RecipeError, load_recipe
+from core.modeling import ModelError
 from core.runstore import RunStore, StageError
 from data.sources import DataError
 
@@ -51,6 +53,29 @@ def cmd_pipeline(args: argparse.Namespace) -> int:
         print(format_base_accuracy(base_metrics) + "\n")
     print(eval_table(eval_results(store, out["run_id"])))
     print(f"\nreport: {out['report']}\nlineage: r1 lineage {out['run_id']}")
+    return 0
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    """Evaluate any HF model directory, merged model or PEFT adapter on the recipe's held-out prompts."""
+    from core.evaluation import format_table
+    from stages import base, evaluate, tasks
+
+    overrides = args.overrides + ([f"model.base={args.model}"] if args.model else [])
+    recipe = load_recipe(args.recipe, overrides)
+    store = RunStore()
+    run_id = args.run_id or store.new_run_id(f"eval-{recipe.name}")
+    tasks_ref = tasks.run(recipe, store, run_id)
+    base_ref = base.run(recipe, store, run_id, tasks_ref)
+    adapter_ref = evaluate.import_adapter(store, run_id, args.adapter) if args.adapter else None
+    name = args.name or ("adapter" if args.adapter else "model")
+    ref = evaluate.run(recipe, store, run_id, tasks_ref, base_ref, adapter_ref, name, force=args.force)
+    results = evaluate.load_results(ref)
+    print(format_table({name: results}))
+    for task, m in results["per_task"].items():
+        print(f"  {task}: pass@1 {m['pass_at_1']:.3f}, cons@{results['k']} {m['cons_at_k']:.3f}, "
+              f"greedy {m['greedy_accuracy']:.3f} ({m['prompts']} prompts)")
+    print(f"\nresults: {ref.path}/eval.json")
     return 0
 
 
@@ -116,6 +141,18 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("pipeline", help="run the pipeline on a recipe")
     _recipe_args(p)
     p.set_defaults(func=cmd_pipeline)
+    p = sub.add_parser("evaluate", help="evaluate a model directory, merged model or adapter on held-out prompts",
+                       description="pass@1 (k samples), cons@k, greedy accuracy, length, language consistency "
+                                   "and reflection words on the recipe's held-out prompts (eval.* settings).")
+    p.add_argument("--recipe", default="configs/pocket.yaml", help="recipe for the tasks and eval settings")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a recipe value, e.g. --set eval.samples=16 (repeatable)")
+    p.add_argument("--model", help="HF model directory or hub id (default: the recipe's base)")
+    p.add_argument("--adapter", help="PEFT adapter directory to apply on the model")
+    p.add_argument("--name", help="name of this evaluation in the run (default: model / adapter)")
+    p.add_argument("--run-id", help="the run to evaluate in (default: a new one)")
+    p.add_argument("--force", action="store_true", help="re-evaluate even if unchanged")
+    p.set_defaults(func=cmd_evaluate)
     p = sub.add_parser("report", help="(re)build a run's report: runs/RUN_ID/report/index.md and PNG plots")
     p.add_argument("run_id")
     p.set_defaults(func=cmd_report)
@@ -135,7 +172,7 @@ def main(argv: list[str] | None = None) -> int:
                         datefmt="%H:%M:%S")
     try:
         return args.func(args)
-    except (RecipeError, DataError, StageError) as exc:
+    except (RecipeError, DataError, StageError, ModelError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
 

@@ -36,7 +36,9 @@ def check_causal_lm(path: str) -> None:
 
 
 def adapter_path(ref: Ref) -> Path:
-    return Path(ref.path) / ADAPTER
+    """The adapter of a stage (its adapter/ sub-directory) or an imported adapter directory itself."""
+    path = Path(ref.path)
+    return path / ADAPTER if (path / ADAPTER).is_dir() else path
 
 
 def load_tokenizer(base: str | Path) -> Any:

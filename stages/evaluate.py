@@ -9,7 +9,7 @@ from typing import Any
 
 from core.config import Recipe
 from core.evaluation import evaluate, format_table
-from core.modeling import adapter_path, inference_model, load_tokenizer
+from core.modeling import ModelError, adapter_path, inference_model, load_tokenizer
 from core.runstore import Ref, RunStore, StageResult
 from data.saved import load_split
 
@@ -27,6 +27,15 @@ def heldout_rows(recipe: Recipe, tasks_ref: Ref) -> list[dict[str, Any]]:
 
 def load_results(ref: Ref) -> dict[str, Any]:
     return json.loads((Path(ref.path) / RESULTS).read_text())
+
+
+def import_adapter(store: RunStore, run_id: str, path: str) -> Ref:
+    """Record a user's PEFT adapter directory (hashed by content) so it can be evaluated like a stage's."""
+    adapter = Path(path)
+    if not (adapter / "adapter_config.json").is_file():
+        raise ModelError(f"{path}: not a PEFT adapter directory (expected adapter_config.json in it)")
+    return store.run_stage(run_id, "adapter_import", {"path": str(adapter.resolve())}, {},
+                           lambda work: StageResult(artifact=adapter.resolve()))
 
 
 def run(recipe: Recipe, store: RunStore, run_id: str, tasks_ref: Ref, base_ref: Ref, adapter_ref: Ref | None,

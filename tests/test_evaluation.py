@@ -90,3 +90,16 @@ def test_every_evaluated_row_is_heldout(pocket_run, test_recipe):
     rows = evaluate.heldout_rows(test_recipe, tasks_ref)
     assert len(rows) == test_recipe.eval.prompts
     assert not {prompt_key(r["prompt"]) for r in rows} & train
+
+
+def test_cli_evaluates_a_model_directory_and_an_adapter(pocket_run, monkeypatch, capsys, tmp_path):
+    """`r1 evaluate` on any model directory (here the pocket base) and on a PEFT adapter directory."""
+    from core.cli import main
+
+    store, _, _, base_ref = pocket_run
+    monkeypatch.setenv("R1_RUNS_DIR", str(store.root))
+    assert main(["evaluate", "--recipe", "pocket-test", "--model", base_ref.path, "--run-id", "cli-eval"]) == 0
+    assert "| model |" in capsys.readouterr().out
+    assert (store.root / "cli-eval" / "eval_model" / "eval.json").is_file()
+    assert main(["evaluate", "--recipe", "pocket-test", "--adapter", str(tmp_path), "--run-id", "cli-eval"]) == 2
+    assert "not a PEFT adapter directory" in capsys.readouterr().err
