@@ -12,7 +12,7 @@ export PREFECT_SERVER_ANALYTICS_ENABLED ?= false
 export HF_HUB_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM ?= false
 
-.PHONY: install test pipeline lint format runs clean serve deploy stop report bench dry-run
+.PHONY: install test pipeline lint format runs clean bench-paper bench-stage2 serve deploy stop report bench dry-run doctor
 
 install: $(STAMP)
 
@@ -60,8 +60,20 @@ dry-run: install
 bench: install
 	cd bench && ../$(PY) perf.py
 
+# Is this machine ready? Versions, device, free disk, Prefect server, W&B mode, and what to fix.
+doctor: install
+	$(PY) -m core.cli doctor
+
 runs: install
 	$(PY) -m core.cli runs
 
 clean:
 	rm -rf runs .pytest_cache .ruff_cache
+
+# The paper's findings in the pocket world: base, R1-Zero, R1, distilled vs RL-only student (<= 60 min).
+bench-paper: install
+	$(PY) -m bench.paper --recipe $(RECIPE)
+
+# Stage-2 (reasoning RL) mean reward, first 10% of steps vs last 10%.
+bench-stage2: install
+	$(PY) -m bench.stage2_reward --recipe $(RECIPE)
