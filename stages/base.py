@@ -33,6 +33,7 @@ from transformers.models.qwen2.tokenization_qwen2 import PRETOKENIZE_REGEX as QW
 
 from core.config import PocketConfig, Recipe, TemplateConfig
 from core.generation import generate
+from core.resources import pocket_bytes
 from core.runstore import PROJECT_ROOT, Ref, RunStore, StageResult, combine, file_sha256
 from data import pocket
 from data.chat import messages, render
@@ -197,11 +198,14 @@ def build_pocket(cfg: PocketConfig, template: TemplateConfig, heldout_prompts: l
     }, indent=2))
 
 
+# Hashed once at import: the code of the functions above decides what a pocket base is.
+BUILDER_SOURCES = {fn.__name__: hashlib.sha256(inspect.getsource(fn).encode()).hexdigest()
+                   for fn in (corpus, build_tokenizer, build_model, pretrain, build_pocket)}
+
+
 def pocket_key(cfg: PocketConfig, template: TemplateConfig, heldout_prompts: list[str]) -> str:
     """Content hash of everything that decides the pocket base: config, held-out set, builder code."""
-    code = {f: file_sha256(PROJECT_ROOT / f) for f in BUILDER_FILES}
-    code |= {fn.__name__: hashlib.sha256(inspect.getsource(fn).encode()).hexdigest()
-             for fn in (corpus, build_tokenizer, build_model, pretrain, build_pocket)}
+    code = {f: file_sha256(PROJECT_ROOT / f) for f in BUILDER_FILES} | BUILDER_SOURCES
     return combine({
         "config": json.dumps(cfg.model_dump(mode="json"), sort_keys=True),
         "template": json.dumps(template.model_dump(mode="json"), sort_keys=True),
@@ -272,4 +276,6 @@ def run(recipe: Recipe, store: RunStore, run_id: str, tasks_ref: Ref, force: boo
         return StageResult(metrics=metrics, artifact=path)
 
     config = {"model": cfg.model_dump(mode="json"), "template": recipe.data.template.model_dump(mode="json")}
-    return store.run_stage(run_id, STAGE, config, {"tasks": tasks_ref}, build, force=force)
+    # the pocket base is written to the shared cache (same disk); a user's model is only hashed
+    needs = pocket_bytes(cfg.pocket) if cfg.base == "pocket" else None
+    return store.run_stage(run_id, STAGE, config, {"tasks": tasks_ref}, build, force=force, needs_bytes=needs)
