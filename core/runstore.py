@@ -252,11 +252,14 @@ class RunStore:
         inputs: Mapping[str, Ref],
         build: Callable[[Path], StageResult | None],
         force: bool = False,
+        needs_bytes: int | None = None,
     ) -> Ref:
         """Build a stage once: reuse it when finished with the same key, else build and publish.
 
         `build(work_dir)` writes the stage's files into work_dir. Only work_dir/checkpoints/ is
-        kept between attempts with the same key, so a trainer can resume from it.
+        kept between attempts with the same key, so a trainer can resume from it. `needs_bytes`
+        estimates what the build writes (core.resources): a build that would not fit on the disk
+        is refused before it starts (default: a small margin).
         """
         key = cache_key(stage, config, inputs)
         final = self.stage_dir(run_id, stage)
@@ -269,6 +272,9 @@ class RunStore:
                     log.info("%s/%s: unchanged, reusing %s", run_id, stage, final)
                     return Ref.from_dict(manifest["ref"])
                 log.warning("%s/%s: files changed since written (%s); rebuilding", run_id, stage, bad[:3])
+            from core.resources import ensure_free_disk  # imported here: resources imports this module
+
+            ensure_free_disk(self.root, needs_bytes, f"{run_id}/{stage}")
             if work.exists() and (force or _read_text(work / ".key") != key):
                 shutil.rmtree(work)
             work.mkdir(parents=True, exist_ok=True)

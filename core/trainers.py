@@ -11,6 +11,7 @@ import importlib.util
 import json
 import logging
 import math
+import shutil
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -18,12 +19,14 @@ from typing import Any
 import datasets
 import torch
 from transformers import TrainerCallback
-from transformers.trainer_utils import get_last_checkpoint
+from transformers.trainer import TRAINER_STATE_NAME
+from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 from trl import GRPOConfig, GRPOTrainer, SFTConfig, SFTTrainer
 
 from core import distributed, tracking
 from core.config import GRPOStageConfig, LoraConfig, Recipe, SFTStageConfig, TrainConfig
 from core.modeling import ADAPTER, adapter_path, load_tokenizer, trainable_model
+from core.resources import trainer_stage_bytes
 from core.runstore import CHECKPOINTS, Ref, RunStore, StageResult
 from data.chat import prompt_dataset
 from data.saved import load_split
@@ -57,9 +60,29 @@ def _common_args(cfg: TrainConfig, work: Path, seed: int, report_to: str | list[
     }
 
 
+def last_complete_checkpoint(folder: Path) -> str | None:
+    """The newest trainer checkpoint in `folder` that was written to the end, or None.
+
+    The Trainer writes checkpoint-N/ in place and its trainer_state.json last, so a process killed
+    while saving leaves a checkpoint without a readable state; resuming from it would fail on every
+    attempt. Such torn checkpoints are removed (they also count against save_total_limit)."""
+    if not folder.is_dir():
+        return None
+    found = sorted((p for p in folder.iterdir() if p.is_dir() and p.name.startswith(f"{PREFIX_CHECKPOINT_DIR}-")
+                    and p.name.rsplit("-", 1)[1].isdigit()), key=lambda p: int(p.name.rsplit("-", 1)[1]))
+    for ckpt in reversed(found):
+        try:
+            json.loads((ckpt / TRAINER_STATE_NAME).read_text())
+            return str(ckpt)
+        except (OSError, ValueError):
+            log.warning("%s was not written to the end (killed while saving?); removing it", ckpt)
+            shutil.rmtree(ckpt, ignore_errors=True)
+    return None
+
+
 def _train(trainer: Any, work: Path) -> dict[str, Any]:
-    """Train (resuming from the last checkpoint if any), save adapter and log history."""
-    last = get_last_checkpoint(str(work / CHECKPOINTS)) if (work / CHECKPOINTS).is_dir() else None
+    """Train (resuming from the last complete checkpoint if any), save adapter and log history."""
+    last = last_complete_checkpoint(work / CHECKPOINTS)
     if last:
         log.info("resuming from %s", last)
     result = trainer.train(resume_from_checkpoint=last)
@@ -243,4 +266,5 @@ def grpo_stage(recipe: Recipe, store: RunStore, run_id: str, stage: str, cfg: GR
     inputs = {"tasks": tasks_ref, "base": base_ref} | ({"adapter": adapter_ref} if adapter_ref else {})
     config = {"stage": cfg.model_dump(mode="json"), "lora": recipe.model.lora.model_dump(mode="json"),
               "template": recipe.data.template.model_dump(mode="json"), "seed": recipe.seed}
-    return store.run_stage(run_id, stage, config, inputs, build, force=force)
+    return store.run_stage(run_id, stage, config, inputs, build, force=force,
+                           needs_bytes=trainer_stage_bytes(base_ref.path, recipe.model.lora.r, cfg.save_total_limit))

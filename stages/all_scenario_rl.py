@@ -16,6 +16,7 @@ import datasets
 from core.config import GuardConfig, Recipe
 from core.heldout_probe import HeldoutProbe
 from core.modeling import ADAPTER, adapter_path, load_tokenizer
+from core.resources import trainer_stage_bytes
 from core.runstore import Ref, RunStore, StageResult
 from core.trainers import train_grpo
 from data.chat import prompt_dataset
@@ -92,4 +93,6 @@ def run(recipe: Recipe, store: RunStore, run_id: str, tasks_ref: Ref, base_ref: 
     inputs = {"tasks": tasks_ref, "base": base_ref, "adapter": adapter_ref, "reward_model": reward_model_ref}
     config = {"stage": cfg.model_dump(mode="json"), "lora": recipe.model.lora.model_dump(mode="json"),
               "template": recipe.data.template.model_dump(mode="json"), "seed": recipe.seed}
-    return store.run_stage(run_id, STAGE, config, inputs, build, force=force)
+    # the guard keeps a copy of the best adapter besides the trainer's checkpoints
+    needs = trainer_stage_bytes(base_ref.path, recipe.model.lora.r, cfg.save_total_limit + 1)
+    return store.run_stage(run_id, STAGE, config, inputs, build, force=force, needs_bytes=needs)

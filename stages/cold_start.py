@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from core.config import Recipe
+from core.resources import trainer_stage_bytes
 from core.runstore import Ref, RunStore, StageResult
 from core.trainers import train_sft
 from data.cold_start import file_cold_start, pocket_cold_start
@@ -28,4 +29,5 @@ def run(recipe: Recipe, store: RunStore, run_id: str, tasks_ref: Ref, base_ref: 
 
     config = {"stage": cfg.model_dump(mode="json"), "lora": recipe.model.lora.model_dump(mode="json"),
               "template": template.model_dump(mode="json"), "seed": recipe.seed}
-    return store.run_stage(run_id, STAGE, config, {"tasks": tasks_ref, "base": base_ref}, build, force=force)
+    return store.run_stage(run_id, STAGE, config, {"tasks": tasks_ref, "base": base_ref}, build, force=force,
+                           needs_bytes=trainer_stage_bytes(base_ref.path, recipe.model.lora.r, cfg.save_total_limit))

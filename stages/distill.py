@@ -10,6 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from core.config import Recipe
+from core.resources import pocket_bytes, trainer_stage_bytes
 from core.runstore import Ref, RunStore, StageResult
 from core.trainers import grpo_stage, train_sft
 from data.saved import load_sft_dataset, load_split
@@ -29,7 +30,9 @@ def student_base(recipe: Recipe, store: RunStore, run_id: str, tasks_ref: Ref, f
 
     config = {"student_model": cfg.student_model, "student": cfg.student.model_dump(mode="json"),
               "template": recipe.data.template.model_dump(mode="json")}
-    return store.run_stage(run_id, STUDENT_BASE, config, {"tasks": tasks_ref}, build, force=force)
+    needs = pocket_bytes(cfg.student) if cfg.student_model == "pocket" else None
+    return store.run_stage(run_id, STUDENT_BASE, config, {"tasks": tasks_ref}, build, force=force,
+                           needs_bytes=needs)
 
 
 def distilled(recipe: Recipe, store: RunStore, run_id: str, student_ref: Ref, dataset_ref: Ref,
@@ -45,7 +48,8 @@ def distilled(recipe: Recipe, store: RunStore, run_id: str, student_ref: Ref, da
     config = {"stage": cfg.model_dump(mode="json"), "lora": recipe.model.lora.model_dump(mode="json"),
               "seed": recipe.seed}
     return store.run_stage(run_id, DISTILLED, config, {"base": student_ref, "dataset": dataset_ref}, build,
-                           force=force)
+                           force=force, needs_bytes=trainer_stage_bytes(student_ref.path, recipe.model.lora.r,
+                                                                        cfg.save_total_limit))
 
 
 def rl_only(recipe: Recipe, store: RunStore, run_id: str, tasks_ref: Ref, student_ref: Ref,

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from core.config import Recipe
 from core.modeling import adapter_path, merge
+from core.resources import model_copy_bytes
 from core.runstore import Ref, RunStore, StageResult
 
 STAGE = "merged"
@@ -18,4 +19,4 @@ def run(recipe: Recipe, store: RunStore, run_id: str, base_ref: Ref, adapter_ref
         return StageResult(metrics={"from": f"{adapter_ref.stage} v{adapter_ref.version}"})
 
     return store.run_stage(run_id, STAGE, {"dtype": recipe.model.dtype}, {"base": base_ref, "adapter": adapter_ref},
-                           build, force=force)
+                           build, force=force, needs_bytes=model_copy_bytes(base_ref.path))

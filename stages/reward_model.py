@@ -22,6 +22,7 @@ from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
 from core import tracking
 from core.config import Recipe, RewardModelConfig
+from core.resources import model_copy_bytes
 from core.runstore import Ref, RunStore, StageResult
 from data.general import general_rows
 from data.preferences import preference_pairs
@@ -143,4 +144,6 @@ def run(recipe: Recipe, store: RunStore, run_id: str, base_ref: Ref, force: bool
 
     config = {"reward_model": recipe.reward_model.model_dump(mode="json"),
               "lora": recipe.model.lora.model_dump(mode="json")}
-    return store.run_stage(run_id, STAGE, config, {"base": base_ref}, build, force=force)
+    # a full fine-tune writes a classifier the size of the base (a LoRA one: less)
+    return store.run_stage(run_id, STAGE, config, {"base": base_ref}, build, force=force,
+                           needs_bytes=model_copy_bytes(base_ref.path))

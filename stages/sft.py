@@ -7,6 +7,7 @@ from pathlib import Path
 
 from core.config import Recipe
 from core.modeling import adapter_path
+from core.resources import trainer_stage_bytes
 from core.runstore import Ref, RunStore, StageResult
 from core.trainers import train_sft
 from data.saved import load_sft_dataset
@@ -31,4 +32,5 @@ def run(recipe: Recipe, store: RunStore, run_id: str, base_ref: Ref, dataset_ref
     inputs = {"base": base_ref, "dataset": dataset_ref} | ({} if cfg.from_base else {"adapter": adapter_ref})
     config = {"stage": cfg.model_dump(mode="json"), "lora": recipe.model.lora.model_dump(mode="json"),
               "seed": recipe.seed}
-    return store.run_stage(run_id, STAGE, config, inputs, build, force=force)
+    return store.run_stage(run_id, STAGE, config, inputs, build, force=force,
+                           needs_bytes=trainer_stage_bytes(base_ref.path, recipe.model.lora.r, cfg.save_total_limit))
