@@ -20,6 +20,7 @@ from prefect import task
 from prefect.artifacts import create_link_artifact, create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
 
+from core import preflight
 from core.config import Recipe, RecipeError, load_recipe
 from core.runstore import Ref, RunStore
 from data.sources import DataError
@@ -48,6 +49,7 @@ def start(recipe: str, overrides: list[str] | None, run_id: str | None, force: l
     """Load and validate the recipe first (a config error fails here, before any training), then
     take the given run id (resume) or make a new one, and put it in the flow run's name."""
     resolved = load_recipe(recipe, overrides or [])
+    preflight.check_recipe(resolved, str(recipe))  # rewards, model paths, causal LM: before a run dir exists
     store = RunStore()
     run_id = run_id or store.new_run_id(resolved.name)
     log.info("run %s (recipe %s, store %s)", run_id, resolved.name, store.root)
@@ -131,7 +133,10 @@ def load_tasks(run: PipelineRun) -> Ref:
     """Stage 0a: the task data, split into train / held-out."""
     from stages import tasks
 
-    return _stage(run, tasks.STAGE, lambda force: tasks.run(run.recipe, run.store, run.run_id, force=force))
+    ref = _stage(run, tasks.STAGE, lambda force: tasks.run(run.recipe, run.store, run.run_id, force=force))
+    if run.recipe.model.base != "pocket":  # a user's tokenizer exists now; the pocket one after `base`
+        preflight.check_prompt_lengths(run.recipe, ref, run.recipe.model.base, run.recipe.name)
+    return ref
 
 
 @task(name="base", task_run_name=NAME + "base", **TRAIN)
@@ -139,7 +144,10 @@ def base_model(run: PipelineRun, tasks_ref: Ref) -> Ref:
     """Stage 0b: the base model (the pocket world pretrains its own, cached by content)."""
     from stages import base
 
-    return _stage(run, base.STAGE, lambda force: base.run(run.recipe, run.store, run.run_id, tasks_ref, force=force))
+    ref = _stage(run, base.STAGE, lambda force: base.run(run.recipe, run.store, run.run_id, tasks_ref, force=force))
+    if run.recipe.model.base == "pocket":  # its tokenizer was built by this stage: check before training
+        preflight.check_prompt_lengths(run.recipe, tasks_ref, ref.path, run.recipe.name)
+    return ref
 
 
 @task(name="cold_start", task_run_name=NAME + "cold_start", **TRAIN)
