@@ -83,7 +83,7 @@ def test_estimate_bounds_a_real_stage_and_checkpoints_are_bounded(pocket_run, te
     data.save_to_disk(str(work / "dataset"))
     train_sft(base=base_ref.path, adapter=None, lora=test_recipe.model.lora, dtype="float32", dataset=data,
               cfg=cfg, work=work, seed=0, report_to="none")
-    kept = sorted(p.name for p in (work / "checkpoints").iterdir())
+    kept = sorted(p.name for p in (work / "checkpoints").glob("checkpoint-*"))
     assert kept == ["checkpoint-4", "checkpoint-5"]  # five saved, the last two kept
     written = resources.tree_bytes(work)
     estimate = resources.trainer_stage_bytes(base_ref.path, test_recipe.model.lora.r, cfg.save_total_limit)
