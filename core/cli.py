@@ -6,6 +6,7 @@
   r1 runs                                      list runs in the run store
   r1 lineage RUN_ID                            show what each stage of a run was built from
   r1 dry-run --recipe configs/X.yaml           validate a recipe and print its plan (no weights loaded)
+  r1 doctor                                    check versions, device, disk, Prefect server and W&B mode
 """
 
 from __future__ import annotations
@@ -135,6 +136,15 @@ def cmd_dry_run(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_doctor(args: argparse.Namespace) -> int:
+    """Print the machine's readiness report; exit 1 when a check fails."""
+    from core import doctor
+
+    findings = doctor.run_checks()
+    print(doctor.format_report(findings))
+    return doctor.exit_status(findings)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="r1", description="r1-pipeline: the DeepSeek-R1 recipe as Prefect flows.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -167,6 +177,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override a recipe value (repeatable)")
     p.set_defaults(func=cmd_dry_run)
+    p = sub.add_parser("doctor", help="check versions, device, free disk, the Prefect server and W&B mode")
+    p.set_defaults(func=cmd_doctor)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
                         datefmt="%H:%M:%S")
