@@ -327,6 +327,8 @@ class RunStore:
         with file_lock(final.with_name(f".{key}.lock")):
             if (final / ".complete").is_file():
                 return final
+            for stale in final.parent.glob(f".{key}.work-*"):  # a killed builder's leftovers; we hold the lock
+                shutil.rmtree(stale, ignore_errors=True)
             work = final.with_name(f".{key}.work-{uuid.uuid4().hex[:8]}")
             work.mkdir(parents=True)
             try:
