@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import time
 from pathlib import Path
 
 from core.config import load_recipe
@@ -27,7 +26,6 @@ def main() -> None:
     args = parser.parse_args()
     recipe = load_recipe(args.recipe, args.overrides)
     store = RunStore()
-    t0 = time.perf_counter()
     tasks_ref = tasks.run(recipe, store, args.run_id)
     base_ref = base.run(recipe, store, args.run_id, tasks_ref)
     cold = cold_start.run(recipe, store, args.run_id, tasks_ref, base_ref)
@@ -36,8 +34,10 @@ def main() -> None:
     trend = reward_trend(history)
     per_function = {name: reward_trend(history, f"rewards/{name}/mean")
                     for name in ("accuracy", "format", "language_consistency")}
-    result = {"recipe": recipe.name, "steps": len([h for h in history if "reward" in h]), **trend,
-              "per_function": per_function, "wall_s": round(time.perf_counter() - t0, 1)}
+    steps = len([h for h in history if "reward" in h])
+    rl_wall = json.loads((Path(rl.path) / "manifest.json").read_text())["wall_s"]
+    result = {"recipe": recipe.name, "run_id": args.run_id, "overrides": args.overrides, "steps": steps, **trend,
+              "per_function": per_function, "reasoning_rl_wall_s": rl_wall}
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps(result, indent=2) + "\n")
     print(f"stage-2 mean reward over {result['steps']} steps ({recipe.name}):")
