@@ -42,7 +42,8 @@ def cmd_pipeline(args: argparse.Namespace) -> int:
     os.environ.setdefault("PREFECT_HOME", str(PROJECT_ROOT / ".prefect"))
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per Prefect API call otherwise
-    from core.report import eval_results, eval_table
+    from core.evaluation import format_table
+    from core.report import eval_results
     from flows.pipeline import r1_pipeline
 
     load_recipe(args.recipe, args.overrides)  # a config error stops here, before Prefect starts
@@ -52,7 +53,7 @@ def cmd_pipeline(args: argparse.Namespace) -> int:
     base_metrics = (store.manifest(out["run_id"], "base") or {}).get("metrics", {})
     if "accuracy_all" in base_metrics:
         print(format_base_accuracy(base_metrics) + "\n")
-    print(eval_table(eval_results(store, out["run_id"])))
+    print(format_table(eval_results(store, out["run_id"])))
     print(f"\nreport: {out['report']}\nlineage: r1 lineage {out['run_id']}")
     return 0
 

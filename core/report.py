@@ -20,6 +20,7 @@ matplotlib.use("Agg")  # files only: no display on servers and workers
 import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 
+from core.evaluation import format_table
 from core.runstore import RunStore  # noqa: E402
 
 log = logging.getLogger(__name__)
@@ -181,18 +182,6 @@ def _table(header: list[str], rows: list[list[Any]]) -> str:
     return "\n".join(lines)
 
 
-def eval_table(results: dict[str, dict[str, Any]]) -> str:
-    """The evaluator's own markdown table when available (one format everywhere), else a plain one."""
-    try:
-        from stages.evaluate import format_table
-
-        return format_table(results)
-    except ImportError:
-        keys = [k for k, _ in EVAL_RATES] + ["mean_length", "reflection_words"]
-        return _table(["stage", *keys], [[n, *[r.get("overall", {}).get(k, "-") for k in keys]]
-                                         for n, r in results.items()])
-
-
 def build_report(store: RunStore, run_id: str) -> Path:
     """Write runs/<run_id>/report/ (PNGs + index.md) from what the run store holds; returns index.md."""
     out = store.root / run_id / "report"
@@ -246,7 +235,7 @@ def _index(store: RunStore, run_id: str, results: dict[str, dict[str, Any]],
              f"Run store: `{store.root / run_id}`. Lineage: `r1 lineage {run_id}`. "
              f"W&B runs (group `{run_id}`): `{store.root / run_id / 'wandb'}`.", "",
              "## Evaluation (held-out prompts)", "",
-             eval_table(results) if results else "_no evaluation in this run yet_", "",
+             format_table(results) if results else "_no evaluation in this run yet_", "",
              "## Stages", "", _table(["stage", "version", "sha256", "wall s", "output"], stage_rows), ""]
     parts += ["## Plots", ""] if figures else []
     for title, path in figures:

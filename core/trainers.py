@@ -132,7 +132,7 @@ def _reflection_rate(text: str) -> float:
     return reflection_count(text) / words
 
 
-def monitors(rewards: Sequence[str]) -> list[Callable[..., list[float]]]:
+def monitors() -> list[Callable[..., list[float]]]:
     """Statistics logged at every GRPO step besides the rewards themselves."""
     from rewards.extract import think_text
     from rewards.reflection import reflection_count
@@ -222,7 +222,7 @@ def train_grpo(*, base: str, adapter: Path | None, lora: LoraConfig, dtype: str,
         funcs = [restrict(f, spec.rows) for f, spec in zip(funcs, cfg.rewards, strict=True)]
     else:
         funcs, weights = reward_funcs
-    extra = monitors([f.__name__ for f in funcs])
+    extra = monitors()
     funcs, weights = list(funcs) + extra, list(weights) + [0.0] * len(extra)
     tokenizer = load_tokenizer(base)
     model = trainable_model(base, adapter, lora, dtype)

@@ -48,12 +48,13 @@ def pocket_cold_start(train: datasets.Dataset, n: int, seed: int, template: Temp
     ])
 
 
-def file_cold_start(path: str, template: TemplateConfig) -> datasets.Dataset:
-    """A user's cold-start file (.jsonl/.json/.parquet) with `prompt` and `completion` columns."""
+def file_conversations(path: str, template: TemplateConfig) -> datasets.Dataset:
+    """A user's file (.jsonl/.json/.parquet) of `prompt` / `completion` rows as conversations: the
+    cold-start set of a real recipe, or rejection sampling's general data."""
     suffix = Path(path).suffix.lower()
     loader = "parquet" if suffix == ".parquet" else "json"
     ds = datasets.load_dataset(loader, data_files=path, split="train")
     missing = {"prompt", "completion"} - set(ds.column_names)
     if missing:
-        raise ValueError(f"{path}: cold-start data needs columns prompt and completion; missing {sorted(missing)}")
+        raise ValueError(f"{path}: expected columns prompt and completion; missing {sorted(missing)}")
     return ds.map(lambda r: conversation(r["prompt"], r["completion"], template), remove_columns=ds.column_names)

@@ -267,8 +267,8 @@ def eval_results(evals: dict[str, Ref]) -> dict[str, dict[str, Any]]:
 def report(run: PipelineRun, evals: dict[str, Ref]) -> str:
     """The eval table across stages and the run report, published as Prefect artifacts; returns the
     report's index path."""
+    from core.evaluation import format_table
     from core.report import build_report
-    from stages.evaluate import format_table
 
     results = eval_results(evals)
     if results:

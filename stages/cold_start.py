@@ -8,7 +8,7 @@ from core.config import Recipe
 from core.resources import trainer_stage_bytes
 from core.runstore import Ref, RunStore, StageResult
 from core.trainers import train_sft
-from data.cold_start import file_cold_start, pocket_cold_start
+from data.cold_start import file_conversations, pocket_cold_start
 from data.saved import SFT_DATASET, load_split
 
 STAGE = "cold_start"
@@ -19,7 +19,7 @@ def run(recipe: Recipe, store: RunStore, run_id: str, tasks_ref: Ref, base_ref: 
 
     def build(work: Path) -> StageResult:
         if cfg.dataset:
-            data = file_cold_start(cfg.dataset, template)
+            data = file_conversations(cfg.dataset, template)
         else:
             data = pocket_cold_start(load_split(tasks_ref, "train"), cfg.examples, recipe.seed, template)
         data.save_to_disk(str(work / SFT_DATASET))

@@ -17,7 +17,7 @@ from core.generation import generate
 from core.modeling import adapter_path, inference_model, load_tokenizer
 from core.runstore import Ref, RunStore, StageResult
 from data.chat import messages, render
-from data.cold_start import conversation, file_cold_start, general_completion
+from data.cold_start import conversation, file_conversations, general_completion
 from data.general import general_rows
 from data.saved import SFT_DATASET, load_split
 from data.split import prompt_key
@@ -42,7 +42,7 @@ def general_data(recipe: Recipe, n: int) -> list[dict[str, Any]]:
     """`n` general rows as conversations: the recipe's file, or the pocket world's general tasks."""
     cfg, template = recipe.rejection_sampling, recipe.data.template
     if cfg.general_dataset:
-        ds = file_cold_start(cfg.general_dataset, template).shuffle(seed=recipe.seed)
+        ds = file_conversations(cfg.general_dataset, template).shuffle(seed=recipe.seed)
         return [dict(r, kind="general", answer="", task="general", metadata="{}")
                 for r in ds.select(range(min(n, len(ds))))]
     return [conversation(r["prompt"], general_completion(r["answer"]), template) | _gold(r, "general")
