@@ -104,16 +104,17 @@ def plot_curves(curve: dict[str, list[float]], history: list[dict], out: Path) -
     return paths
 
 
-def verdicts(rows: dict[str, dict[str, float]], curve: dict[str, list[float]]) -> list[tuple[str, bool, str]]:
-    """The paper's findings as checks, with the measured margins."""
+def verdicts(rows: dict[str, dict[str, float]], rollout_length: list[float]) -> list[tuple[str, bool, str]]:
+    """The paper's findings as checks, with the measured margins. Response length is the paper's
+    measure (its Figure 3): the mean length of the RL rollouts, first quarter of steps against last."""
     b, z, r1 = rows["base"], rows["r1_zero"], rows["r1"]
     d, s = rows["student_distilled"], rows["student_rl"]
-    n = max(1, len(curve["mean_length"]) // 4)
-    early, late = sum(curve["mean_length"][:n]) / n, sum(curve["mean_length"][-n:]) / n
+    n = max(1, len(rollout_length) // 4)
+    early, late = sum(rollout_length[:n]) / n, sum(rollout_length[-n:]) / n
     return [
         ("R1-Zero pass@1 >= base + 0.20", z["pass_at_1"] >= b["pass_at_1"] + 0.20,
          f"{z['pass_at_1']:.3f} vs {b['pass_at_1']:.3f} ({z['pass_at_1'] - b['pass_at_1']:+.3f})"),
-        ("R1-Zero response length rises", late > early, f"{early:.1f} -> {late:.1f} tokens (held-out)"),
+        ("R1-Zero response length rises", late > early, f"{early:.1f} -> {late:.1f} tokens (rollouts)"),
         ("R1 language consistency >= 0.95", r1["language_consistency"] >= 0.95, f"{r1['language_consistency']:.3f}"),
         ("R1 language consistency > R1-Zero's", r1["language_consistency"] > z["language_consistency"],
          f"{r1['language_consistency']:.3f} vs {z['language_consistency']:.3f}"),
@@ -137,12 +138,16 @@ def main() -> None:
     walls = run_flows(args.recipe, overrides, run_id)
     rows = table_rows(store, run_id)
     curve, history = r1_zero_curve(store, run_id)
+    rollout_length = [h["completions/mean_length"] for h in history]
     RESULTS.mkdir(parents=True, exist_ok=True)
     pngs = plot_curves(curve, history, RESULTS)
-    result = {"rows": rows, "r1_zero_curve": curve, "recipe": recipe.name, "run_id": run_id,
+    result = {"rows": rows, "r1_zero_curve": curve,
+              "r1_zero_rollouts": {"step": [h["step"] for h in history], "mean_length": rollout_length,
+                                   "reflection_words": [h["rewards/reflection_words/mean"] for h in history]},
+              "recipe": recipe.name, "run_id": run_id,
               "k": recipe.eval.samples, "heldout_prompts": len(evaluate.heldout_rows(recipe, store.ref(run_id, "tasks"))),
               "flow_wall_s": walls, "wall_s": round(time.perf_counter() - t0, 1),
-              "verdicts": [{"finding": f, "holds": ok, "measured": m} for f, ok, m in verdicts(rows, curve)]}
+              "verdicts": [{"finding": f, "holds": ok, "measured": m} for f, ok, m in verdicts(rows, rollout_length)]}
     (RESULTS / "paper_table.json").write_text(json.dumps(result, indent=2) + "\n")
 
     print(f"\nThe paper table, pocket world ({result['heldout_prompts']} held-out prompts, k=16, T=0.6, top-p 0.95)")
@@ -151,7 +156,7 @@ def main() -> None:
         print(f"{name:20} {r['pass_at_1']:8.3f} {r['cons_at_16']:8.3f} {r['mean_length']:9.1f} "
               f"{r['language_consistency']:10.3f}")
     print("\nfindings:")
-    for f, ok, m in verdicts(rows, curve):
+    for f, ok, m in verdicts(rows, rollout_length):
         print(f"  [{'holds' if ok else 'FAILS'}] {f}: {m}")
     print(f"\nwall {result['wall_s']:.0f} s; wrote {RESULTS / 'paper_table.json'} and " + ", ".join(p.name for p in pngs))
 

@@ -2,7 +2,7 @@
 
 For the pocket world they are generated from templates that compute correct step-by-step
 solutions (the paper's cold start was a few thousand such examples, written for readability:
-`<think>` reasoning `</think>`, a short summary, then the answer). Real recipes point
+`<think>` reasoning ending in a short summary `</think>`, then the answer). Real recipes point
 `cold_start.dataset` at a file of {prompt, completion} rows instead.
 """
 
@@ -20,11 +20,12 @@ from data.chat import messages
 
 
 def chain_sum_completion(terms: list[int]) -> str:
-    """The readable English solution of a chain sum, as the cold-start set writes it: reasoning,
-    a one-line summary, the answer."""
+    """The readable English solution of a chain sum, as the cold-start set writes it: the work, closed
+    by a one-line summary ("so the answer is 3 ."), then the answer. A second summary between
+    `</think>` and `<answer>` was tried: 300 examples only half taught it and the mix broke the answer
+    tag ("<answer> <answer>"), cutting pass@1 0.72 -> 0.55; without it the cold start lifts it to 0.92."""
     think = pocket.steps_text(terms, ["en"] * len(terms))
-    answer = sum(terms)
-    return f"<think> {think} </think> the chain adds up to {answer} . <answer> {answer} </answer>"
+    return f"<think> {think} </think> <answer> {sum(terms)} </answer>"
 
 
 def general_completion(answer: str) -> str:
