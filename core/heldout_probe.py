@@ -35,6 +35,7 @@ class HeldoutProbe(TrainerCallback):
         self.rows, self.every, self.work, self.max_new_tokens = rows, every, work, max_new_tokens
         self.prompts = [render(self.tokenizer, messages(r["prompt"], template)) for r in rows]
         self.history: list[dict[str, float]] = []
+        self.writes = True  # only rank 0 writes files when the stage runs in several processes
 
     def measure(self, model: Any, step: int) -> dict[str, float]:
         was_training = model.training
@@ -60,6 +61,8 @@ class HeldoutProbe(TrainerCallback):
                 wandb.run.log({f"heldout/{k}": v for k, v in point.items() if k != "step"}, commit=False)
         except ImportError:
             pass
+        if not self.writes:
+            return
         self.work.mkdir(parents=True, exist_ok=True)
         (self.work / CURVE).write_text(json.dumps(self.history, indent=1))
 
@@ -68,6 +71,7 @@ class HeldoutProbe(TrainerCallback):
         self.measure(model, step)
 
     def on_train_begin(self, args, state, control, model=None, **kwargs):
+        self.writes = state.is_world_process_zero
         self.check(state.global_step, model, control)
 
     def on_step_end(self, args, state, control, model=None, **kwargs):

@@ -43,7 +43,8 @@ class RewardHackingGuard(HeldoutProbe):
         acc = self.measure(model, step)["heldout_accuracy"]
         if acc > self.best:
             self.best, self.best_step = acc, step
-            model.save_pretrained(self.work / BEST)
+            if self.writes:
+                model.save_pretrained(self.work / BEST)
         elif acc < self.best - self.margin:
             log.warning("guard: accuracy fell %.3f -> %.3f (margin %.3f); stopping at step %d and keeping "
                         "the adapter of step %d", self.best, acc, self.margin, step, self.best_step)

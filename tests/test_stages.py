@@ -16,7 +16,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 from core.modeling import ADAPTER
 from core.runstore import file_sha256
 from data.chat import messages, render
-from data.saved import load_sft_dataset
+from data.saved import load_sft_dataset, load_split
 from rewards.accuracy import score_completion
 from stages import (
     all_scenario_rl,
@@ -166,3 +166,19 @@ def test_distillation_student_is_smaller_and_trained_two_ways(chain, test_recipe
     assert "dataset" not in store.manifest(run_id, "student_rl")["inputs"]
     for ref in (distilled, rl_only):
         assert (Path(ref.path) / ADAPTER / "adapter_model.safetensors").is_file()
+
+
+def test_guard_writes_files_only_on_rank_zero(chain, test_recipe, tmp_path):
+    """Under several processes every rank runs the guard; only rank 0 may write its files."""
+    from transformers import TrainerControl, TrainerState
+
+    store, run_id, refs = chain
+    heldout = list(load_split(refs["tasks"], "heldout"))[:4]
+    model = AutoModelForCausalLM.from_pretrained(refs["base"].path)
+    for rank_zero, work in ((False, tmp_path / "rank1"), (True, tmp_path / "rank0")):
+        guard = all_scenario_rl.RewardHackingGuard(refs["base"].path, heldout, test_recipe,
+                                                    test_recipe.all_scenario_rl.guard, work)
+        guard.on_train_begin(None, TrainerState(is_world_process_zero=rank_zero), TrainerControl(), model=model)
+        assert len(guard.history) == 1
+        assert (work / all_scenario_rl.BEST).is_dir() == rank_zero
+        assert (work / "heldout_curve.json").is_file() == rank_zero
