@@ -265,6 +265,8 @@ class RejectionSamplingConfig(Section):
     top_p: float = Field(0.95, gt=0, le=1)
     max_new_tokens: int = Field(160, gt=0)
     batch_size: int = Field(128, gt=0, description="completions per generation batch")
+    use_vllm: bool = Field(False, description="sample with vLLM (needs vLLM and a GPU; else batched HF generate)")
+    vllm_gpu_memory_utilization: float = Field(0.5, gt=0, le=1, description="share of the GPU vLLM may take")
     keep_correct: bool = Field(True, description="drop completions whose answer does not verify")
     keep_single_language: bool = Field(True, description="drop chains of thought that mix languages")
     language_threshold: float = Field(1.0, ge=0, le=1, description="least share of target-language words")

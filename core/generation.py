@@ -1,8 +1,12 @@
-"""The one generation helper: batched, left-padded, KV-cached sampling with a progress bar."""
+"""Generation: batched, left-padded, KV-cached HF sampling with a progress bar, and the same samples
+from vLLM where it and a GPU are present (rejection sampling with `use_vllm`)."""
 
 from __future__ import annotations
 
+import gc
+import importlib.util
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -69,3 +73,48 @@ def _length(tokens: torch.Tensor, eos_id: int, pad_id: int) -> tuple[int, bool]:
     if len(ends):
         return int(ends[0, 0]) + 1, True
     return int((tokens != pad_id).sum()), False
+
+
+def vllm_unavailable() -> str | None:
+    """Why vLLM cannot generate here, or None when it can."""
+    if importlib.util.find_spec("vllm") is None:
+        return "vLLM is not installed (pip install vllm)"
+    if not torch.cuda.is_available():
+        return "no CUDA GPU is visible"
+    return None
+
+
+def generate_vllm(
+    base: str,
+    adapter: Path | None,
+    tokenizer: Any,
+    prompts: list[str],
+    *,
+    max_new_tokens: int,
+    temperature: float,
+    top_p: float,
+    n: int,
+    seed: int,
+    lora_rank: int,
+    gpu_memory_utilization: float,
+) -> list[list[Completion]]:
+    """n completions per rendered prompt from vLLM, the LoRA adapter applied per request; the same
+    Completion records as `generate`. Frees the GPU afterwards: training stages follow in-process."""
+    from vllm import LLM, SamplingParams
+    from vllm.lora.request import LoRARequest
+
+    llm = LLM(model=base, tokenizer=base, seed=seed, enable_lora=adapter is not None,
+              max_lora_rank=1 << max(3, (lora_rank - 1).bit_length()),  # vLLM takes powers of two from 8
+              gpu_memory_utilization=gpu_memory_utilization)
+    try:
+        params = SamplingParams(n=n, temperature=temperature, top_p=top_p, max_tokens=max_new_tokens, seed=seed)
+        # token ids, as `generate` tokenizes: no special tokens added to the rendered chat
+        requests = [{"prompt_token_ids": tokenizer(p, add_special_tokens=False)["input_ids"]} for p in prompts]
+        lora = LoRARequest("adapter", 1, str(adapter)) if adapter is not None else None
+        outs = llm.generate(requests, params, lora_request=lora, use_tqdm=True)
+        return [[Completion(o.text, len(o.token_ids), o.finish_reason == "stop") for o in out.outputs]
+                for out in outs]
+    finally:
+        del llm
+        gc.collect()
+        torch.cuda.empty_cache()

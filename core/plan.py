@@ -10,7 +10,6 @@ with the file and key of each; things to fix before a stage runs (a missing data
 
 from __future__ import annotations
 
-import importlib.util
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -110,10 +109,14 @@ def validate(recipe: Recipe, source: str = "<recipe>") -> list[str]:
                       "(the generated cold start exists for the pocket world only)")
     _file_check(recipe.cold_start.dataset, "cold_start.dataset", notes)
     _file_check(recipe.rejection_sampling.general_dataset, "rejection_sampling.general_dataset", notes)
+    from core.generation import vllm_unavailable  # torch, imported only when a recipe is checked
+
     if any(cfg.use_vllm for cfg in grpo.values()):
-        reason = _vllm_unavailable()
+        reason = vllm_unavailable()
         if reason:
             notes.append(f"use_vllm: {reason}; GRPO rollouts will fall back to HF generate")
+    if recipe.rejection_sampling.use_vllm and (reason := vllm_unavailable()):
+        notes.append(f"rejection_sampling.use_vllm: {reason}; sampling will fall back to batched HF generate")
     if any(c.bf16 for c in (*grpo.values(), recipe.cold_start, recipe.sft)) and not _cuda():
         notes.append("bf16: true but no CUDA GPU here; a CPU run would need bf16: false")
     if errors:
@@ -125,15 +128,6 @@ def _cuda() -> bool:
     import torch
 
     return torch.cuda.is_available()
-
-
-def _vllm_unavailable() -> str | None:
-    # The trainers' own check, without importing TRL for a dry run when vLLM is plainly absent.
-    if importlib.util.find_spec("vllm") is None:
-        return "vLLM is not installed"
-    from core.trainers import vllm_unavailable
-
-    return vllm_unavailable()
 
 
 # --- the plan ----------------------------------------------------------------------------------

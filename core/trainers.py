@@ -7,7 +7,6 @@ killed attempt left one, save the adapter to <work>/adapter and the trainer's lo
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import logging
 import math
@@ -25,6 +24,7 @@ from trl import GRPOConfig, GRPOTrainer, SFTConfig, SFTTrainer
 
 from core import distributed, tracking
 from core.config import GRPOStageConfig, LoraConfig, Recipe, SFTStageConfig, TrainConfig
+from core.generation import vllm_unavailable
 from core.modeling import ADAPTER, adapter_path, load_tokenizer, trainable_model
 from core.resources import trainer_stage_bytes
 from core.runstore import CHECKPOINTS, Ref, RunStore, StageResult
@@ -185,15 +185,6 @@ def restrict(func: Callable[..., list[float | None]], rows: str) -> Callable[...
 
     restricted.__name__ = getattr(func, "__name__", "reward")
     return restricted
-
-
-def vllm_unavailable() -> str | None:
-    """Why vLLM rollouts cannot run here, or None when they can."""
-    if importlib.util.find_spec("vllm") is None:
-        return "vLLM is not installed (pip install vllm)"
-    if not torch.cuda.is_available():
-        return "no CUDA GPU is visible"
-    return None
 
 
 def vllm_or_fallback(cfg: GRPOStageConfig) -> GRPOStageConfig:

@@ -5,6 +5,7 @@ manifest counts what each filter removed."""
 
 from __future__ import annotations
 
+import logging
 import random
 from collections import Counter
 from pathlib import Path
@@ -13,7 +14,7 @@ from typing import Any
 import datasets
 
 from core.config import Recipe
-from core.generation import generate
+from core.generation import Completion, generate, generate_vllm, vllm_unavailable
 from core.modeling import adapter_path, inference_model, load_tokenizer
 from core.runstore import Ref, RunStore, StageResult
 from data.chat import messages, render
@@ -25,6 +26,7 @@ from rewards.accuracy import score_completion
 from rewards.extract import think_text
 from rewards.language import language_share
 
+log = logging.getLogger(__name__)
 STAGE = "rejection_sampling"
 def keep_or_reason(row: dict[str, Any], text: str, finished: bool, num_tokens: int, recipe: Recipe) -> str | None:
     """None when a sampled completion passes every enabled filter, else the filter that removed it."""
@@ -36,6 +38,26 @@ def keep_or_reason(row: dict[str, Any], text: str, finished: bool, num_tokens: i
     if cfg.keep_single_language and language_share(think_text(text), recipe.data.language) < cfg.language_threshold:
         return "mixed_language"
     return None
+
+
+def sample(recipe: Recipe, base_ref: Ref, adapter_ref: Ref, prompts: list[str]) -> list[list[Completion]]:
+    """The recipe's k samples per prompt from the adapter: vLLM when asked for and possible, else
+    batched HF generate (with a warning saying why when vLLM was asked for)."""
+    cfg = recipe.rejection_sampling
+    tokenizer = load_tokenizer(base_ref.path)
+    rendered = [render(tokenizer, messages(p, recipe.data.template)) for p in prompts]
+    reason = vllm_unavailable() if cfg.use_vllm else None
+    if cfg.use_vllm and reason is None:
+        return generate_vllm(base_ref.path, adapter_path(adapter_ref), tokenizer, rendered,
+                             max_new_tokens=cfg.max_new_tokens, temperature=cfg.temperature, top_p=cfg.top_p,
+                             n=cfg.samples_per_prompt, seed=recipe.seed, lora_rank=recipe.model.lora.r,
+                             gpu_memory_utilization=cfg.vllm_gpu_memory_utilization)
+    if reason:
+        log.warning("rejection_sampling.use_vllm is set but %s: sampling with batched HF generate", reason)
+    model = inference_model(base_ref.path, adapter_path(adapter_ref), recipe.model.dtype)
+    return generate(model, tokenizer, rendered, max_new_tokens=cfg.max_new_tokens, temperature=cfg.temperature,
+                    top_p=cfg.top_p, n=cfg.samples_per_prompt, batch_size=cfg.batch_size, seed=recipe.seed,
+                    desc="rejection sampling")
 
 
 def general_data(recipe: Recipe, n: int) -> list[dict[str, Any]]:
@@ -61,12 +83,7 @@ def run(recipe: Recipe, store: RunStore, run_id: str, tasks_ref: Ref, base_ref: 
     def build(work: Path) -> StageResult:
         train = load_split(tasks_ref, "train").shuffle(seed=recipe.seed)
         train = list(train.select(range(min(cfg.prompts, len(train)))))
-        tokenizer = load_tokenizer(base_ref.path)
-        model = inference_model(base_ref.path, adapter_path(adapter_ref), recipe.model.dtype)
-        prompts = [render(tokenizer, messages(r["prompt"], template)) for r in train]
-        samples = generate(model, tokenizer, prompts, max_new_tokens=cfg.max_new_tokens, temperature=cfg.temperature,
-                           top_p=cfg.top_p, n=cfg.samples_per_prompt, batch_size=cfg.batch_size, seed=recipe.seed,
-                           desc="rejection sampling")
+        samples = sample(recipe, base_ref, adapter_ref, [r["prompt"] for r in train])
         removed: Counter[str] = Counter()
         seen: set[tuple[str, str]] = set()
         kept = []

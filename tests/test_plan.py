@@ -72,9 +72,13 @@ def test_local_dir_without_config_is_an_error(tmp_path):
 
 
 def test_vllm_fallback_is_noted():
-    plan = plan_of("reasoning_rl.use_vllm=true")
+    from core.generation import vllm_unavailable
+
+    plan = plan_of("reasoning_rl.use_vllm=true", "rejection_sampling.use_vllm=true")
     assert "(vLLM," in row(plan, "reasoning_rl").what
-    assert any(n.startswith("use_vllm:") for n in plan.notes) or plan.notes == []
+    if vllm_unavailable():  # a GPU machine with vLLM has nothing to note
+        assert any(n.startswith("use_vllm:") for n in plan.notes)
+        assert any(n.startswith("rejection_sampling.use_vllm:") for n in plan.notes)
 
 
 def test_cli_dry_run(capsys):

@@ -5,6 +5,7 @@ loadable adapter, a manifest with hashed inputs and outputs, and real training s
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 
 import pytest
@@ -182,3 +183,20 @@ def test_guard_writes_files_only_on_rank_zero(chain, test_recipe, tmp_path):
         assert len(guard.history) == 1
         assert (work / all_scenario_rl.BEST).is_dir() == rank_zero
         assert (work / "heldout_curve.json").is_file() == rank_zero
+
+
+def test_rejection_sampling_without_vllm_warns_and_samples_with_hf(chain, test_recipe, caplog):
+    from core.generation import vllm_unavailable
+
+    reason = vllm_unavailable()
+    if reason is None:
+        pytest.skip("vLLM and a GPU are present: the fallback does not apply")
+    store, run_id, refs = chain
+    cfg = test_recipe.rejection_sampling.model_copy(update={"use_vllm": True, "samples_per_prompt": 2})
+    recipe = test_recipe.model_copy(update={"rejection_sampling": cfg})
+    prompts = [r["prompt"] for r in load_split(refs["tasks"], "train").select(range(3))]
+    with caplog.at_level(logging.WARNING, logger="stages.rejection_sampling"):
+        samples = rejection_sampling.sample(recipe, refs["base"], refs["reasoning_rl"], prompts)
+    assert [len(s) for s in samples] == [2, 2, 2]
+    assert all(c.num_tokens > 0 for s in samples for c in s)
+    assert reason in caplog.text
