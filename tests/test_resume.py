@@ -219,10 +219,14 @@ def test_killed_pipeline_resumes_and_never_leaves_a_corrupt_stage(pipeline):
 
     # D: SIGKILL after a random delay, wherever it lands (seeded so a failure can be replayed)
     seed = random.randrange(1 << 16)
-    delay = random.Random(seed).uniform(20, 45)
+    delay = random.Random(seed).uniform(15, 35)
     print(f"kill D after {delay:.1f}s (seed {seed})")
     d = start(run_id)
-    d.wait_for(f"{delay:.1f}s", lambda: time.monotonic() - d.started > delay)
+    # what is left after C can finish before a late kill (a fast host): then there is nothing to kill
+    d.wait_for(f"{delay:.1f}s", lambda: time.monotonic() - d.started > delay or d.proc.poll() is not None)
+    if d.proc.poll() is not None:
+        assert d.proc.returncode == 0, d.tail()
+        print("run D finished before its kill")
     d.kill()
     after_d = assert_nothing_corrupt(store, run_id)
     assert_untouched(after_c, after_d)
