@@ -5,12 +5,15 @@ from __future__ import annotations
 
 import gc
 import importlib.util
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 from tqdm.auto import tqdm
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -82,6 +85,15 @@ def vllm_unavailable() -> str | None:
     if not torch.cuda.is_available():
         return "no CUDA GPU is visible"
     return None
+
+
+def vllm_usable(setting: str, fallback: str) -> bool:
+    """Whether a stage that asks for vLLM (`setting`) gets it; when not, a warning says what is
+    missing and what the stage does instead (`fallback`)."""
+    reason = vllm_unavailable()
+    if reason:
+        log.warning("%s is set but %s: %s", setting, reason, fallback)
+    return reason is None
 
 
 def generate_vllm(

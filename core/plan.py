@@ -111,12 +111,11 @@ def validate(recipe: Recipe, source: str = "<recipe>") -> list[str]:
     _file_check(recipe.rejection_sampling.general_dataset, "rejection_sampling.general_dataset", notes)
     from core.generation import vllm_unavailable  # torch, imported only when a recipe is checked
 
-    if any(cfg.use_vllm for cfg in grpo.values()):
-        reason = vllm_unavailable()
-        if reason:
+    if reason := vllm_unavailable():
+        if any(cfg.use_vllm for cfg in grpo.values()):
             notes.append(f"use_vllm: {reason}; GRPO rollouts will fall back to HF generate")
-    if recipe.rejection_sampling.use_vllm and (reason := vllm_unavailable()):
-        notes.append(f"rejection_sampling.use_vllm: {reason}; sampling will fall back to batched HF generate")
+        if recipe.rejection_sampling.use_vllm:
+            notes.append(f"rejection_sampling.use_vllm: {reason}; sampling will fall back to batched HF generate")
     if any(c.bf16 for c in (*grpo.values(), recipe.cold_start, recipe.sft)) and not _cuda():
         notes.append("bf16: true but no CUDA GPU here; a CPU run would need bf16: false")
     if errors:

@@ -24,7 +24,7 @@ from trl import GRPOConfig, GRPOTrainer, SFTConfig, SFTTrainer
 
 from core import distributed, tracking
 from core.config import GRPOStageConfig, LoraConfig, Recipe, SFTStageConfig, TrainConfig
-from core.generation import vllm_unavailable
+from core.generation import vllm_usable
 from core.modeling import ADAPTER, adapter_path, load_tokenizer, trainable_model
 from core.resources import trainer_stage_bytes
 from core.runstore import CHECKPOINTS, Ref, RunStore, StageResult
@@ -189,10 +189,8 @@ def restrict(func: Callable[..., list[float | None]], rows: str) -> Callable[...
 
 def vllm_or_fallback(cfg: GRPOStageConfig) -> GRPOStageConfig:
     """The stage config as it can run here: with use_vllm off (HF generate) when vLLM cannot run."""
-    reason = vllm_unavailable() if cfg.use_vllm else None
-    if reason is None:
+    if not cfg.use_vllm or vllm_usable("use_vllm", "GRPO rollouts fall back to HF generate (same results, slower)"):
         return cfg
-    log.warning("use_vllm is set but %s: GRPO rollouts fall back to HF generate (same results, slower)", reason)
     return cfg.model_copy(update={"use_vllm": False})
 
 

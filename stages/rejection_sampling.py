@@ -5,7 +5,6 @@ manifest counts what each filter removed."""
 
 from __future__ import annotations
 
-import logging
 import random
 from collections import Counter
 from pathlib import Path
@@ -14,7 +13,7 @@ from typing import Any
 import datasets
 
 from core.config import Recipe
-from core.generation import Completion, generate, generate_vllm, vllm_unavailable
+from core.generation import Completion, generate, generate_vllm, vllm_usable
 from core.modeling import adapter_path, inference_model, load_tokenizer
 from core.runstore import Ref, RunStore, StageResult
 from data.chat import messages, render
@@ -26,7 +25,6 @@ from rewards.accuracy import score_completion
 from rewards.extract import think_text
 from rewards.language import language_share
 
-log = logging.getLogger(__name__)
 STAGE = "rejection_sampling"
 def keep_or_reason(row: dict[str, Any], text: str, finished: bool, num_tokens: int, recipe: Recipe) -> str | None:
     """None when a sampled completion passes every enabled filter, else the filter that removed it."""
@@ -46,14 +44,11 @@ def sample(recipe: Recipe, base_ref: Ref, adapter_ref: Ref, prompts: list[str]) 
     cfg = recipe.rejection_sampling
     tokenizer = load_tokenizer(base_ref.path)
     rendered = [render(tokenizer, messages(p, recipe.data.template)) for p in prompts]
-    reason = vllm_unavailable() if cfg.use_vllm else None
-    if cfg.use_vllm and reason is None:
+    if cfg.use_vllm and vllm_usable("rejection_sampling.use_vllm", "sampling with batched HF generate"):
         return generate_vllm(base_ref.path, adapter_path(adapter_ref), tokenizer, rendered,
                              max_new_tokens=cfg.max_new_tokens, temperature=cfg.temperature, top_p=cfg.top_p,
                              n=cfg.samples_per_prompt, seed=recipe.seed, lora_rank=recipe.model.lora.r,
                              gpu_memory_utilization=cfg.vllm_gpu_memory_utilization)
-    if reason:
-        log.warning("rejection_sampling.use_vllm is set but %s: sampling with batched HF generate", reason)
     model = inference_model(base_ref.path, adapter_path(adapter_ref), recipe.model.dtype)
     return generate(model, tokenizer, rendered, max_new_tokens=cfg.max_new_tokens, temperature=cfg.temperature,
                     top_p=cfg.top_p, n=cfg.samples_per_prompt, batch_size=cfg.batch_size, seed=recipe.seed,

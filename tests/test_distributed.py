@@ -90,7 +90,8 @@ def test_launch_command(tmp_path, monkeypatch):
 
 
 def test_vllm_falls_back_with_a_reason(caplog):
-    from core.trainers import vllm_or_fallback, vllm_unavailable
+    from core.generation import vllm_unavailable
+    from core.trainers import vllm_or_fallback
 
     cfg = load_recipe(TEST_RECIPE, ["reasoning_rl.use_vllm=true"]).reasoning_rl
     reason = vllm_unavailable()

@@ -195,7 +195,7 @@ def test_rejection_sampling_without_vllm_warns_and_samples_with_hf(chain, test_r
     cfg = test_recipe.rejection_sampling.model_copy(update={"use_vllm": True, "samples_per_prompt": 2})
     recipe = test_recipe.model_copy(update={"rejection_sampling": cfg})
     prompts = [r["prompt"] for r in load_split(refs["tasks"], "train").select(range(3))]
-    with caplog.at_level(logging.WARNING, logger="stages.rejection_sampling"):
+    with caplog.at_level(logging.WARNING, logger="core.generation"):
         samples = rejection_sampling.sample(recipe, refs["base"], refs["reasoning_rl"], prompts)
     assert [len(s) for s in samples] == [2, 2, 2]
     assert all(c.num_tokens > 0 for s in samples for c in s)
