@@ -12,9 +12,20 @@ export PREFECT_SERVER_ANALYTICS_ENABLED ?= false
 export HF_HUB_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM ?= false
 
-.PHONY: install test pipeline lint format runs clean bench-paper bench-stage2 serve deploy stop report bench dry-run doctor
+.PHONY: install sandbox-tool test pipeline lint format runs clean bench-paper bench-stage2 serve deploy stop report bench dry-run doctor
 
-install: $(STAMP)
+install: $(STAMP) sandbox-tool
+
+# The code reward runs model-written programs in a bubblewrap sandbox (rewards/sandbox.py). As root
+# with apt, install it; otherwise say what to ask for (the code reward refuses to run without it).
+sandbox-tool:
+	@command -v bwrap >/dev/null || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    apt-get update -qq && apt-get install -y -qq bubblewrap >/dev/null; \
+	  else \
+	    echo "note: bubblewrap (bwrap) is not installed; the code reward will refuse to run. Ask an administrator" \
+	         "to install the 'bubblewrap' package (and allow unprivileged user namespaces)."; \
+	  fi; }
 
 # Re-install only when the dependency list changes: a no-op install costs ~1 s.
 $(STAMP): pyproject.toml

@@ -7,7 +7,8 @@ Checks, each reported as ok / warn / fail with the fix next to every problem:
   * disk: free space where runs are written (R1_RUNS_DIR) against the stage margin (core.resources);
   * prefect: whether the configured Prefect server answers (none configured is fine: `r1 pipeline`
     starts a temporary one);
-  * wandb: the tracking mode (offline by default) and, online, whether the W&B host is reachable.
+  * wandb: the tracking mode (offline by default) and, online, whether the W&B host is reachable;
+  * sandbox: whether the code reward's kernel sandbox (bubblewrap) works here, or which mode it falls to.
 
 The report is printed (this is a command); a failing check makes the exit status 1.
 """
@@ -204,10 +205,26 @@ def check_wandb(timeout: float = 3.0) -> Finding:
                    "set WANDB_MODE=offline and `wandb sync` the runs once the network is back")
 
 
+# --- sandbox -----------------------------------------------------------------------------------
+
+
+def check_sandbox() -> Finding:
+    from rewards import sandbox
+
+    info = sandbox.describe("kernel")
+    if info["available"]:
+        return Finding("sandbox", OK, f"kernel (bubblewrap: own user/mount/PID/network namespaces), interpreter "
+                       f"{info['interpreter']}, runs as uid {info['runs_as_uid']}")
+    return Finding("sandbox", WARN, f"no kernel sandbox: {info['reason']}",
+                   "only recipes with the code reward need it; they refuse to run until bubblewrap works, "
+                   "or until the reward's params say `sandbox: process` (weaker: host files readable)")
+
+
 # --- the report --------------------------------------------------------------------------------
 
 
-CHECKS: tuple[Callable[[], Finding], ...] = (check_versions, check_device, check_disk, check_prefect, check_wandb)
+CHECKS: tuple[Callable[[], Finding], ...] = (check_versions, check_device, check_disk, check_prefect, check_wandb,
+                                             check_sandbox)
 
 
 def run_checks(checks: tuple[Callable[[], Finding], ...] = CHECKS) -> list[Finding]:

@@ -93,7 +93,7 @@ def validate(recipe: Recipe, source: str = "<recipe>") -> list[str]:
             "r1_zero": recipe.r1_zero, "distill.rl": recipe.distill.rl}
     for key, cfg in grpo.items():
         try:
-            registry.validate(cfg.rewards)
+            notes += [f"{key}.rewards: {note}" for note in registry.validate(cfg.rewards)]
         except (KeyError, ValueError) as exc:
             errors.append(f"{key}.rewards: {exc}")
     _model_check(recipe.model.base, "model.base", errors, notes)

@@ -39,24 +39,28 @@ class RewardEntry:
     func: Callable[..., list[float | None]]
     on_error: float | None  # what a completion scores when the reward raises on it
     context: tuple[str, ...]  # keyword arguments `build` fills from its context (e.g. a model path)
+    check: Callable[[dict[str, Any]], str | None] | None = None  # load-time check of params -> a note
 
 
 _REGISTRY: dict[str, RewardEntry] = {}
 
 
-def reward(name: str, on_error: float | None = None, context: Sequence[str] = ()) -> Callable:
+def reward(name: str, on_error: float | None = None, context: Sequence[str] = (),
+           check: Callable[[dict[str, Any]], str | None] | None = None) -> Callable:
     """Register a reward function under `name`.
 
     Args:
         on_error: the score of a completion on which the function raises: None ("cannot judge"), or
             0.0 where None would be meaningless (a malformed completion simply fails the check).
         context: parameter names `build(..., **context)` may supply (e.g. `reward_model_path`).
+        check: called with the recipe's params when a recipe is validated; raises ValueError when the
+            reward cannot run here as configured, else returns a note for dry runs (or None).
     """
 
     def register(func: Callable) -> Callable:
         if name in _REGISTRY and _REGISTRY[name].func is not func:
             raise ValueError(f"reward {name!r} is already registered by {_REGISTRY[name].func.__module__}")
-        _REGISTRY[name] = RewardEntry(name, func, on_error, tuple(context))
+        _REGISTRY[name] = RewardEntry(name, func, on_error, tuple(context), check)
         return func
 
     return register
@@ -96,10 +100,16 @@ def _check_params(entry: RewardEntry, params: dict[str, Any]) -> None:
         )
 
 
-def validate(specs: Sequence[Any]) -> None:
-    """Check reward names and parameter names of RewardSpecs without building anything heavy."""
+def validate(specs: Sequence[Any]) -> list[str]:
+    """Check reward names, parameter names and each reward's own load-time check, without building
+    anything heavy; return the checks' notes (e.g. how the code reward's sandbox isolates)."""
+    notes = []
     for spec in specs:
-        _check_params(get(spec.name), dict(spec.params))
+        entry = get(spec.name)
+        _check_params(entry, dict(spec.params))
+        if entry.check is not None and (note := entry.check(dict(spec.params))):
+            notes.append(note)
+    return notes
 
 
 def build(specs: Sequence[Any], **context: Any) -> tuple[list[Callable], list[float]]:

@@ -1,28 +1,32 @@
 """Running untrusted, model-written Python: a separate, limited, disposable process.
 
-Layers, outermost first (each holds on its own if another is missing):
-  1. a fresh process of a stdlib-only interpreter, `python -I -S` (isolated: no site-packages, no
-     PYTHON* variables, no script directory on the path), with a scrubbed environment and a
-     throwaway working directory that is deleted afterwards;
-  2. as root: the child runs as `nobody` (uid 65534), so the kernel enforces the process-count
-     limit (root is exempt from it) and file permissions protect root-owned files;
-  3. no network: the child runs inside `unshare -rn` (new user + network namespace: no interfaces
-     but a down loopback) when the kernel allows it; probed once, and logged when it does not;
-  4. resource limits set by the bootstrap before any user code runs, soft = hard so the code
-     cannot raise them: CPU seconds, address space, process count, file size (which also caps
-     captured output: stdout/stderr go to files and SIGXFSZ ends a flood), open files, no core;
-  5. an audit hook (PEP 578) installed by the bootstrap: sockets, subprocesses, fork/exec, kill,
-     ctypes, and file access outside the working directory (reads of the stdlib excepted) raise
-     PermissionError;
-  6. a wall-clock timeout after which the whole process group (new session) is killed, and a
-     final kill of the group in any case, so no grandchild outlives the run.
-Rlimits are set inside the child rather than through `preexec_fn`, which is unsafe in a threaded
-parent (the code reward runs sandboxes from a thread pool).
+Two isolation modes. `kernel` (the default) is a boundary; `process` is a weaker fallback that a
+recipe must ask for by name (`params: {sandbox: process}` on the code reward).
 
-Limits of the design, stated plainly: the audit hook is a tripwire, not a security boundary
-(code can reach around it with enough introspection); the boundaries are the kernel's: the uid,
-the namespaces and the rlimits. Files under /tmp that `nobody` can write are guarded only by the
-audit hook.
+`kernel`: each run is a bubblewrap (`bwrap`) sandbox of its own:
+  - new user, mount, PID, network, IPC, UTS and cgroup namespaces (`--unshare-all`): no network
+    interface but a down loopback, no view of the host's processes, and when the run's first
+    process exits the PID namespace dies with every descendant (setsid or not); `--die-with-parent`
+    kills it if we die;
+  - a root built from nothing: read-only /usr (the interpreter and its stdlib, plus its prefix when
+    it lives elsewhere) and /etc/ld.so.cache, a fresh /proc and minimal /dev, and private,
+    size-capped tmpfs mounts for /tmp and the working directory /work. No project file, no host
+    /tmp, no host /etc, no other run's files: the program arrives as a file descriptor;
+  - as root on the host, bwrap itself is started as `nobody`, so the sandbox is an unprivileged
+    user namespace and the kernel enforces the process-count limit (root is exempt from it);
+  - a scrubbed environment and a new terminal session.
+`process`: the same interpreter as `nobody` inside `unshare -rn` (network namespace only) with a
+throwaway directory under the host's /tmp. The host's world-readable files stay readable there.
+
+In both modes the bootstrap below sets resource limits before any user code runs (soft = hard:
+CPU seconds, address space, processes, file size (which also caps captured output: stdout/stderr
+go to files and SIGXFSZ ends a flood), open files, no core), and installs an audit hook (PEP 578)
+that refuses sockets, subprocesses, fork/exec, kill, ctypes and file access outside the working
+directory. The hook is a tripwire, not a boundary (`_posixsubprocess.fork_exec` walks around it);
+it stays because it costs nothing and turns most attacks into a clear PermissionError. A
+wall-clock timeout kills the whole process group. Rlimits are set inside the child rather than
+through `preexec_fn`, which is unsafe in a threaded parent (the code reward runs sandboxes from
+a thread pool).
 """
 
 from __future__ import annotations
@@ -91,7 +95,8 @@ def hook(event, args):
             if not under(path, roots):
                 deny(event, repr(path))
 
-sys.addaudithook(hook)
+if cfg["audit_hook"]:
+    sys.addaudithook(hook)
 del hook
 with open("solution.py", encoding="utf-8") as fh:
     source = fh.read()
@@ -112,9 +117,10 @@ class Limits:
     wall_s: float = 5.0  # wall-clock seconds before the process group is killed
     cpu_s: int = 2  # CPU seconds (RLIMIT_CPU)
     memory_mb: int = 512  # address space (RLIMIT_AS)
-    processes: int = 4  # RLIMIT_NPROC: counts all of the sandbox user's processes and threads
+    processes: int = 4  # RLIMIT_NPROC: processes and threads (per sandbox in kernel mode: its own user namespace)
     output_bytes: int = 1 << 20  # largest file the child may write, stdout/stderr included (RLIMIT_FSIZE)
     open_files: int = 32  # RLIMIT_NOFILE
+    disk_mb: int = 64  # size of each private tmpfs (/work and /tmp) in kernel mode
 
 
 @dataclass(frozen=True)
@@ -134,17 +140,34 @@ class RunResult:
         return self.timed_out or (self.returncode is not None and self.returncode < 0)
 
 
+MODES = ("kernel", "process")
+INSTALL_HINT = ("install the `bubblewrap` package (Debian/Ubuntu: apt-get install bubblewrap; Fedora: dnf install "
+                "bubblewrap; without root, ask your administrator for it and for unprivileged user namespaces)")
+
+
+class SandboxUnavailable(RuntimeError):
+    """The requested isolation cannot be had on this machine."""
+
+
 def _drop_privileges() -> bool:
     return os.geteuid() == 0
 
 
-def _probe(cmd: list[str]) -> bool:
-    user = {"user": SANDBOX_UID, "group": SANDBOX_UID, "extra_groups": []} if _drop_privileges() else {}
+def _as_sandbox_user() -> dict:
+    return {"user": SANDBOX_UID, "group": SANDBOX_UID, "extra_groups": []} if _drop_privileges() else {}
+
+
+def _env() -> dict[str, str]:
+    # Nothing of the parent's environment: no HOME, tokens, proxies or project paths.
+    return {"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8", "LC_ALL": "C.UTF-8"}
+
+
+def _probe(cmd: list[str]) -> subprocess.CompletedProcess | None:
     try:
-        done = subprocess.run(cmd, capture_output=True, timeout=20, cwd="/", env=_env(), **user)
+        return subprocess.run(cmd, capture_output=True, text=True, timeout=20, cwd="/", env=_env(),
+                              **_as_sandbox_user())
     except (OSError, subprocess.SubprocessError):
-        return False
-    return done.returncode == 0
+        return None
 
 
 @functools.cache
@@ -152,25 +175,76 @@ def interpreter() -> str:
     """A Python the sandbox user can execute (the project's own may live where `nobody` cannot read)."""
     candidates = [sys.executable, os.path.realpath(sys.executable), shutil.which("python3", path="/usr/bin:/bin")]
     for candidate in filter(None, candidates):
-        if _probe([candidate, "-I", "-S", "-c", "import resource, json"]):
+        done = _probe([candidate, "-I", "-S", "-c", "import resource, json"])
+        if done is not None and done.returncode == 0:
             return candidate
-    raise RuntimeError(f"no Python interpreter the sandbox user can run; tried {candidates}")
+    raise SandboxUnavailable(f"no Python interpreter the sandbox user can run; tried {candidates}")
+
+
+@functools.cache
+def _interpreter_root() -> str:
+    """The directory tree the interpreter and its stdlib live in (bound read-only into the sandbox)."""
+    done = _probe([interpreter(), "-I", "-S", "-c", "import sys; print(sys.base_prefix)"])
+    return os.path.realpath(done.stdout.strip()) if done is not None and done.returncode == 0 else "/usr"
+
+
+def _bwrap_args(bwrap: str, tmp_mb: int) -> list[str]:
+    args = [bwrap, "--unshare-all", "--die-with-parent", "--new-session", "--hostname", "sandbox",
+            "--ro-bind", "/usr", "/usr", "--symlink", "usr/bin", "/bin", "--symlink", "usr/lib", "/lib",
+            "--symlink", "usr/lib64", "/lib64", "--symlink", "usr/sbin", "/sbin"]
+    if os.path.exists("/etc/ld.so.cache"):  # lets the loader find /usr/lib/<arch> libraries
+        args += ["--ro-bind", "/etc/ld.so.cache", "/etc/ld.so.cache"]
+    root = _interpreter_root()
+    if root != "/usr" and not root.startswith("/usr/"):
+        args += ["--ro-bind", root, root]
+    size = str(tmp_mb << 20)
+    return args + ["--proc", "/proc", "--dev", "/dev", "--size", size, "--tmpfs", "/tmp",
+                   "--size", size, "--tmpfs", "/work", "--chdir", "/work"]
+
+
+@functools.cache
+def kernel_sandbox() -> str | None:
+    """None when bwrap can make a sandbox here, else the reason it cannot (probed once)."""
+    bwrap = shutil.which("bwrap")
+    if bwrap is None:
+        return f"`bwrap` is not on PATH: {INSTALL_HINT}"
+    try:
+        python = interpreter()
+    except SandboxUnavailable as exc:
+        return str(exc)
+    done = _probe([*_bwrap_args(bwrap, 1), python, "-I", "-S", "-c", "import resource, json"])
+    if done is None or done.returncode != 0:
+        why = (done.stderr.strip().splitlines() or ["no output"])[-1] if done is not None else "did not start"
+        return (f"bwrap cannot make a sandbox here ({why}): user namespaces may be disabled "
+                f"(sysctl kernel.unprivileged_userns_clone=1, user.max_user_namespaces > 0); {INSTALL_HINT}")
+    return None
 
 
 @functools.cache
 def network_prefix() -> tuple[str, ...]:
-    """`unshare -rn` when a private network namespace can be made here, else () (logged once)."""
+    """`unshare -rn` when a private network namespace can be made here, else () (logged once): process mode."""
     unshare = shutil.which("unshare")
-    if unshare and _probe([unshare, "-rn", interpreter(), "-I", "-S", "-c", "pass"]):
+    done = _probe([unshare, "-rn", interpreter(), "-I", "-S", "-c", "pass"]) if unshare else None
+    if done is not None and done.returncode == 0:
         return (unshare, "-rn")
     log.warning("sandbox: no network namespace available (unshare -rn failed); network is blocked "
                 "by the audit hook only")
     return ()
 
 
-def _env() -> dict[str, str]:
-    # Nothing of the parent's environment: no HOME, tokens, proxies or project paths.
-    return {"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8", "LC_ALL": "C.UTF-8"}
+def check_mode(mode: str) -> None:
+    """Raise SandboxUnavailable (with what to do) unless runs in `mode` can be made here."""
+    if mode not in MODES:
+        raise ValueError(f"sandbox: expected one of {MODES}, got {mode!r}")
+    if mode == "kernel":
+        reason = kernel_sandbox()
+        if reason is not None:
+            raise SandboxUnavailable(
+                f"code sandbox: no kernel isolation on this machine: {reason}. Or accept the weaker process "
+                "sandbox (no mount or PID namespace: the host's world-readable files are readable) by setting "
+                "`params: {sandbox: process}` on the code reward in the recipe.")
+    else:
+        interpreter()
 
 
 def _kill_group(pid: int) -> None:
@@ -183,65 +257,81 @@ def _read_capped(fh, limit: int) -> str:
     return fh.read(limit).decode("utf-8", errors="replace")
 
 
-def run_python(code: str, stdin: str = "", limits: Limits | None = None, assert_mode: bool = False) -> RunResult:
+def run_python(code: str, stdin: str = "", limits: Limits | None = None, assert_mode: bool = False,
+               mode: str = "kernel", audit_hook: bool = True) -> RunResult:
     """Run `code` in the sandbox, feeding `stdin`; its output is captured up to limits.output_bytes.
 
     In assert mode the bootstrap prints a fresh random line after the code finishes, so a program
     that exits early (`os._exit(0)`) before its asserts run is not mistaken for one that passed.
+    `mode` is "kernel" or "process" (module docstring); `audit_hook=False` leaves out the second
+    layer (tests use it to show that the kernel's layers hold on their own).
     """
+    check_mode(mode)
     limits = limits or Limits()
-    work = Path(tempfile.mkdtemp(prefix="r1-sandbox-"))
-    user = {}
-    try:
-        (work / SOLUTION_FILE).write_text(code, encoding="utf-8")
-        if _drop_privileges():
-            os.chown(work, SANDBOX_UID, SANDBOX_UID)
-            os.chown(work / SOLUTION_FILE, SANDBOX_UID, SANDBOX_UID)
-            user = {"user": SANDBOX_UID, "group": SANDBOX_UID, "extra_groups": []}
-        rlimits = {
-            "RLIMIT_CPU": limits.cpu_s,
-            "RLIMIT_AS": limits.memory_mb << 20,
-            "RLIMIT_NPROC": limits.processes,
-            "RLIMIT_FSIZE": limits.output_bytes,
-            "RLIMIT_NOFILE": limits.open_files,
-            "RLIMIT_CORE": 0,
-        }
-        config = json.dumps({"rlimits": rlimits, "mode": "assert" if assert_mode else "io"})
-        cmd = [*network_prefix(), interpreter(), "-I", "-S", "-c", BOOTSTRAP, config]
-        nonce = os.urandom(16).hex() if assert_mode else None
-        with tempfile.TemporaryFile() as fin, tempfile.TemporaryFile() as fout, tempfile.TemporaryFile() as ferr:
-            fin.write(((nonce + "\n") if nonce else "").encode() + stdin.encode("utf-8"))
-            fin.seek(0)
-            proc = subprocess.Popen(cmd, cwd=work, env=_env(), stdin=fin, stdout=fout, stderr=ferr,
-                                    start_new_session=True, close_fds=True, **user)
-            timed_out = False
-            try:
-                proc.wait(timeout=limits.wall_s)
-            except subprocess.TimeoutExpired:
-                timed_out = True
-                _kill_group(proc.pid)
-                proc.wait()
-            finally:
-                _kill_group(proc.pid)  # grandchildren that outlived the child
-            stdout = _read_capped(fout, limits.output_bytes)
-            stderr = _read_capped(ferr, 4096)
-        returncode = proc.returncode
-        if nonce is not None:
-            lines = stdout.rstrip("\n").rsplit("\n", 1)
-            finished = lines[-1] == nonce
-            stdout = lines[0] if finished and len(lines) == 2 else ("" if finished else stdout)
-            if not finished and returncode == 0:
-                returncode = 1  # exited before the bootstrap's end: the asserts did not all run
-        return RunResult(returncode, stdout, stderr, timed_out)
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
+    rlimits = {
+        "RLIMIT_CPU": limits.cpu_s,
+        "RLIMIT_AS": limits.memory_mb << 20,
+        "RLIMIT_NPROC": limits.processes,
+        "RLIMIT_FSIZE": limits.output_bytes,
+        "RLIMIT_NOFILE": limits.open_files,
+        "RLIMIT_CORE": 0,
+    }
+    config = json.dumps({"rlimits": rlimits, "mode": "assert" if assert_mode else "io", "audit_hook": audit_hook})
+    bootstrap = [interpreter(), "-I", "-S", "-c", BOOTSTRAP, config]
+    nonce = os.urandom(16).hex() if assert_mode else None
+    with contextlib.ExitStack() as stack:
+        files = [stack.enter_context(tempfile.TemporaryFile()) for _ in range(4)]
+        fin, fout, ferr, fcode = files
+        fin.write(((nonce + "\n") if nonce else "").encode() + stdin.encode("utf-8"))
+        fin.seek(0)
+        if mode == "kernel":
+            # The program enters the sandbox's private /work as a file descriptor: no host directory.
+            fcode.write(code.encode("utf-8"))
+            fcode.seek(0)
+            cmd = [*_bwrap_args(shutil.which("bwrap"), limits.disk_mb), "--file", str(fcode.fileno()), f"/work/{SOLUTION_FILE}", *bootstrap]
+            cwd, pass_fds = "/", (fcode.fileno(),)
+        else:
+            work = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="r1-sandbox-")))
+            (work / SOLUTION_FILE).write_text(code, encoding="utf-8")
+            if _drop_privileges():
+                os.chown(work, SANDBOX_UID, SANDBOX_UID)
+                os.chown(work / SOLUTION_FILE, SANDBOX_UID, SANDBOX_UID)
+            cmd, cwd, pass_fds = [*network_prefix(), *bootstrap], work, ()
+        proc = subprocess.Popen(cmd, cwd=cwd, env=_env(), stdin=fin, stdout=fout, stderr=ferr, pass_fds=pass_fds,
+                                start_new_session=True, close_fds=True, **_as_sandbox_user())
+        timed_out = False
+        try:
+            proc.wait(timeout=limits.wall_s)
+        except subprocess.TimeoutExpired:
+            timed_out = True
+            _kill_group(proc.pid)
+            proc.wait()
+        finally:
+            _kill_group(proc.pid)  # grandchildren that outlived the child (process mode)
+        stdout = _read_capped(fout, limits.output_bytes)
+        stderr = _read_capped(ferr, 4096)
+    returncode = proc.returncode
+    if nonce is not None:
+        lines = stdout.rstrip("\n").rsplit("\n", 1)
+        finished = lines[-1] == nonce
+        stdout = lines[0] if finished and len(lines) == 2 else ("" if finished else stdout)
+        if not finished and returncode == 0:
+            returncode = 1  # exited before the bootstrap's end: the asserts did not all run
+    return RunResult(returncode, stdout, stderr, timed_out)
 
 
-def describe() -> dict[str, object]:
-    """How sandboxing is done on this machine (for logs and manifests)."""
+def describe(mode: str = "kernel") -> dict[str, object]:
+    """How a run in `mode` is isolated on this machine (for doctor, dry runs, logs and manifests)."""
+    reason = kernel_sandbox() if mode == "kernel" else None
+    usable = reason is None
     return {
+        "mode": mode,
+        "available": usable,
+        "reason": reason,
         "interpreter": interpreter(),
-        "network_namespace": bool(network_prefix()),
+        "mount_namespace": mode == "kernel" and usable,
+        "pid_namespace": mode == "kernel" and usable,
+        "network_namespace": (mode == "kernel" and usable) or (mode == "process" and bool(network_prefix())),
         "runs_as_uid": SANDBOX_UID if _drop_privileges() else os.geteuid(),
         "default_limits": asdict(Limits()),
     }

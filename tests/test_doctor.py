@@ -56,7 +56,7 @@ def clean_env(monkeypatch, tmp_path):
 
 def test_healthy_machine_report():
     findings = doctor.run_checks()
-    assert [f.check for f in findings] == ["versions", "device", "disk", "prefect", "wandb"]
+    assert [f.check for f in findings] == ["versions", "device", "disk", "prefect", "wandb", "sandbox"]
     by = {f.check: f for f in findings}
     assert by["versions"].status == "ok" and "torch 2.13.0" in by["versions"].detail
     assert "python 3.11" in by["versions"].detail and "vllm" in by["versions"].detail
@@ -141,3 +141,18 @@ def test_doctor_subprocess_exit_status(tmp_path):
     proc = subprocess.run([sys.executable, "-m", "core.cli", "doctor"], cwd=ROOT, env=env, capture_output=True,
                           text=True, timeout=120)
     assert proc.returncode == 1 and "wandb     fail" in proc.stdout
+
+
+def test_sandbox_check_reports_the_kernel_sandbox_or_what_to_install(monkeypatch):
+    import shutil
+
+    from rewards import sandbox
+
+    assert doctor.check_sandbox().status == "ok"  # CI installs bubblewrap (.ci/run -> make install)
+    monkeypatch.setattr(shutil, "which", lambda name, *a, **k: None if name == "bwrap" else "/usr/bin/" + name)
+    sandbox.kernel_sandbox.cache_clear()
+    try:
+        f = doctor.check_sandbox()
+    finally:
+        sandbox.kernel_sandbox.cache_clear()
+    assert f.status == "warn" and "bubblewrap" in f.detail and "sandbox: process" in f.fix
