@@ -24,7 +24,7 @@ from rewards.registry import get  # noqa: E402
 N = 1000
 GROUP = 8
 REPEATS = 5
-STYLES = ("steps", "corrected", "second_language", "mixed_language", "direct")
+STYLES = pocket.STYLES
 
 
 def batch(seed: int = 0) -> dict:
@@ -34,7 +34,8 @@ def batch(seed: int = 0) -> dict:
     prompts, completions, answers, metadata = [], [], [], []
     for problem in problems:
         for _ in range(GROUP):
-            text = pocket.solution(rng.choice(STYLES), list(problem.terms), rng, 0.5, 6)
+            text = pocket.solution(rng.choice(STYLES), list(problem.terms), rng, 0.5, 6, slip_rate=0.15,
+                                   check_rate=0.2)
             if rng.random() < 0.2:  # spoil the shape now and then
                 text = text.replace("</think>", "", 1) if rng.random() < 0.5 else "so " + text
             prompts.append(problem.prompt)

@@ -28,11 +28,10 @@ class Section(BaseModel):
 class CorpusMix(Section):
     """Relative weights of the solution styles in the pocket pretraining corpus."""
 
-    direct: float = Field(0.30, ge=0, description="answer at once, no written work (often wrong on long items)")
-    steps: float = Field(0.30, ge=0, description="step-by-step reduction in the first language")
-    corrected: float = Field(0.10, ge=0, description="steps with a slip and a 'wait, ...' self-correction")
-    second_language: float = Field(0.15, ge=0, description="steps written wholly in the second language")
-    mixed_language: float = Field(0.15, ge=0, description="steps that switch language midway")
+    direct: float = Field(0.75, ge=0, description="answer at once, no written work (often wrong on long items)")
+    steps: float = Field(0.15, ge=0, description="forward work in the first language")
+    second_language: float = Field(0.05, ge=0, description="forward work written wholly in the second language")
+    mixed_language: float = Field(0.05, ge=0, description="forward work that switches language midway")
 
     @model_validator(mode="after")
     def _some_weight(self) -> CorpusMix:
@@ -60,8 +59,16 @@ class PocketConfig(Section):
     learning_rate: float = Field(3e-3, gt=0)
     warmup_steps: int = Field(100, ge=0)
     direct_error_rate: float = Field(
-        0.5, ge=0, le=1, description="share of direct answers in the corpus that are off by a little"
+        1.0, ge=0, le=1, description="chance that a direct answer to the longest chain is off by a little "
+        "(shorter chains: proportionally less)"
     )
+    slip_rate: float = Field(0.15, ge=0, le=1, description="chance that a line of the web's forward work is off "
+                             "by one or two (the slip carries on)")
+    copy_slip_rate: float = Field(0.10, ge=0, le=1, description="chance that forward work miscopies one term")
+    check_rate: float = Field(0.20, ge=0, le=1, description="share of written solutions that end with a check "
+                              "(the reduction redone carefully from the prompt: catches and repairs slips)")
+    practice_documents: int = Field(60_000, ge=0, description="documents practising the careful reduction a check "
+                                    "does, on its own (another prompt)")
     second_language: Literal["fr"] = "fr"
     mix: CorpusMix = CorpusMix()
     seed: int = 0

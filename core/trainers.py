@@ -139,6 +139,7 @@ def monitors() -> list[Callable[..., list[float]]]:
 
     out = [_monitor("reflection_words", lambda t: float(reflection_count(t))),
            _monitor("reflection_rate", _reflection_rate),
+           _monitor("reflected", lambda t: float(reflection_count(t) > 0)),
            _monitor("wrote_steps", lambda t: float(any(c.isdigit() for c in think_text(t))))]
     return out
 

@@ -1,10 +1,24 @@
 """The pocket world: chain sums (reasoning-gym's `chain_sum`) and the ways a "web" writes them up.
 
-A chain sum such as `4 - 1 - 7 + 7` is solved step by step by reducing the first two terms and
-copying the rest: `4 - 1 - 7 + 7 . then 3 - 7 + 7 . then -4 + 7 . then 3`. Every step is a
-one-digit operation next to a copy of the line before, which a tiny transformer learns easily;
-answering a six-term chain in one go is not, so written-out work beats direct answers on long
-items, and reinforcement learning has a reason to make the model write more.
+A chain sum such as `4 - 1 - 7 + 7` can be answered at once (a guess on long chains), or worked
+forward by reducing the first two terms and copying the rest (`i start from 4 - 1 - 7 + 7 . then
+3 - 7 + 7 . then -4 + 7 . then 3`). The web's worked solutions slip now and then (a line off by
+one or two, a term miscopied, and the slip carries on). A few of them end with a check: the
+reduction done again, carefully, from the prompt's chain (`check : 4 - 1 - 7 + 7 . then 3 - 7 +
+7 . then -4 + 7 . then 3 . same , 3 .`); when it disagrees it says so and repairs the answer
+(`wait , not 5 . it is 3 .`).
+
+How often a skill is *practised* is decoupled from how often solutions *use* it: the corpus has
+plenty of practice documents (another prompt) in which the careful reduction is done on its own,
+in the very form a check takes, while solutions to the task mostly answer directly and seldom
+check. The base thus has the skill but seldom uses it, which is what reinforcement learning
+exploits: written work beats guessing, and checked work beats unchecked work, in the base's own
+samples.
+
+A first design checked by another method (add the plus terms, add the minus terms, subtract).
+Measured on the base's own samples at temperature 1 it was right only 21% of the time (it dropped
+terms when picking them out of the chain), so checked answers were less accurate than plain work
+and RL had no reason to keep them.
 """
 
 from __future__ import annotations
@@ -14,9 +28,8 @@ import random
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from core.config import CorpusMix
-
 TASK = "chain_sum"
+STYLES = ("direct", "steps", "second_language", "mixed_language")
 
 # The connective words of each language; the second language's are also what the
 # language-consistency reward counts as foreign in an English chain of thought.
@@ -26,6 +39,9 @@ PHRASES = {
     "fr": {"start": "je commence par", "then": "puis", "so": "donc la réponse est", "wait": "attends ,",
            "is": "fait", "not": "et non"},
 }
+# Checks are written in the target language (English) whatever language the work before them used.
+CHECK_WORD = "check :"
+PRACTICE_PROMPT = "Reduce step by step: {expression}"
 
 
 def parse_terms(expression: str) -> list[int]:
@@ -49,64 +65,94 @@ def show(terms: list[int]) -> str:
 
 
 def reductions(terms: list[int]) -> list[list[int]]:
-    """Each line of the step-by-step work, from the whole chain down to the answer."""
-    lines = [terms]
+    """Each line of the forward work, from the whole chain down to the answer (no slips)."""
+    return noisy_reductions(terms, random.Random(0))
+
+
+def noisy_reductions(terms: list[int], rng: random.Random, slip_rate: float = 0.0,
+                     copy_slip_rate: float = 0.0) -> list[list[int]]:
+    """Worked forward as the web writes it: the first line may miscopy one term (copy_slip_rate) and
+    each reduction may be off by one or two (slip_rate); a slip carries on to the end."""
+    first = list(terms)
+    if rng.random() < copy_slip_rate:
+        i = rng.randrange(len(first))
+        first[i] = -first[i] if first[i] and rng.random() < 0.5 else first[i] + rng.choice([-1, 1])
+    lines = [first]
     while len(lines[-1]) > 1:
         a, b, *rest = lines[-1]
-        lines.append([a + b, *rest])
+        value = a + b
+        if rng.random() < slip_rate:
+            value += rng.choice([-2, -1, 1, 2])
+        lines.append([value, *rest])
     return lines
 
 
-def steps_text(terms: list[int], langs: list[str]) -> str:
-    """Step-by-step work; langs[i] is the language of line i (a switch makes mixed-language work)."""
-    lines = reductions(terms)
+def steps_text(terms: list[int], langs: list[str], lines: list[list[int]] | None = None,
+               conclude: bool = True) -> str:
+    """Forward work; langs[i] is the language of line i (a switch makes mixed-language work).
+    `lines` are the reductions to write (default: the correct ones)."""
+    lines = lines or reductions(terms)
     parts = [f"{PHRASES[langs[0]]['start']} {show(lines[0])} ."]
     for i, line in enumerate(lines[1:], start=1):
         parts.append(f"{PHRASES[langs[i]]['then']} {show(line)} .")
-    parts.append(f"{PHRASES[langs[-1]]['so']} {lines[-1][0]} .")
+    if conclude:
+        parts.append(f"{PHRASES[langs[-1]]['so']} {lines[-1][0]} .")
     return " ".join(parts)
 
 
-def corrected_text(terms: list[int], lang: str, rng: random.Random) -> str:
-    """Step-by-step work with one slip that is noticed and fixed ('wait , ...')."""
+def check_work(terms: list[int]) -> str:
+    """The careful reduction from the prompt's chain, as practice documents and checks write it."""
     lines = reductions(terms)
-    p = PHRASES[lang]
-    slip = rng.randrange(1, len(lines))
-    parts = [f"{p['start']} {show(lines[0])} ."]
-    for i, line in enumerate(lines[1:], start=1):
-        if i == slip:
-            wrong = [line[0] + rng.choice([-1, 1]), *line[1:]]
-            a, b = lines[i - 1][0], lines[i - 1][1]
-            parts.append(f"{p['then']} {show(wrong)} . {p['wait']} {show([a, b])} {p['is']} {line[0]} "
-                         f"{p['not']} {wrong[0]} .")
-        parts.append(f"{p['then']} {show(line)} .")
-    parts.append(f"{p['so']} {lines[-1][0]} .")
-    return " ".join(parts)
+    return " ".join([f"{show(lines[0])} ."] + [f"then {show(line)} ." for line in lines[1:]])
+
+
+def check_text(terms: list[int], worked: int) -> str:
+    """A check of forward work that reached `worked`: agreement, or the slip caught and repaired."""
+    answer = sum(terms)
+    verdict = f"same , {answer} ." if worked == answer else f"wait , not {worked} . it is {answer} ."
+    return f"{CHECK_WORD} {check_work(terms)} {verdict} {PHRASES['en']['so']} {answer} ."
+
+
+def has_check(text: str) -> bool:
+    """Whether a response checks its work (the pocket world's check, in any language of the work)."""
+    return CHECK_WORD in text
 
 
 def solution(style: str, terms: list[int], rng: random.Random, error_rate: float, max_terms: int,
-             second: str = "fr") -> str:
-    """One assistant message in the given corpus style."""
-    answer = sum(terms)
+             second: str = "fr", slip_rate: float = 0.0, copy_slip_rate: float = 0.0,
+             check_rate: float = 0.0) -> str:
+    """One assistant message in the given corpus style. Written work slips as `noisy_reductions`
+    says and ends with a check with probability `check_rate`; the final answer is what the text
+    concludes (wrong after an unchecked slip, repaired by a check)."""
     n = len(terms)
     if style == "direct":
-        # Guessing a long chain at once goes wrong more often than a short one.
-        if rng.random() < error_rate * (n - 2) / max(1, max_terms - 2):
+        # Guessing a chain at once goes wrong more often the longer it is.
+        answer = sum(terms)
+        if rng.random() < error_rate * (n - 1) / max(1, max_terms - 1):
             answer += rng.choice([-2, -1, 1, 2])
         return f"<answer> {answer} </answer>"
     if style == "steps":
-        think = steps_text(terms, ["en"] * n)
-    elif style == "corrected":
-        think = corrected_text(terms, "en", rng)
+        langs = ["en"] * n
     elif style == "second_language":
-        think = steps_text(terms, [second] * n)
+        langs = [second] * n
     elif style == "mixed_language":
         switch = rng.randrange(1, n)
         first, other = ("en", second) if rng.random() < 0.5 else (second, "en")
-        think = steps_text(terms, [first if i < switch else other for i in range(n)])
+        langs = [first if i < switch else other for i in range(n)]
     else:
-        raise ValueError(f"unknown corpus style {style!r}; expected one of {list(CorpusMix.model_fields)}")
+        raise ValueError(f"unknown corpus style {style!r}; expected one of {list(STYLES)}")
+    lines = noisy_reductions(terms, rng, slip_rate, copy_slip_rate)
+    worked = lines[-1][0]
+    if rng.random() < check_rate:
+        think, answer = steps_text(terms, langs, lines, conclude=False) + " " + check_text(terms, worked), sum(terms)
+    else:
+        think, answer = steps_text(terms, langs, lines), worked
     return f"<think> {think} </think> <answer> {answer} </answer>"
+
+
+def practice(terms: list[int]) -> tuple[str, str]:
+    """(prompt, reply) of a practice document: the careful reduction on its own, always correct."""
+    return PRACTICE_PROMPT.format(expression=show(terms)), check_work(terms)
 
 
 @dataclass(frozen=True)
@@ -125,6 +171,14 @@ def problems(seed: int, size: int, min_terms: int, max_terms: int) -> Iterator[P
     for entry in ds:
         yield Problem(entry["question"], str(entry["answer"]),
                       tuple(parse_terms(entry["metadata"]["expression"])))
+
+
+def chain_of(prompt: str) -> tuple[int, ...] | None:
+    """The chain in a chain-sum prompt ('... problem: 4 - 1 - 7 =' -> (4, -1, -7)), or None."""
+    try:
+        return tuple(parse_terms(prompt.rsplit(":", 1)[-1].strip().rstrip("=").strip()))
+    except (ValueError, IndexError):
+        return None
 
 
 def terms_of(metadata: str | dict) -> list[int] | None:

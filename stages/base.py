@@ -69,7 +69,9 @@ BUILDER_FILES = ("data/pocket.py", "data/chat.py")
 
 
 def corpus(cfg: PocketConfig, template: TemplateConfig, exclude: set[str]) -> list[tuple[list[dict], str]]:
-    """(conversation, assistant reply) pretraining documents; held-out prompts never appear."""
+    """(conversation, assistant reply) pretraining documents: solutions to task prompts in the
+    configured mix of styles, then practice documents (data/pocket.py); the chains of held-out
+    prompts never appear."""
     rng = random.Random(cfg.seed)
     styles, weights = zip(*cfg.mix.model_dump().items(), strict=True)
     docs = []
@@ -78,8 +80,15 @@ def corpus(cfg: PocketConfig, template: TemplateConfig, exclude: set[str]) -> li
             continue
         style = rng.choices(styles, weights)[0]
         reply = pocket.solution(style, list(problem.terms), rng, cfg.direct_error_rate, cfg.max_terms,
-                                cfg.second_language)
+                                cfg.second_language, cfg.slip_rate, cfg.copy_slip_rate, cfg.check_rate)
         docs.append((messages(problem.prompt, template), reply))
+    heldout_chains = {pocket.chain_of(key) for key in exclude}
+    for problem in pocket.problems(cfg.seed + 104729, cfg.practice_documents, cfg.min_terms, cfg.max_terms):
+        if problem.terms in heldout_chains:
+            continue
+        prompt, reply = pocket.practice(list(problem.terms))
+        docs.append((messages(prompt, template), reply))
+    rng.shuffle(docs)
     return docs
 
 

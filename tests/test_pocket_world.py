@@ -1,0 +1,95 @@
+"""The pocket world's corpus styles: every line of work is arithmetic that holds, except the slips
+the web is meant to make, and every check computes the true answer and catches the slip before it."""
+
+from __future__ import annotations
+
+import random
+import re
+
+import pytest
+
+from data import pocket
+
+CHAINS = [[4, -1, -7, 7], [9, 8], [-3, -5, -2, 6, 1], [0, 5, -5]]
+def _lines_reduce(work: str) -> bool:
+    """Each line of a reduction ('4 - 1 - 7 . then 3 - 7 . then -4 .') is the line before, reduced."""
+    lines = [pocket.parse_terms(part.strip().removeprefix("then ").strip())
+             for part in work.strip().rstrip(".").split(" . ")]
+    return len(lines[-1]) == 1 and all(b == [a[0] + a[1], *a[2:]] for a, b in zip(lines, lines[1:], strict=False))
+
+
+def _answer(text: str) -> int:
+    return int(re.search(r"<answer> (-?\d+) </answer>", text).group(1))
+
+
+@pytest.mark.parametrize("terms", CHAINS)
+def test_clean_forward_work_is_correct_line_by_line(terms):
+    lines = pocket.noisy_reductions(terms, random.Random(0))
+    assert lines == pocket.reductions(terms) and lines[0] == terms and lines[-1] == [sum(terms)]
+    for before, after in zip(lines, lines[1:], strict=False):
+        assert after == [before[0] + before[1], *before[2:]]
+
+
+def test_slips_carry_on_and_copy_slips_change_one_term():
+    rng = random.Random(1)
+    for _ in range(200):
+        terms = [rng.choice([-1, 1]) * rng.randint(1, 9) for _ in range(rng.randint(2, 5))]
+        lines = pocket.noisy_reductions(terms, rng, slip_rate=1.0, copy_slip_rate=1.0)
+        assert sum(a != b for a, b in zip(lines[0], terms, strict=True)) == 1  # exactly one term miscopied
+        for before, after in zip(lines, lines[1:], strict=False):
+            assert after[1:] == before[2:]  # the rest is copied faithfully
+            assert 1 <= abs(after[0] - (before[0] + before[1])) <= 2  # every reduction slipped by 1 or 2
+
+
+@pytest.mark.parametrize("terms", CHAINS)
+def test_check_work_redoes_the_reduction_from_the_prompts_chain(terms):
+    work = pocket.check_work(terms)
+    assert work.startswith(f"{pocket.show(terms)} .") and work.endswith(f" {sum(terms)} .")
+    assert _lines_reduce(work)
+
+
+def test_a_check_agrees_with_right_work_and_repairs_wrong_work():
+    terms = [4, -1, -7, 7]
+    assert pocket.check_text(terms, 3).endswith("same , 3 . so the answer is 3 .")
+    caught = pocket.check_text(terms, 5)
+    assert "wait , not 5 . it is 3 ." in caught and caught.endswith("so the answer is 3 .")
+
+
+def test_every_style_concludes_as_designed():
+    rng = random.Random(2)
+    seen = {"checked": 0, "slipped_unchecked": 0, "caught": 0}
+    for _ in range(600):
+        terms = [rng.choice([-1, 1]) * rng.randint(1, 9) for _ in range(rng.randint(2, 5))]
+        style = rng.choice(pocket.STYLES)
+        text = pocket.solution(style, terms, rng, error_rate=1.0, max_terms=5, slip_rate=0.3, copy_slip_rate=0.2,
+                               check_rate=0.5)
+        answer = _answer(text)
+        if style == "direct":
+            assert "<think>" not in text and abs(answer - sum(terms)) <= 2
+            continue
+        think = text.split("</think>")[0]
+        forward = think.split("check :")[0]
+        worked = [int(v) for v in re.findall(r"(?:then|puis) (-?\d+) \.", forward)][-1]  # last forward line
+        if pocket.has_check(text):
+            seen["checked"] += 1
+            check = think.split("check :")[1].split(" same ,")[0].split(" wait ,")[0]
+            assert answer == sum(terms) and _lines_reduce(check) and check.startswith(f" {pocket.show(terms)} .")
+            seen["caught"] += worked != sum(terms)
+            assert ("wait , not" in think) == (worked != sum(terms))
+        else:
+            assert answer == worked  # unchecked work keeps its slip
+            seen["slipped_unchecked"] += worked != sum(terms)
+    assert all(seen.values()), seen  # each case occurred
+
+
+def test_practice_documents_are_correct_and_use_another_prompt():
+    prompt, reply = pocket.practice([4, -1, -7, 7])
+    assert pocket.chain_of(prompt) == (4, -1, -7, 7) and "arithmetic problem" not in prompt
+    assert reply == "4 - 1 - 7 + 7 . then 3 - 7 + 7 . then -4 + 7 . then 3 ." == pocket.check_work([4, -1, -7, 7])
+
+
+def test_has_check_and_chain_of():
+    assert pocket.has_check("<think> i start from 1 + 2 . then 3 . check : 1 + 2 . then 3 . same , 3 .")
+    assert not pocket.has_check("<think> i start from 1 + 2 . then 3 . so the answer is 3 . </think>")
+    assert pocket.chain_of("State the final answer to the following arithmetic problem: 4 - 1 - 7 =") == (4, -1, -7)
+    assert pocket.chain_of("no chain here") is None
