@@ -65,10 +65,12 @@ class PocketConfig(Section):
     slip_rate: float = Field(0.15, ge=0, le=1, description="chance that a line of the web's forward work is off "
                              "by one or two (the slip carries on)")
     copy_slip_rate: float = Field(0.10, ge=0, le=1, description="chance that forward work miscopies one term")
-    check_rate: float = Field(0.20, ge=0, le=1, description="share of written solutions that end with a check "
+    check_rate: float = Field(0.30, ge=0, le=1, description="share of written solutions that end with a check "
                               "(the reduction redone carefully from the prompt: catches and repairs slips)")
-    practice_documents: int = Field(60_000, ge=0, description="documents practising the careful reduction a check "
-                                    "does, on its own (another prompt)")
+    practice_max_terms: int = Field(7, ge=2, description="longest chain in practice documents (the skill may "
+                                    "reach further than the task's solutions do)")
+    practice_documents: int = Field(60_000, ge=0, description="documents under other prompts practising the "
+                                    "careful reduction alone and whole checked solutions (half each)")
     second_language: Literal["fr"] = "fr"
     mix: CorpusMix = CorpusMix()
     seed: int = 0

@@ -4,21 +4,24 @@ A chain sum such as `4 - 1 - 7 + 7` can be answered at once (a guess on long cha
 forward by reducing the first two terms and copying the rest (`i start from 4 - 1 - 7 + 7 . then
 3 - 7 + 7 . then -4 + 7 . then 3`). The web's worked solutions slip now and then (a line off by
 one or two, a term miscopied, and the slip carries on). A few of them end with a check: the
-reduction done again, carefully, from the prompt's chain (`check : 4 - 1 - 7 + 7 . then 3 - 7 +
-7 . then -4 + 7 . then 3 . same , 3 .`); when it disagrees it says so and repairs the answer
+reduction done again, carefully, from the prompt's chain (`check : 4 - 1 - 7 + 7 = 3 - 7 + 7 = -4 +
+7 = 3 . same , 3 .`); when it disagrees it says so and repairs the answer
 (`wait , not 5 . it is 3 .`).
 
 How often a skill is *practised* is decoupled from how often solutions *use* it: the corpus has
-plenty of practice documents (another prompt) in which the careful reduction is done on its own,
-in the very form a check takes, while solutions to the task mostly answer directly and seldom
-check. The base thus has the skill but seldom uses it, which is what reinforcement learning
+plenty of practice documents under other prompts: the careful reduction on its own, and worked
+solutions that always end with a check. Solutions to the task itself mostly answer directly and
+seldom check. The base thus has the skill but seldom uses it, which is what reinforcement learning
 exploits: written work beats guessing, and checked work beats unchecked work, in the base's own
 samples.
 
-A first design checked by another method (add the plus terms, add the minus terms, subtract).
+Measured on the base's own samples at temperature 1 (see docs/design.md): a first design checked by another method (add the plus terms, add the minus terms, subtract).
 Measured on the base's own samples at temperature 1 it was right only 21% of the time (it dropped
 terms when picking them out of the chain), so checked answers were less accurate than plain work
-and RL had no reason to keep them.
+and RL had no reason to keep them. A second design redid the reduction but practised it only
+on its own: the base's checks then started from a made-up chain (it had seldom copied the prompt's
+chain after a block of work), right in 7% of samples. Practising whole checked solutions under
+another prompt teaches that copy.
 """
 
 from __future__ import annotations
@@ -41,7 +44,10 @@ PHRASES = {
 }
 # Checks are written in the target language (English) whatever language the work before them used.
 CHECK_WORD = "check :"
-PRACTICE_PROMPT = "Reduce step by step: {expression}"
+PRACTICE_PROMPTS = {
+    "reduce": "Reduce step by step: {expression}",
+    "check": "Work it out, then check your work: {expression}",
+}
 
 
 def parse_terms(expression: str) -> list[int]:
@@ -101,9 +107,9 @@ def steps_text(terms: list[int], langs: list[str], lines: list[list[int]] | None
 
 
 def check_work(terms: list[int]) -> str:
-    """The careful reduction from the prompt's chain, as practice documents and checks write it."""
-    lines = reductions(terms)
-    return " ".join([f"{show(lines[0])} ."] + [f"then {show(line)} ." for line in lines[1:]])
+    """The careful reduction from the prompt's chain, as practice documents and checks write it: a
+    chain of equalities (`4 - 1 - 7 = 3 - 7 = -4 .`), a form the slipping forward work never takes."""
+    return " = ".join(show(line) for line in reductions(terms)) + " ."
 
 
 def check_text(terms: list[int], worked: int) -> str:
@@ -150,9 +156,15 @@ def solution(style: str, terms: list[int], rng: random.Random, error_rate: float
     return f"<think> {think} </think> <answer> {answer} </answer>"
 
 
-def practice(terms: list[int]) -> tuple[str, str]:
-    """(prompt, reply) of a practice document: the careful reduction on its own, always correct."""
-    return PRACTICE_PROMPT.format(expression=show(terms)), check_work(terms)
+def practice(kind: str, terms: list[int], rng: random.Random, slip_rate: float = 0.0,
+             copy_slip_rate: float = 0.0) -> tuple[str, str]:
+    """(prompt, reply) of a practice document: the careful reduction on its own ("reduce"), or
+    worked solutions that slip as the web's do and always end with a check ("check")."""
+    prompt = PRACTICE_PROMPTS[kind].format(expression=show(terms))
+    if kind == "reduce":
+        return prompt, check_work(terms)
+    return prompt, solution("steps", terms, rng, 0.0, len(terms), slip_rate=slip_rate,
+                            copy_slip_rate=copy_slip_rate, check_rate=1.0)
 
 
 @dataclass(frozen=True)

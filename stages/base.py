@@ -83,10 +83,13 @@ def corpus(cfg: PocketConfig, template: TemplateConfig, exclude: set[str]) -> li
                                 cfg.second_language, cfg.slip_rate, cfg.copy_slip_rate, cfg.check_rate)
         docs.append((messages(problem.prompt, template), reply))
     heldout_chains = {pocket.chain_of(key) for key in exclude}
-    for problem in pocket.problems(cfg.seed + 104729, cfg.practice_documents, cfg.min_terms, cfg.max_terms):
+    kinds = list(pocket.PRACTICE_PROMPTS)
+    for i, problem in enumerate(pocket.problems(cfg.seed + 104729, cfg.practice_documents, cfg.min_terms,
+                                                cfg.practice_max_terms)):
         if problem.terms in heldout_chains:
             continue
-        prompt, reply = pocket.practice(list(problem.terms))
+        prompt, reply = pocket.practice(kinds[i % len(kinds)], list(problem.terms), rng, cfg.slip_rate,
+                                        cfg.copy_slip_rate)
         docs.append((messages(prompt, template), reply))
     rng.shuffle(docs)
     return docs
