@@ -1,5 +1,5 @@
 # r1-pipeline: `make pipeline` runs the pocket pipeline, `make test` the test suite.
-# Both install what they need first (a .venv beside this file).
+# Both install what they need first (a .venv beside this file). `make lint`: ruff and the import layers.
 PYTHON ?= python3.11
 VENV   := .venv
 PY     := $(VENV)/bin/python
@@ -34,49 +34,52 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet -e '.[dev]'
 	@touch $(STAMP)
 
+# The import layers (pyproject.toml [tool.importlinter]) first: seconds, and a broken layer fails CI.
 test: install
+	$(VENV)/bin/lint-imports
 	$(PY) -m pytest -q
 
 pipeline: install
-	$(PY) -m core.cli pipeline --recipe $(RECIPE)
+	$(PY) -m shell.cli pipeline --recipe $(RECIPE)
 
 # A local Prefect server (SQLite under .prefect/) and a process worker in the background; waits until
 # both answer, then deploys prefect.yaml. UI: http://127.0.0.1:$(PREFECT_PORT)
 PREFECT_PORT ?= 4200
 serve: install
-	$(PY) -m core.prefect_server start --port $(PREFECT_PORT)
+	$(PY) -m shell.prefect_server start --port $(PREFECT_PORT)
 
 deploy: install
-	$(PY) -m core.prefect_server deploy
+	$(PY) -m shell.prefect_server deploy
 
 stop: install
-	$(PY) -m core.prefect_server stop
+	$(PY) -m shell.prefect_server stop
 
 # Rebuild a run's report: make report RUN_ID=pocket-20260101-120000-abcd
 report: install
 	@test -n "$(RUN_ID)" || { echo "usage: make report RUN_ID=<run id>  (see: make runs)"; exit 2; }
-	$(PY) -m core.cli report $(RUN_ID)
+	$(PY) -m shell.cli report $(RUN_ID)
 
 lint: install
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/lint-imports
 
 format: install
 	$(VENV)/bin/ruff format .
 
 # Validate a recipe and print its plan without loading weights: make dry-run RECIPE=configs/qwen2.5-1.5b-math.yaml
 dry-run: install
-	$(PY) -m core.cli dry-run --recipe $(RECIPE)
+	$(PY) -m shell.cli dry-run --recipe $(RECIPE)
 
 # All benchmarks (at most 30 min on 2 CPU cores): bench/results/perf.json and perf.md
 bench: install
-	cd bench && ../$(PY) perf.py
+	$(PY) -m bench.perf
 
 # Is this machine ready? Versions, device, free disk, Prefect server, W&B mode, and what to fix.
 doctor: install
-	$(PY) -m core.cli doctor
+	$(PY) -m shell.cli doctor
 
 runs: install
-	$(PY) -m core.cli runs
+	$(PY) -m shell.cli runs
 
 clean:
 	rm -rf runs .pytest_cache .ruff_cache

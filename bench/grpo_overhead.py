@@ -1,9 +1,9 @@
 """Benchmark: our reasoning-RL stage against a plain TRL GRPOTrainer script, side by side.
 
-Run:  .venv/bin/python bench/grpo_overhead.py
+Run:  .venv/bin/python -m bench.grpo_overhead
 Same pocket base, same training prompts, same GRPOConfig knobs, same steps and seed, both starting
 from a fresh LoRA adapter; one process, interleaved (ours, plain, ours, plain, ...), ratio of the
-median wall times. "Ours" is the whole stage as the pipeline runs it (`grpo_stage`: run store,
+median wall times. "Ours" is the whole stage as the pipeline runs it (stages/grpo.py: run store,
 manifest and hashing, reward registry with its safety wrapper, logged monitors) with the recipe's
 rewards cut to accuracy; "plain" is what a user would write with TRL alone: GRPOTrainer +
 peft_config + an accuracy reward calling the same verifier, then save the adapter. W&B is off for both (a tracking run
@@ -24,7 +24,7 @@ from typing import Any
 
 os.environ["WANDB_MODE"] = "disabled"  # see the docstring: tracking is not what is compared
 
-from common import RESULTS, pocket_inputs  # noqa: E402
+from bench.common import RESULTS, pocket_inputs  # noqa: E402
 
 STEPS = 8
 REPEATS = 3
@@ -87,12 +87,15 @@ def check_same_knobs(plain: Any, recipe: Any, out: Path) -> None:
         raise SystemExit(f"the plain script's GRPOConfig differs from ours: {differ}")
 
 
-def ours_run(recipe: Any, store: Any, tasks_ref: Any, base_ref: Any) -> float:
-    from core.trainers import grpo_stage
+def ours_run(recipe: Any, store: Any, task_data_ref: Any, base_ref: Any) -> float:
+    """The reasoning-RL stage from a fresh adapter (no cold start: the plain script has none either)."""
+    from core.stage import StageCall
+    from stages import graph
 
+    spec = graph.BY_NAME["reasoning_rl"]
     run_id = store.new_run_id("bench-grpo-ours")
     t0 = time.perf_counter()
-    grpo_stage(recipe, store, run_id, "reasoning_rl", recipe.reasoning_rl, tasks_ref, base_ref, None)
+    spec.run(StageCall(spec, recipe, store, run_id, {"task_data": task_data_ref, "base": base_ref}))
     return time.perf_counter() - t0
 
 
@@ -114,19 +117,19 @@ def main() -> dict[str, Any]:
     from data.saved import load_split
 
     logging.basicConfig(level=logging.WARNING)
-    recipe, store, _, tasks_ref, base_ref = pocket_inputs(OVERRIDES)
+    recipe, store, _, task_data_ref, base_ref = pocket_inputs(OVERRIDES)
     cfg = recipe.reasoning_rl
     # The very rows our stage trains on (same limit, same shuffle).
-    dataset = prompt_dataset(load_split(tasks_ref, "train"), recipe.data.template, cfg.prompts, recipe.seed)
+    dataset = prompt_dataset(load_split(task_data_ref, "train"), recipe.data.template, cfg.prompts, recipe.seed)
     ours, plain, ours_cpu, plain_cpu = [], [], [], []
     with tempfile.TemporaryDirectory() as tmp:
         # One untimed step of each first: imports and first-call costs (TRL, the reward registry,
         # reasoning-gym's scorer) would otherwise land on whichever runs first.
         warm = recipe.model_copy(update={"reasoning_rl": cfg.model_copy(update={"steps": 1})})
-        ours_run(warm, store, tasks_ref, base_ref)
+        ours_run(warm, store, task_data_ref, base_ref)
         plain_run(warm, base_ref.path, dataset, Path(tmp) / "plain-warmup")
         for i in range(REPEATS):
-            wall, cpu = timed(ours_run, recipe, store, tasks_ref, base_ref)
+            wall, cpu = timed(ours_run, recipe, store, task_data_ref, base_ref)
             ours.append(wall)
             ours_cpu.append(cpu)
             wall, cpu = timed(plain_run, recipe, base_ref.path, dataset, Path(tmp) / f"plain-{i}")

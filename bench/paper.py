@@ -23,22 +23,31 @@ import matplotlib.pyplot as plt  # noqa: E402
 
 from core.config import load_recipe  # noqa: E402
 from core.runstore import RunStore  # noqa: E402
-from stages import evaluate  # noqa: E402
+from flows.distill import distill  # noqa: E402
+from flows.pipeline import r1_pipeline  # noqa: E402
+from flows.r1_zero import r1_zero  # noqa: E402
+from stages import graph  # noqa: E402
+from stages.evaluation import heldout_rows, load_results, stage_name  # noqa: E402
 
 RESULTS = Path(__file__).parent / "results"
-ROWS = {"base": "eval_base", "r1_zero": "eval_r1_zero", "r1": "eval_all_scenario_rl",
-        "student_distilled": "eval_student_distilled", "student_rl": "eval_student_rl"}
+FLOWS = {"r1-zero": r1_zero, "r1-pipeline": r1_pipeline, "distill": distill}
+
+
+def paper_rows() -> dict[str, str]:
+    """The paper table's rows -> the stage each evaluates: the base, the last stage each of R1-Zero and
+    R1 evaluates, and the two students the distill flow trains."""
+    last = {name: graph.flow_evaluations(flow)[-1] for name, flow in graph.FLOWS.items() if flow.base == graph.BASE}
+    students = graph.FLOWS["distill"].targets
+    return {"base": graph.BASE, "r1_zero": last["r1-zero"], "r1": last["r1-pipeline"]} | {s: s for s in students}
+
+
 EVAL_OVERRIDES = ["eval.samples=16", "eval.temperature=0.6", "eval.top_p=0.95", "eval.prompts=null"]
 
 
 def run_flows(recipe_path: str, overrides: list[str], run_id: str) -> dict[str, float]:
     """The three flows in one run; returns wall seconds per flow."""
-    from flows.distill import distill
-    from flows.pipeline import r1_pipeline
-    from flows.r1_zero import r1_zero
-
     walls = {}
-    for name, flow in (("r1-zero", r1_zero), ("r1-pipeline", r1_pipeline), ("distill", distill)):
+    for name, flow in FLOWS.items():
         t0 = time.perf_counter()
         flow(recipe=recipe_path, overrides=overrides, run_id=run_id)
         walls[name] = round(time.perf_counter() - t0, 1)
@@ -48,11 +57,12 @@ def run_flows(recipe_path: str, overrides: list[str], run_id: str) -> dict[str, 
 
 def table_rows(store: RunStore, run_id: str) -> dict[str, dict[str, float]]:
     rows = {}
-    for row, stage in ROWS.items():
+    for row, evaluated in paper_rows().items():
+        stage = stage_name(evaluated)
         ref = store.ref(run_id, stage)
         if ref is None:
             raise SystemExit(f"{run_id}/{stage} is missing: did a flow fail?")
-        o = evaluate.load_results(ref)["overall"]
+        o = load_results(ref)["overall"]
         rows[row] = {"pass_at_1": o["pass_at_1"], "cons_at_16": o["cons_at_k"], "mean_length": o["mean_length"],
                      "language_consistency": o["language_consistency"]}
     return rows
@@ -60,7 +70,7 @@ def table_rows(store: RunStore, run_id: str) -> dict[str, dict[str, float]]:
 
 def r1_zero_curve(store: RunStore, run_id: str) -> tuple[dict[str, list[float]], list[dict]]:
     """Held-out curve (accuracy, length, reflection words at each probe) and the per-step training log."""
-    path = Path(store.ref(run_id, "r1_zero").path)
+    path = Path(store.ref(run_id, paper_rows()["r1_zero"]).path)
     curve = json.loads((path / "heldout_curve.json").read_text())
     history = [h for h in json.loads((path / "log_history.json").read_text()) if "reward" in h]
     return {"step": [p["step"] for p in curve], "accuracy": [p["heldout_accuracy"] for p in curve],
@@ -145,7 +155,8 @@ def main() -> None:
               "r1_zero_rollouts": {"step": [h["step"] for h in history], "mean_length": rollout_length,
                                    "reflection_words": [h["rewards/reflection_words/mean"] for h in history]},
               "recipe": recipe.name, "run_id": run_id,
-              "k": recipe.eval.samples, "heldout_prompts": len(evaluate.heldout_rows(recipe, store.ref(run_id, "tasks"))),
+              "k": recipe.eval.samples,
+              "heldout_prompts": len(heldout_rows(recipe.eval, store.ref(run_id, graph.TASK_DATA))),
               "flow_wall_s": walls, "wall_s": round(time.perf_counter() - t0, 1),
               "verdicts": [{"finding": f, "holds": ok, "measured": m} for f, ok, m in verdicts(rows, rollout_length)]}
     (RESULTS / "paper_table.json").write_text(json.dumps(result, indent=2) + "\n")

@@ -1,7 +1,7 @@
 """All benchmarks in one run (`make bench`): writes bench/results/perf.json and perf.md.
 
-Run:  .venv/bin/python bench/perf.py
-Order: rewards (bench/rewards.py, also writes rewards.json), the GRPO overhead, rejection-sampling
+Run:  .venv/bin/python -m bench.perf
+Order: reward costs (bench/reward_costs.py, also writes reward_costs.json), the GRPO overhead, rejection-sampling
 throughput, then the pocket pipeline end to end (it builds the pocket base first if the run store's
 cache does not hold it yet). Each prints its own figures as it goes.
 """
@@ -15,7 +15,8 @@ import platform
 import time
 from typing import Any
 
-from common import POCKET, RESULTS, ROOT, load_sibling
+from bench import grpo_overhead, pipeline, rejection_sampling, reward_costs
+from bench.common import POCKET, RESULTS, ROOT
 
 
 def table(perf: dict[str, Any]) -> str:
@@ -50,14 +51,14 @@ def main() -> None:
     t0 = time.perf_counter()
     details: dict[str, Any] = {}
     print("== rewards", flush=True)
-    load_sibling("rewards").main()
-    details["rewards"] = json.loads((RESULTS / "rewards.json").read_text())
+    reward_costs.main()
+    details["rewards"] = json.loads((RESULTS / "reward_costs.json").read_text())
     print("== GRPO overhead", flush=True)
-    details["grpo_overhead"] = load_sibling("grpo_overhead").main()
+    details["grpo_overhead"] = grpo_overhead.main()
     print("== rejection sampling", flush=True)
-    details["rejection_sampling"] = load_sibling("rejection_sampling").main()
+    details["rejection_sampling"] = rejection_sampling.main()
     print("== pipeline", flush=True)
-    details["pipeline"] = load_sibling("pipeline").main()
+    details["pipeline"] = pipeline.main()
     perf = {
         "grpo_overhead_ratio": details["grpo_overhead"]["grpo_overhead_ratio"],
         "rejection_sampling_speedup": details["rejection_sampling"]["rejection_sampling_speedup"],

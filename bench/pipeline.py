@@ -1,7 +1,7 @@
 """Benchmark: end-to-end wall time and peak memory of `make pipeline` on the pocket recipe, per stage.
 
 Run:  .venv/bin/python bench/pipeline.py
-Runs what `make pipeline` runs (`python -m core.cli pipeline --recipe configs/pocket.yaml`, a new run
+Runs what `make pipeline` runs (`python -m shell.cli pipeline --recipe configs/pocket.yaml`, a new run
 id, W&B offline) in a child process; the per-stage wall times come from the run's manifests
 (`wall_s`), peak memory is the largest resident set of the child and its descendants
 (getrusage(RUSAGE_CHILDREN)). The pocket base is shared through the run store's cache: when it is
@@ -19,22 +19,21 @@ import sys
 import time
 from typing import Any
 
-from common import POCKET, RESULTS, ROOT
+from bench.common import POCKET, RESULTS, ROOT
+from core.runstore import RunStore
+from stages import graph
 
-STAGE_ORDER = ("tasks", "base", "cold_start", "reasoning_rl", "rejection_sampling", "sft", "reward_model",
-               "all_scenario_rl", "merged")
+STAGE_ORDER = [s.name for s in graph.flow_stages(graph.FLOWS["r1-pipeline"])]
 
 
 def main() -> dict[str, Any]:
-    from core.runstore import RunStore
-
     cache = RunStore().root / "cache" / "pocket-base"
     bases_before = set(cache.iterdir()) if cache.is_dir() else set()
     env = {**os.environ, "WANDB_MODE": "offline", "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false",
            # Prefect's temporary server can take longer than its 20 s default to start on a busy host.
            "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": os.environ.get(
                "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "180")}
-    cmd = [sys.executable, "-m", "core.cli", "pipeline", "--recipe", str(POCKET)]
+    cmd = [sys.executable, "-m", "shell.cli", "pipeline", "--recipe", str(POCKET)]
     print("running:", " ".join(cmd), flush=True)
     t0 = time.perf_counter()
     proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, errors="replace")

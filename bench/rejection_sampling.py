@@ -1,6 +1,6 @@
 """Benchmark: rejection-sampling throughput, our batched sampler against one prompt at a time.
 
-Run:  .venv/bin/python bench/rejection_sampling.py
+Run:  .venv/bin/python -m bench.rejection_sampling
 The pocket base, the same training prompts and the pocket recipe's rejection-sampling settings
 (k samples per prompt, temperature, top-p, max new tokens). "Batched" is the stage's sampler
 (core.generation.generate: left padding, KV cache, many prompts per call); "one at a time" calls
@@ -19,7 +19,7 @@ from typing import Any
 
 os.environ.setdefault("WANDB_MODE", "disabled")
 
-from common import RESULTS, pocket_inputs  # noqa: E402
+from bench.common import RESULTS, pocket_inputs  # noqa: E402
 
 PROMPTS = 64
 
@@ -49,7 +49,8 @@ def one_at_a_time(model: Any, tokenizer: Any, prompts: list[str], k: int, cfg: A
 def verified(rows: list[dict], samples: list[list[Any]], recipe: Any) -> int:
     from stages.rejection_sampling import keep_or_reason
 
-    return sum(keep_or_reason(r, c.text, c.finished, c.num_tokens, recipe) is None
+    return sum(keep_or_reason(r, c.text, c.finished, c.num_tokens, recipe.rejection_sampling, recipe.data.language)
+               is None
                for r, cs in zip(rows, samples, strict=True) for c in cs)
 
 
@@ -60,9 +61,9 @@ def main() -> dict[str, Any]:
     from data.saved import load_split
 
     logging.basicConfig(level=logging.WARNING)
-    recipe, _, _, tasks_ref, base_ref = pocket_inputs()
+    recipe, _, _, task_data_ref, base_ref = pocket_inputs()
     cfg = recipe.rejection_sampling
-    rows = list(load_split(tasks_ref, "train").shuffle(seed=recipe.seed).select(range(PROMPTS)))
+    rows = list(load_split(task_data_ref, "train").shuffle(seed=recipe.seed).select(range(PROMPTS)))
     tokenizer = load_tokenizer(base_ref.path)
     model = inference_model(base_ref.path, None, recipe.model.dtype)
     prompts = [render(tokenizer, messages(r["prompt"], recipe.data.template)) for r in rows]

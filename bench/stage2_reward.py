@@ -1,5 +1,5 @@
 """Stage-2 (reasoning RL) mean reward over training on configs/pocket.yaml: first 10% of steps vs
-last 10%. Runs (or reuses) tasks -> base -> cold start -> reasoning RL in its own run.
+last 10%. Runs (or reuses) task_data -> base -> cold start -> reasoning RL in its own run.
 
     .venv/bin/python -m bench.stage2_reward [--recipe configs/pocket.yaml] [--set KEY=VALUE ...]
 """
@@ -13,7 +13,7 @@ from pathlib import Path
 from core.config import load_recipe
 from core.runstore import RunStore
 from core.trainers import reward_trend
-from stages import base, cold_start, reasoning_rl, tasks
+from stages import graph
 
 RESULTS = Path(__file__).parent / "results" / "stage2_reward.json"
 
@@ -26,10 +26,7 @@ def main() -> None:
     args = parser.parse_args()
     recipe = load_recipe(args.recipe, args.overrides)
     store = RunStore()
-    tasks_ref = tasks.run(recipe, store, args.run_id)
-    base_ref = base.run(recipe, store, args.run_id, tasks_ref)
-    cold = cold_start.run(recipe, store, args.run_id, tasks_ref, base_ref)
-    rl = reasoning_rl.run(recipe, store, args.run_id, tasks_ref, base_ref, cold)
+    rl = graph.build(["reasoning_rl"], recipe, store, args.run_id)["reasoning_rl"]
     history = json.loads((Path(rl.path) / "log_history.json").read_text())
     trend = reward_trend(history)
     per_function = {name: reward_trend(history, f"rewards/{name}/mean")

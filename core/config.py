@@ -84,7 +84,9 @@ class PocketConfig(Section):
         return self
 
 
-class LoraConfig(Section):
+class LoraSettings(Section):
+    """The LoRA adapter every training stage trains (peft.LoraConfig is built from these)."""
+
     r: int = Field(16, gt=0)
     alpha: int = Field(32, gt=0)
     dropout: float = Field(0.0, ge=0, lt=1)
@@ -95,7 +97,7 @@ class ModelConfig(Section):
     base: str = Field("pocket", description="'pocket' (build the embedded base) or an HF model path / hub name")
     pocket: PocketConfig = PocketConfig()
     dtype: Literal["float32", "bfloat16", "float16", "auto"] = "float32"
-    lora: LoraConfig = LoraConfig()
+    lora: LoraSettings = LoraSettings()
 
 
 # --- task data -----------------------------------------------------------------------------

@@ -2,9 +2,9 @@
 
 `train_sft` / `train_grpo` (core/trainers.py) hand their arguments to `launch()` when the stage's
 `num_processes` is above 1. `launch()` writes them to <work>/.distributed/ (a JSON spec, the
-dataset on disk, a pickle of trainer callbacks and custom reward functions where given), then runs
+dataset on disk, a pickle of the reward functions and trainer callbacks where given), then runs
 
-    accelerate launch --multi_gpu --num_processes N [--config_file F] -m core.distributed SPEC
+    accelerate launch --multi_gpu --num_processes N [--config_file F] -m core.distributed_worker SPEC
 
 Every process rebuilds the same trainer from the spec and trains one DDP replica (NCCL on GPUs,
 gloo on CPU: the trainer runs with `use_cpu` when no GPU is there). Rank 0 alone writes the adapter,
@@ -34,6 +34,7 @@ log = logging.getLogger(__name__)
 WORKER_ENV = "R1_DISTRIBUTED_WORKER"  # set in launched processes: they train, they never launch again
 CONFIG_ENV = "R1_ACCELERATE_CONFIG"
 SPEC_DIR = ".distributed"
+WORKER_MODULE = "core.distributed_worker"  # what every launched process runs (python -m)
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 Kind = Literal["sft", "grpo"]
@@ -72,13 +73,13 @@ def accelerate_command(num_processes: int, spec: Path, config_file: str | None =
         # into gloo DDP (accelerate's own --cpu launches a single process unless MPI is set up).
         cmd += ["--multi_gpu", "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no"]
     cmd += ["--num_processes", str(num_processes), "--main_process_port", str(_free_port()),
-            "-m", "core.distributed", str(spec)]
+            "-m", WORKER_MODULE, str(spec)]
     return cmd
 
 
 def launch(kind: Kind, *, num_processes: int, base: str, adapter: Path | None, lora: Any, dtype: str,
-           dataset: Any, cfg: Any, work: Path, seed: int, reward_context: dict[str, Any] | None = None,
-           reward_funcs: Any = None, callbacks: Any = ()) -> dict[str, Any]:
+           dataset: Any, cfg: Any, work: Path, seed: int, reward_funcs: Any = None,
+           reward_weights: Any = None, callbacks: Any = ()) -> dict[str, Any]:
     """Train under `accelerate launch` with `num_processes` processes; the same metrics as in-process.
 
     Callbacks run in every process (DDP needs each rank to take the same stop decisions); after
@@ -99,7 +100,7 @@ def launch(kind: Kind, *, num_processes: int, base: str, adapter: Path | None, l
         "kind": kind, "base": str(base), "adapter": str(adapter) if adapter else None,
         "lora": lora.model_dump(mode="json"), "dtype": dtype,
         "cfg_class": type(cfg).__name__, "cfg": cfg.model_dump(mode="json"),
-        "work": str(work), "seed": seed, "reward_context": reward_context or {},
+        "work": str(work), "seed": seed, "reward_weights": reward_weights,
         "dataset": str(spec_dir / "dataset"), "objects": str(spec_dir / "objects.pkl") if has_objects else None,
         "result": str(spec_dir / "result.json"), "state": str(spec_dir / "callbacks.pkl"),
     }
@@ -115,7 +116,6 @@ def launch(kind: Kind, *, num_processes: int, base: str, adapter: Path | None, l
         for mine, theirs in zip(objects["callbacks"], pickle.loads((spec_dir / "callbacks.pkl").read_bytes()),
                                 strict=True):
             mine.__dict__.update(theirs.__dict__)
-    _replay_to_wandb(Path(work))
     shutil.rmtree(spec_dir)  # the stage directory must hold what a 1-process run writes, nothing more
     return result["metrics"]
 
@@ -132,61 +132,3 @@ def _run(cmd: list[str], env: dict[str, str]) -> None:
     if proc.returncode:
         raise DistributedError(f"`accelerate launch` exited with {proc.returncode}; last output:\n"
                                + "".join(tail))
-
-
-def _replay_to_wandb(work: Path) -> None:
-    """Launched processes do not log to W&B (the stage's run lives in this process): log their
-    history here, the way TRL's W&B callback names the keys."""
-    from core.trainers import LOG_HISTORY
-
-    try:
-        import wandb
-    except ImportError:
-        return
-    if wandb.run is None or not (work / LOG_HISTORY).is_file():
-        return
-    for entry in json.loads((work / LOG_HISTORY).read_text()):
-        values = {f"train/{k}": v for k, v in entry.items() if k != "step" and isinstance(v, (int, float))}
-        wandb.log({**values, "train/global_step": entry.get("step", 0)})
-
-
-# --- the worker (one per process) --------------------------------------------------------------
-
-
-def worker(spec_path: Path) -> None:
-    """Rebuild the trainer from the spec and train this process's replica; rank 0 writes the result."""
-    import datasets
-    from accelerate import PartialState
-
-    from core import config as schema
-    from core.trainers import train_grpo, train_sft
-
-    spec = json.loads(spec_path.read_text())
-    cfg = getattr(schema, spec["cfg_class"]).model_validate(spec["cfg"])
-    objects = pickle.loads(Path(spec["objects"]).read_bytes()) if spec["objects"] else {}
-    kwargs = {"base": spec["base"], "adapter": Path(spec["adapter"]) if spec["adapter"] else None,
-              "lora": schema.LoraConfig.model_validate(spec["lora"]), "dtype": spec["dtype"],
-              "dataset": datasets.load_from_disk(spec["dataset"]), "cfg": cfg, "work": Path(spec["work"]),
-              "seed": spec["seed"], "report_to": "none"}
-    callbacks = objects.get("callbacks", [])
-    if spec["kind"] == "sft":
-        metrics = train_sft(**kwargs)
-    else:
-        metrics = train_grpo(**kwargs, reward_context=spec["reward_context"],
-                             reward_funcs=objects.get("reward_funcs"), callbacks=callbacks)
-    state = PartialState()
-    if state.is_main_process:
-        metrics["num_processes"] = state.num_processes
-        metrics["distributed_backend"] = state.backend
-        Path(spec["result"]).write_text(json.dumps({"metrics": metrics}, default=str))
-        if callbacks:
-            Path(spec["state"]).write_bytes(pickle.dumps(callbacks))
-    state.wait_for_everyone()
-
-
-if __name__ == "__main__":
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-                        datefmt="%H:%M:%S")
-    if len(sys.argv) != 2:
-        sys.exit("usage: accelerate launch ... -m core.distributed <work>/.distributed/spec.json")
-    worker(Path(sys.argv[1]))

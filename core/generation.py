@@ -112,6 +112,7 @@ def generate_vllm(
 ) -> list[list[Completion]]:
     """n completions per rendered prompt from vLLM, the LoRA adapter applied per request; the same
     Completion records as `generate`. Frees the GPU afterwards: training stages follow in-process."""
+    # vLLM is optional (GPU hosts only): imported when a stage really generates with it
     from vllm import LLM, SamplingParams
     from vllm.lora.request import LoRARequest
 

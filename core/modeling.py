@@ -7,12 +7,11 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from peft import LoraConfig as PeftLoraConfig
-from peft import PeftModel, get_peft_model
+from peft import LoraConfig, PeftModel, get_peft_model
 from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
 
-from core.config import LoraConfig
+from core.config import LoraSettings
 from core.runstore import Ref
 
 log = logging.getLogger(__name__)
@@ -52,12 +51,12 @@ def load_base(base: str | Path, dtype: str = "float32") -> Any:
     return AutoModelForCausalLM.from_pretrained(str(base), dtype=DTYPES[dtype])
 
 
-def trainable_model(base: str | Path, adapter: Path | None, lora: LoraConfig, dtype: str = "float32") -> PeftModel:
+def trainable_model(base: str | Path, adapter: Path | None, lora: LoraSettings, dtype: str = "float32") -> PeftModel:
     """The base with the stage's LoRA adapter: continued from `adapter`, or fresh when None."""
     model = load_base(base, dtype)
     if adapter is not None:
         return PeftModel.from_pretrained(model, str(adapter), is_trainable=True)
-    config = PeftLoraConfig(r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout,
+    config = LoraConfig(r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout,
                             target_modules=lora.target_modules, task_type="CAUSAL_LM")
     return get_peft_model(model, config)
 

@@ -27,8 +27,6 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from core.runstore import StageError
-
 log = logging.getLogger(__name__)
 
 MARGIN_ENV = "R1_DISK_MARGIN"
@@ -40,10 +38,6 @@ OPTIMIZER_FACTOR = 2
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.json", "merges.txt", "tokenizer.model",
                    "special_tokens_map.json", "chat_template.jinja", "added_tokens.json")
 _UNITS = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
-
-
-class DiskSpaceError(StageError):
-    """Not enough free disk for what a stage will write; the message says where, how much and what to do."""
 
 
 # --- sizes -------------------------------------------------------------------------------------
@@ -66,14 +60,15 @@ def human(n: float) -> str:
 
 
 def margin_bytes() -> int:
-    """The free space every stage leaves untouched beyond its estimate (R1_DISK_MARGIN)."""
+    """The free space every stage leaves untouched beyond its estimate (R1_DISK_MARGIN); ValueError
+    naming the variable when it is not a size."""
     raw = os.environ.get(MARGIN_ENV)
     if raw is None:
         return DEFAULT_MARGIN
     try:
         return parse_bytes(raw)
     except ValueError as exc:
-        raise DiskSpaceError(f"{MARGIN_ENV}={exc}") from None
+        raise ValueError(f"{MARGIN_ENV}={exc}") from None
 
 
 def free_bytes(path: str | Path) -> int:
@@ -100,6 +95,7 @@ def model_dir(path: str | Path) -> Path | None:
     if local.is_dir():
         return local
     try:
+        # only hub ids need it; local paths are the common case
         from huggingface_hub import try_to_load_from_cache
 
         cached = try_to_load_from_cache(str(path), "config.json")
@@ -160,21 +156,3 @@ def pocket_bytes(cfg: Any) -> int:
     kv = h // cfg.num_heads * cfg.num_kv_heads
     per_layer = 2 * h * h + 2 * h * kv + 3 * h * i + 4 * h
     return (v * h + cfg.num_layers * per_layer) * 4 + SMALL_STAGE_BYTES
-
-
-# --- the check ---------------------------------------------------------------------------------
-
-
-def ensure_free_disk(path: str | Path, needs_bytes: int | None, what: str) -> None:
-    """Refuse (DiskSpaceError) to build `what` under `path` unless the estimate plus the margin fit."""
-    needs = SMALL_STAGE_BYTES if needs_bytes is None else max(0, int(needs_bytes))
-    margin = margin_bytes()
-    free = free_bytes(path)
-    if free >= needs + margin:
-        return
-    raise DiskSpaceError(
-        f"{what}: not enough free disk at {Path(path).resolve()}: {human(free)} ({free} bytes) free, the stage "
-        f"writes about {human(needs)} ({needs} bytes) and {MARGIN_ENV} keeps {human(margin)} free; expected at "
-        f"least {human(needs + margin)}. Free space (old runs: `r1 runs`, then remove runs/<id>; unused bases "
-        f"in runs/cache), point R1_RUNS_DIR at a larger disk, lower save_total_limit, or lower {MARGIN_ENV}"
-    )

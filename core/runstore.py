@@ -3,14 +3,14 @@
 A stage is built in a hidden work directory and renamed into place only after its manifest is
 written, so a killed or failing stage never leaves a directory that looks finished. A finished
 stage is reused when its cache key (config + input hashes + code version) is unchanged and its
-files still match the hashes in its manifest.
+files still match the hashes in its manifest. The store says which of the two happened: every
+call logs "<run>/<stage>: built" or "<run>/<stage>: reused" and returns a StageOutcome saying so.
+Before a build it refuses to start when what the stage will write does not fit on the disk.
 """
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
-import fcntl
 import functools
 import hashlib
 import importlib.metadata
@@ -23,17 +23,20 @@ import socket
 import subprocess
 import time
 import uuid
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from core import tracking
+from core import resources, tracking
+from core.atomic import file_lock, publish_dir, write_json_atomic
 
 log = logging.getLogger(__name__)
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
-CODE_PACKAGES = ("core", "data", "stages", "rewards")
+# The library every stage runs on; a stage's code version adds its own module(s) (core/stage.py).
+# The shell and the flows are not here: editing them retrains nothing.
+LIBRARY_PACKAGES = ("core", "data", "rewards")
 TRACKED_PACKAGES = ("torch", "transformers", "trl", "peft", "datasets", "accelerate", "reasoning-gym", "math-verify")
 MANIFEST = "manifest.json"
 # The one part of a work directory that survives a killed attempt: trainer checkpoints to resume
@@ -72,8 +75,21 @@ class StageResult:
     artifact: Path | None = None
 
 
+@dataclass(frozen=True)
+class StageOutcome:
+    """What one call of a stage gave: its output reference, and whether the store reused a finished
+    stage (True) or built it in this call (False)."""
+
+    ref: Ref
+    reused: bool
+
+
 class StageError(RuntimeError):
     """A stage failed; its partial work was not published."""
+
+
+class DiskSpaceError(StageError):
+    """Not enough free disk for what a stage will write; the message says where, how much and what to do."""
 
 
 # --- hashing ---------------------------------------------------------------------------------
@@ -109,22 +125,29 @@ def path_sha256(path: Path) -> str:
     return hashlib.sha256(str(path).encode()).hexdigest()
 
 
+def package_files(packages: Iterable[str], root: Path = PROJECT_ROOT) -> list[str]:
+    """Every .py file of the given top-level packages, as paths relative to root."""
+    return sorted(p.relative_to(root).as_posix() for pkg in packages for p in (root / pkg).rglob("*.py"))
+
+
+def source_version(files: Iterable[str], root: Path = PROJECT_ROOT) -> str:
+    """Hash of the given source files (relative to root): the code part of a cache key."""
+    return combine({f: file_sha256(root / f) for f in sorted(set(files))})[:16]
+
+
 @functools.cache
-def code_version() -> str:
-    """Hash of the project's own source: any code change invalidates cached stages."""
-    hashes = {}
-    for pkg in CODE_PACKAGES:
-        for p in sorted((PROJECT_ROOT / pkg).rglob("*.py")):
-            hashes[p.relative_to(PROJECT_ROOT).as_posix()] = file_sha256(p)
-    return combine(hashes)[:16]
+def library_version() -> str:
+    """The code version of the library alone (for stages built without a StageSpec)."""
+    return source_version(package_files(LIBRARY_PACKAGES))
 
 
-def cache_key(stage: str, config: Any, inputs: Mapping[str, Ref]) -> str:
+def cache_key(stage: str, config: Any, inputs: Mapping[str, Ref], code: str) -> str:
+    """The one cache key: stage name, its resolved config, its inputs' content hashes, its code version."""
     payload = {
         "stage": stage,
         "config": config,
         "inputs": {name: ref.sha256 for name, ref in sorted(inputs.items())},
-        "code": code_version(),
+        "code": code,
     }
     return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()
 
@@ -164,37 +187,24 @@ def _now() -> str:
     return dt.datetime.now(dt.UTC).isoformat(timespec="microseconds")
 
 
-def write_json_atomic(path: Path, data: Any) -> None:
-    """Write JSON so that readers see the old file or the new one, never half of one."""
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
-    with open(tmp, "w", encoding="utf-8") as fh:
-        json.dump(data, fh, indent=2, sort_keys=True, default=str)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
-
-
-@contextlib.contextmanager
-def file_lock(path: Path) -> Iterator[None]:
-    """An exclusive advisory lock; a second process waits here until the first is done."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
-
-
-def _publish(work: Path, final: Path) -> None:
-    """Swap a finished work directory into place; the old one (a forced rerun) goes last."""
-    old = None
-    if final.exists():
-        old = final.with_name(f".{final.name}.old-{uuid.uuid4().hex[:8]}")
-        os.rename(final, old)
-    os.rename(work, final)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
+def ensure_free_disk(path: str | Path, needs_bytes: int | None, what: str) -> None:
+    """Refuse (DiskSpaceError) to build `what` under `path` unless the estimate plus the margin fit
+    (the estimates and the R1_DISK_MARGIN margin: core/resources.py)."""
+    needs = resources.SMALL_STAGE_BYTES if needs_bytes is None else max(0, int(needs_bytes))
+    try:
+        margin = resources.margin_bytes()
+    except ValueError as exc:
+        raise DiskSpaceError(str(exc)) from None
+    free = resources.free_bytes(path)
+    if free >= needs + margin:
+        return
+    human, env = resources.human, resources.MARGIN_ENV
+    raise DiskSpaceError(
+        f"{what}: not enough free disk at {Path(path).resolve()}: {human(free)} ({free} bytes) free, the stage "
+        f"writes about {human(needs)} ({needs} bytes) and {env} keeps {human(margin)} free; expected at "
+        f"least {human(needs + margin)}. Free space (old runs: `r1 runs`, then remove runs/<id>; unused bases "
+        f"in runs/cache), point R1_RUNS_DIR at a larger disk, lower save_total_limit, or lower {env}"
+    )
 
 
 # --- the store -------------------------------------------------------------------------------
@@ -251,17 +261,24 @@ class RunStore:
         config: Any,
         inputs: Mapping[str, Ref],
         build: Callable[[Path], StageResult | None],
+        *,
+        code: str | None = None,
+        kind: str = "model",
         force: bool = False,
         needs_bytes: int | None = None,
-    ) -> Ref:
+    ) -> StageOutcome:
         """Build a stage once: reuse it when finished with the same key, else build and publish.
 
         `build(work_dir)` writes the stage's files into work_dir. Only work_dir/checkpoints/ is
-        kept between attempts with the same key, so a trainer can resume from it. `needs_bytes`
-        estimates what the build writes (core.resources): a build that would not fit on the disk
-        is refused before it starts (default: a small margin).
+        kept between attempts with the same key, so a trainer can resume from it. `code` is the
+        stage's code version (default: the library's), `kind` what it outputs (dataset, model or
+        eval: the W&B artifact type). `needs_bytes` estimates what the build writes
+        (core.resources): a build that would not fit on the disk is refused before it starts
+        (default: a small margin). A second process asking for the same stage waits on the
+        stage's lock and then reuses what the first built.
         """
-        key = cache_key(stage, config, inputs)
+        code = code or library_version()
+        key = cache_key(stage, config, inputs, code)
         final = self.stage_dir(run_id, stage)
         work = final.with_name(f".{stage}.work")
         with file_lock(final.with_name(f".{stage}.lock")):
@@ -269,11 +286,10 @@ class RunStore:
             if manifest and manifest["cache_key"] == key and not force:
                 bad = self.verify(manifest)
                 if not bad:
-                    log.info("%s/%s: unchanged, reusing %s", run_id, stage, final)
-                    return Ref.from_dict(manifest["ref"])
+                    ref = Ref.from_dict(manifest["ref"])
+                    log.info("%s/%s: reused v%s (unchanged: %s)", run_id, stage, ref.version, final)
+                    return StageOutcome(ref, reused=True)
                 log.warning("%s/%s: files changed since written (%s); rebuilding", run_id, stage, bad[:3])
-            from core.resources import ensure_free_disk  # imported here: resources imports this module
-
             ensure_free_disk(self.root, needs_bytes, f"{run_id}/{stage}")
             if work.exists() and (force or _read_text(work / ".key") != key):
                 shutil.rmtree(work)
@@ -284,7 +300,7 @@ class RunStore:
             (work / ".key").write_text(key)
             started, t0 = _now(), time.perf_counter()
             # One W&B run per built stage (a reused stage returned above and opens none).
-            with tracking.stage_run(self.root, run_id, stage, config, inputs) as tracked:
+            with tracking.stage_run(self.root, run_id, stage, kind, config, inputs) as tracked:
                 try:
                     result = build(work) or StageResult()
                 except Exception as exc:
@@ -301,7 +317,8 @@ class RunStore:
                     "run_id": run_id,
                     "status": "complete",
                     "cache_key": key,
-                    "code_version": code_version(),
+                    "kind": kind,
+                    "code_version": code,
                     "ref": ref.to_dict(),
                     "artifact_external": external,
                     "config": config,
@@ -315,10 +332,10 @@ class RunStore:
                     "finished_at": _now(),
                     "wall_s": round(time.perf_counter() - t0, 3),
                 })
-                _publish(work, final)
+                publish_dir(work, final)
                 tracked.log_output(ref, result.metrics, final)
-            log.info("%s/%s: done in %.1fs -> %s", run_id, stage, time.perf_counter() - t0, final)
-            return ref
+            log.info("%s/%s: built v%s in %.1fs -> %s", run_id, stage, ref.version, time.perf_counter() - t0, final)
+            return StageOutcome(ref, reused=False)
 
     # shared cache (content-addressed, across runs)
     def cached_build(self, name: str, key: str, build: Callable[[Path], None]) -> Path:
@@ -334,7 +351,7 @@ class RunStore:
             try:
                 build(work)
                 (work / ".complete").write_text(_now())
-                _publish(work, final)
+                publish_dir(work, final)
             finally:
                 shutil.rmtree(work, ignore_errors=True)
         return final

@@ -6,7 +6,8 @@ runs/<run_id>/wandb/ and are offline unless the user sets WANDB_MODE (then `wand
 them). W&B refuses `use_artifact` offline, so every run also records its inputs' artifact names and
 digests in run.config; `use_artifact` is called only online, where W&B draws the lineage graph.
 
-Tracking never fails a stage: a W&B error is logged and the stage goes on untracked.
+Tracking never fails a stage: a W&B error is logged and the stage goes on untracked. `wandb` is
+imported where it is used: importing it costs seconds, and most commands track nothing.
 """
 
 from __future__ import annotations
@@ -21,11 +22,13 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
+from core.atomic import write_json_atomic
+
 log = logging.getLogger(__name__)
 
 PROJECT = "r1-pipeline"
 INDEX = "artifacts.json"  # runs/<run_id>/wandb/artifacts.json: stage -> logged artifact (name, digest)
-DATASET_STAGES = {"tasks", "rejection_sampling"}
+ARTIFACT_TYPES = ("dataset", "model", "eval")
 
 
 def mode() -> str:
@@ -37,15 +40,29 @@ def enabled() -> bool:
     return mode() != "disabled" and os.environ.get("R1_TRACKING", "on") != "off"
 
 
-def report_to() -> str:
-    """What trainers pass as `report_to`: "wandb" while a stage's W&B run is open, else "none"."""
-    if not enabled():
-        return "none"
+def log_history(path: Path) -> None:
+    """Log a trainer's saved log history into the open W&B run, keys named as TRL's W&B callback
+    names them (for training that ran in launched processes, which do not log to W&B themselves)."""
+    run = wandb_run()
+    if run is None or not path.is_file():
+        return
+    for entry in json.loads(path.read_text()):
+        values = {f"train/{k}": v for k, v in entry.items() if k != "step" and isinstance(v, (int, float))}
+        run.log({**values, "train/global_step": entry.get("step", 0)})
+
+
+def wandb_run() -> Any:
+    """The open W&B run of this process, or None (also when wandb is not installed)."""
     try:
         import wandb
     except ImportError:
-        return "none"
-    return "wandb" if wandb.run is not None else "none"
+        return None
+    return wandb.run
+
+
+def report_to() -> str:
+    """What trainers pass as `report_to`: "wandb" while a stage's W&B run is open, else "none"."""
+    return "wandb" if enabled() and wandb_run() is not None else "none"
 
 
 def artifact_name(run_id: str, stage: str) -> str:
@@ -53,10 +70,10 @@ def artifact_name(run_id: str, stage: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]", "-", f"{run_id}-{stage}")
 
 
-def artifact_type(stage: str) -> str:
-    if stage.startswith("eval_"):
-        return "eval"
-    return "dataset" if stage in DATASET_STAGES else "model"
+def artifact_type(kind: str) -> str:
+    """The W&B artifact type of what a stage outputs (its StageSpec.output): base models and adapters
+    are both `model`."""
+    return kind if kind in ARTIFACT_TYPES else "model"
 
 
 def read_index(run_root: Path) -> dict[str, Any]:
@@ -65,8 +82,6 @@ def read_index(run_root: Path) -> dict[str, Any]:
 
 
 def _write_index(run_root: Path, index: dict[str, Any]) -> None:
-    from core.runstore import write_json_atomic
-
     (run_root / "wandb").mkdir(parents=True, exist_ok=True)
     write_json_atomic(run_root / "wandb" / INDEX, index)
 
@@ -93,8 +108,8 @@ def _scalars(metrics: Mapping[str, Any]) -> dict[str, float | int | str]:
 class StageTracker:
     """The W&B side of one stage build: logs the output reference once the stage is published."""
 
-    def __init__(self, run: Any, store_root: Path):
-        self.run, self.store_root = run, store_root
+    def __init__(self, run: Any, store_root: Path, kind: str = "model"):
+        self.run, self.store_root, self.kind = run, store_root, kind
 
     def log_output(self, ref: Any, metrics: Mapping[str, Any], stage_dir: Path) -> None:
         """Stage metrics into the run summary; the output as an artifact (sha256 + version in metadata)."""
@@ -105,7 +120,7 @@ class StageTracker:
 
             self.run.summary.update({f"stage/{k}": v for k, v in _scalars(metrics).items()})
             artifact = wandb.Artifact(
-                artifact_name(ref.run_id, ref.stage), type=artifact_type(ref.stage),
+                artifact_name(ref.run_id, ref.stage), type=artifact_type(self.kind),
                 description=f"{ref.stage} of run {ref.run_id}",
                 metadata={"sha256": ref.sha256, "version": ref.version, "path": ref.path, "stage": ref.stage,
                           "run_id": ref.run_id},
@@ -130,11 +145,12 @@ class StageTracker:
 
 
 @contextlib.contextmanager
-def stage_run(store_root: Path, run_id: str, stage: str, config: Any,
+def stage_run(store_root: Path, run_id: str, stage: str, kind: str, config: Any,
               inputs: Mapping[str, Any]) -> Iterator[StageTracker]:
-    """A W&B run for one stage build: group = run id, job_type = stage, the resolved config attached."""
+    """A W&B run for one stage build: group = run id, job_type = stage, the resolved config attached;
+    `kind` is what the stage outputs (its artifact's type)."""
     if not enabled():
-        yield StageTracker(None, store_root)
+        yield StageTracker(None, store_root, kind)
         return
     run = None
     try:
@@ -158,7 +174,7 @@ def stage_run(store_root: Path, run_id: str, stage: str, config: Any,
         run = None
     failed = True
     try:
-        yield StageTracker(run, store_root)
+        yield StageTracker(run, store_root, kind)
         failed = False
     finally:
         if run is not None:
@@ -166,86 +182,3 @@ def stage_run(store_root: Path, run_id: str, stage: str, config: Any,
                 run.finish(exit_code=1 if failed else 0)
             except Exception as exc:
                 log.warning("W&B: could not finish the run of %s/%s: %s", run_id, stage, exc)
-
-
-# --- reading what W&B wrote offline ------------------------------------------------------------
-
-_BLOCK, _HEADER = 32768, 7  # the .wandb file: a LevelDB-style log of protobuf records after a 7-byte header
-
-
-def _records(path: Path) -> Iterator[bytes]:
-    data = path.read_bytes()
-    if data[:4] != b":W&B":
-        raise ValueError(f"{path}: not a W&B transaction log")
-    pos, chunks = _HEADER, []
-    while pos + 7 <= len(data):
-        left = _BLOCK - pos % _BLOCK
-        if left < 7:  # block trailer padding
-            pos += left
-            continue
-        length = int.from_bytes(data[pos + 4:pos + 6], "little")
-        kind = data[pos + 6]
-        if kind == 0 and length == 0:
-            break
-        chunks.append(data[pos + 7:pos + 7 + length])
-        pos += 7 + length
-        if kind in (1, 4):  # FULL or LAST: a whole record is assembled
-            yield b"".join(chunks)
-            chunks = []
-
-
-def read_offline_run(path: Path) -> dict[str, Any]:
-    """What W&B recorded in an offline run's .wandb file: the run's identity, config, summary, the
-    keys of its logged history, and the artifacts it logged or used (for tests and debugging)."""
-    from wandb.proto import wandb_internal_pb2 as pb
-
-    out: dict[str, Any] = {"config": {}, "summary": {}, "history_keys": set(), "logged_artifacts": [],
-                           "used_artifacts": [], "exit_code": None}
-    for raw in _records(Path(path)):
-        record = pb.Record()
-        record.ParseFromString(raw)
-        kind = record.WhichOneof("record_type")
-        if kind == "run":
-            r = record.run
-            out.update(id=r.run_id, group=r.run_group, job_type=r.job_type, name=r.display_name,
-                       project=r.project)
-            out["config"].update({u.key: json.loads(u.value_json) for u in r.config.update})
-        elif kind == "config":
-            out["config"].update({u.key: json.loads(u.value_json) for u in record.config.update})
-        elif kind == "summary":
-            for u in record.summary.update:
-                key = u.key or "/".join(u.nested_key)
-                out["summary"][key] = json.loads(u.value_json)
-        elif kind == "history":
-            out["history_keys"].update(item.key or "/".join(item.nested_key) for item in record.history.item)
-        elif kind == "artifact":
-            a = record.artifact
-            out["logged_artifacts"].append({
-                "name": a.name, "type": a.type, "digest": a.digest, "aliases": list(a.aliases),
-                "metadata": json.loads(a.metadata) if a.metadata else {},
-                "files": [e.path for e in a.manifest.contents]})
-        elif kind == "use_artifact":
-            out["used_artifacts"].append(record.use_artifact.name)
-        elif kind == "exit":
-            out["exit_code"] = record.exit.exit_code
-    return out
-
-
-def offline_runs(run_root: Path, wait_s: float = 0) -> list[dict[str, Any]]:
-    """Every offline W&B run of a pipeline run (runs/<run_id>/wandb/offline-run-*), oldest first.
-
-    W&B's writer may still be flushing a just-finished run: with `wait_s`, read again until every
-    run has its exit record (or the time is up)."""
-    import time
-
-    deadline = time.monotonic() + wait_s
-    while True:
-        try:
-            runs = [read_offline_run(f) | {"dir": str(f.parent)}
-                    for f in sorted((Path(run_root) / "wandb").glob("offline-run-*/run-*.wandb"))]
-            if all(r["exit_code"] is not None for r in runs) or time.monotonic() >= deadline:
-                return runs
-        except Exception:  # a record cut short mid-write
-            if time.monotonic() >= deadline:
-                raise
-        time.sleep(0.2)

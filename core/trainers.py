@@ -1,8 +1,10 @@
-"""The two training components every stage composes: SFT and GRPO on a LoRA adapter (TRL + PEFT).
+"""Recipe configs mapped to TRL's trainers: SFT and GRPO on a LoRA adapter (TRL + PEFT).
 
 Both read a stage config, resume from the last trainer checkpoint in <work>/checkpoints when a
 killed attempt left one, save the adapter to <work>/adapter and the trainer's log history to
-<work>/log_history.json (what the run report plots), and return summary metrics.
+<work>/log_history.json (what the run report plots), and return summary metrics. With a stage's
+`num_processes` above 1 they train under `accelerate launch` (core/distributed.py). What a GRPO
+stage rewards is the stage's business: it passes the reward functions in (rewards/routing.py).
 """
 
 from __future__ import annotations
@@ -23,13 +25,10 @@ from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 from trl import GRPOConfig, GRPOTrainer, SFTConfig, SFTTrainer
 
 from core import distributed, tracking
-from core.config import GRPOStageConfig, LoraConfig, Recipe, SFTStageConfig, TrainConfig
+from core.config import GRPOStageConfig, LoraSettings, SFTStageConfig, TrainConfig
 from core.generation import vllm_usable
-from core.modeling import ADAPTER, adapter_path, load_tokenizer, trainable_model
-from core.resources import trainer_stage_bytes
-from core.runstore import CHECKPOINTS, Ref, RunStore, StageResult
-from data.chat import prompt_dataset
-from data.saved import load_split
+from core.modeling import ADAPTER, load_tokenizer, trainable_model
+from core.runstore import CHECKPOINTS
 
 log = logging.getLogger(__name__)
 LOG_HISTORY = "log_history.json"
@@ -95,12 +94,14 @@ def _train(trainer: Any, work: Path) -> dict[str, Any]:
             "resumed_from": Path(last).name if last else None}
 
 
-def train_sft(*, base: str, adapter: Path | None, lora: LoraConfig, dtype: str, dataset: datasets.Dataset,
+def train_sft(*, base: str, adapter: Path | None, lora: LoraSettings, dtype: str, dataset: datasets.Dataset,
               cfg: SFTStageConfig, work: Path, seed: int, report_to: str | list[str] | None = None) -> dict[str, Any]:
     """SFT of the LoRA adapter on {prompt, completion} conversations; loss on the completion only."""
     if distributed.should_launch(cfg.num_processes):
-        return distributed.launch("sft", num_processes=cfg.num_processes, base=base, adapter=adapter, lora=lora,
-                                  dtype=dtype, dataset=dataset, cfg=cfg, work=work, seed=seed)
+        metrics = distributed.launch("sft", num_processes=cfg.num_processes, base=base, adapter=adapter, lora=lora,
+                                     dtype=dtype, dataset=dataset, cfg=cfg, work=work, seed=seed)
+        tracking.log_history(work / LOG_HISTORY)
+        return metrics
     tokenizer = load_tokenizer(base)
     model = trainable_model(base, adapter, lora, dtype)
     args = SFTConfig(**_common_args(cfg, work, seed, report_to), max_length=cfg.max_length,
@@ -110,38 +111,6 @@ def train_sft(*, base: str, adapter: Path | None, lora: LoraConfig, dtype: str, 
 
 
 # --- GRPO ------------------------------------------------------------------------------------
-
-
-def _monitor(name: str, score: Callable[[str], float]) -> Callable[..., list[float]]:
-    """A zero-weight 'reward' so TRL logs a per-step statistic of the completions."""
-
-    def monitor(completions: list[Any], **_: Any) -> list[float]:
-        from rewards.completions import text_of
-
-        return [score(text_of(c)) for c in completions]
-
-    monitor.__name__ = name
-    return monitor
-
-
-def _reflection_rate(text: str) -> float:
-    from rewards.extract import think_text
-    from rewards.reflection import reflection_count
-
-    words = max(1, len(think_text(text).split()) or len(text.split()))
-    return reflection_count(text) / words
-
-
-def monitors() -> list[Callable[..., list[float]]]:
-    """Statistics logged at every GRPO step besides the rewards themselves."""
-    from rewards.extract import think_text
-    from rewards.reflection import reflection_count
-
-    out = [_monitor("reflection_words", lambda t: float(reflection_count(t))),
-           _monitor("reflection_rate", _reflection_rate),
-           _monitor("reflected", lambda t: float(reflection_count(t) > 0)),
-           _monitor("wrote_steps", lambda t: float(any(c.isdigit() for c in think_text(t))))]
-    return out
 
 
 def grpo_args(cfg: GRPOStageConfig, work: Path, seed: int, weights: list[float],
@@ -166,28 +135,6 @@ def grpo_args(cfg: GRPOStageConfig, work: Path, seed: int, weights: list[float],
     )
 
 
-def restrict(func: Callable[..., list[float | None]], rows: str) -> Callable[..., list[float | None]]:
-    """Apply a reward only to rows whose `kind` column is `rows` ('verifiable' or 'general'); the
-    others score None ("cannot judge"), which TRL leaves out of the weighted sum."""
-    if rows == "all":
-        return func
-
-    def restricted(completions: list[Any], kind: list[str] | None = None, **kwargs: Any) -> list[float | None]:
-        n = len(completions)
-        kinds = kind or ["verifiable"] * n
-        keep = [i for i, k in enumerate(kinds) if k == rows]
-        out: list[float | None] = [None] * n
-        if keep:
-            sub = {k: [v[i] for i in keep] if isinstance(v, list) and len(v) == n else v for k, v in kwargs.items()}
-            scores = func([completions[i] for i in keep], kind=[kinds[i] for i in keep], **sub)
-            for i, score in zip(keep, scores, strict=True):
-                out[i] = score
-        return out
-
-    restricted.__name__ = getattr(func, "__name__", "reward")
-    return restricted
-
-
 def vllm_or_fallback(cfg: GRPOStageConfig) -> GRPOStageConfig:
     """The stage config as it can run here: with use_vllm off (HF generate) when vLLM cannot run."""
     if not cfg.use_vllm or vllm_usable("use_vllm", "GRPO rollouts fall back to HF generate (same results, slower)"):
@@ -195,25 +142,22 @@ def vllm_or_fallback(cfg: GRPOStageConfig) -> GRPOStageConfig:
     return cfg.model_copy(update={"use_vllm": False})
 
 
-def train_grpo(*, base: str, adapter: Path | None, lora: LoraConfig, dtype: str, dataset: datasets.Dataset,
-               cfg: GRPOStageConfig, work: Path, seed: int, reward_context: dict[str, Any] | None = None,
-               reward_funcs: tuple[list[Callable], list[float]] | None = None,
-               callbacks: Sequence[TrainerCallback] = (), report_to: str | list[str] | None = None) -> dict[str, Any]:
-    """GRPO on the LoRA adapter with the recipe's rewards (or the given ones) plus logged monitors."""
+def train_grpo(*, base: str, adapter: Path | None, lora: LoraSettings, dtype: str, dataset: datasets.Dataset,
+               cfg: GRPOStageConfig, work: Path, seed: int, reward_funcs: Sequence[Callable[..., Any]],
+               reward_weights: Sequence[float], callbacks: Sequence[TrainerCallback] = (),
+               report_to: str | list[str] | None = None) -> dict[str, Any]:
+    """GRPO on the LoRA adapter with the given reward functions and weights (TRL's signature: a
+    weight of 0 logs a function without training on it). Under several processes the functions and
+    callbacks are pickled to the launched processes."""
     cfg = vllm_or_fallback(cfg)
     if distributed.should_launch(cfg.num_processes):
-        return distributed.launch("grpo", num_processes=cfg.num_processes, base=base, adapter=adapter, lora=lora,
-                                  dtype=dtype, dataset=dataset, cfg=cfg, work=work, seed=seed,
-                                  reward_context=reward_context, reward_funcs=reward_funcs, callbacks=callbacks)
-    from rewards import registry
-
-    if reward_funcs is None:
-        funcs, weights = registry.build(cfg.rewards, **(reward_context or {}))
-        funcs = [restrict(f, spec.rows) for f, spec in zip(funcs, cfg.rewards, strict=True)]
-    else:
-        funcs, weights = reward_funcs
-    extra = monitors()
-    funcs, weights = list(funcs) + extra, list(weights) + [0.0] * len(extra)
+        metrics = distributed.launch("grpo", num_processes=cfg.num_processes, base=base, adapter=adapter, lora=lora,
+                                     dtype=dtype, dataset=dataset, cfg=cfg, work=work, seed=seed,
+                                     reward_funcs=list(reward_funcs), reward_weights=list(reward_weights),
+                                     callbacks=callbacks)
+        tracking.log_history(work / LOG_HISTORY)
+        return metrics
+    funcs, weights = list(reward_funcs), list(reward_weights)
     tokenizer = load_tokenizer(base)
     model = trainable_model(base, adapter, lora, dtype)
     args = grpo_args(cfg, work, seed, weights, report_to)
@@ -231,30 +175,3 @@ def reward_trend(history: list[dict[str, Any]], key: str = "reward") -> dict[str
         return {}
     n = max(1, len(values) // 10)
     return {f"{key}_first10": sum(values[:n]) / n, f"{key}_last10": sum(values[-n:]) / n}
-
-
-def grpo_stage(recipe: Recipe, store: RunStore, run_id: str, stage: str, cfg: GRPOStageConfig, tasks_ref: Ref,
-               base_ref: Ref, adapter_ref: Ref | None, force: bool = False) -> Ref:
-    """A GRPO stage in the run store on the training prompts, continuing `adapter_ref` (or a fresh
-    adapter when None); with `cfg.heldout_every` it also records the held-out accuracy curve."""
-    from core.heldout_probe import HeldoutProbe
-
-    def build(work: Path) -> StageResult:
-        data = prompt_dataset(load_split(tasks_ref, "train"), recipe.data.template, cfg.prompts, recipe.seed)
-        probes = [HeldoutProbe(base_ref.path, list(load_split(tasks_ref, "heldout"))[: cfg.heldout_prompts],
-                               recipe.data.template, cfg.heldout_every, cfg.max_completion_length, work)] \
-            if cfg.heldout_every else []
-        metrics = train_grpo(
-            base=base_ref.path, adapter=adapter_path(adapter_ref) if adapter_ref else None,
-            lora=recipe.model.lora, dtype=recipe.model.dtype, dataset=data, cfg=cfg, work=work,
-            seed=recipe.seed, callbacks=probes,
-        )
-        if probes:
-            metrics["heldout_curve"] = probes[0].history
-        return StageResult(metrics={**metrics, "prompts": len(data)})
-
-    inputs = {"tasks": tasks_ref, "base": base_ref} | ({"adapter": adapter_ref} if adapter_ref else {})
-    config = {"stage": cfg.model_dump(mode="json"), "lora": recipe.model.lora.model_dump(mode="json"),
-              "template": recipe.data.template.model_dump(mode="json"), "seed": recipe.seed}
-    return store.run_stage(run_id, stage, config, inputs, build, force=force,
-                           needs_bytes=trainer_stage_bytes(base_ref.path, recipe.model.lora.r, cfg.save_total_limit))

@@ -12,7 +12,7 @@ SFT_DATASET = "dataset"
 
 
 def load_split(ref: Any, part: str) -> datasets.Dataset:
-    """The 'train' or 'heldout' split saved by the tasks stage."""
+    """The 'train' or 'heldout' split saved by the task_data stage."""
     if part not in SPLITS:
         raise ValueError(f"split {part!r}: expected one of {SPLITS}")
     return datasets.load_from_disk(str(Path(ref.path) / part))

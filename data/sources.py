@@ -94,7 +94,7 @@ def _records(path: Path) -> Iterator[tuple[int, Mapping[str, Any] | DataError]]:
         for record in reader:
             yield reader.line_num, record
     elif suffix == ".parquet":
-        import pyarrow.parquet as pq
+        import pyarrow.parquet as pq  # only for .parquet files
 
         for number, record in enumerate(pq.read_table(path).to_pylist(), start=1):
             yield number, record
@@ -133,7 +133,7 @@ def file_rows(src: FileSource, base_dir: Path | None = None) -> Iterator[TaskRow
 
 
 def hub_rows(src: HubSource) -> Iterator[TaskRow]:
-    import datasets
+    import datasets  # seconds to import: only recipes with a hub source need it here
 
     try:
         ds = datasets.load_dataset(src.name, src.subset, split=src.split)
@@ -148,7 +148,7 @@ def hub_rows(src: HubSource) -> Iterator[TaskRow]:
 
 
 def reasoning_gym_rows(src: ReasoningGymSource, seed: int) -> Iterator[TaskRow]:
-    import reasoning_gym
+    import reasoning_gym  # imports its ~100 task modules (seconds): only recipes that use it
 
     try:
         ds = reasoning_gym.create_dataset(src.name, size=src.size, seed=seed, **src.config)

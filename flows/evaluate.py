@@ -7,26 +7,27 @@ from typing import Any
 
 from prefect import flow
 
-from flows import tasks as t
+from flows.prefect_tasks import evaluate_stages, flow_run_name, report, run_stages, start
+from stages import graph
 
-ADAPTER_STAGES = ("cold_start", "reasoning_rl", "sft", "all_scenario_rl", "r1_zero")
 
-
-@flow(name="evaluate", flow_run_name=t.flow_run_name, log_prints=True)
+@flow(name="evaluate", flow_run_name=flow_run_name, log_prints=True)
 def evaluate(recipe: str = "pocket", overrides: list[str] | None = None, run_id: str | None = None,
              force: list[str] | None = None, stages: list[str] | None = None) -> dict[str, Any]:
-    """Evaluate `stages` (default: every finished adapter stage of the run, and the base)."""
-    run = t.start(recipe, overrides, run_id, force)
-
-    tasks = t.load_tasks(run)
-    base = t.base_model(run, tasks)
-    wanted = stages or [s for s in ADAPTER_STAGES if run.store.ref(run.run_id, s) is not None]
-    adapters = {"base": None} | {s: run.store.ref(run.run_id, s) for s in wanted if s != "base"}
-    missing = [s for s, ref in adapters.items() if s != "base" and ref is None]
+    """Evaluate `stages` (default: every finished evaluated stage of the run built on the base, and the base)."""
+    run = start(recipe, overrides, run_id, force)
+    refs = run_stages(run, graph.needed([graph.BASE]), {})
+    candidates = [s for s in graph.evaluated_on(graph.BASE) if s != graph.BASE]
+    wanted = [s for s in stages or candidates if s != graph.BASE]
+    unknown = sorted(set(wanted) - set(candidates))
+    if unknown:
+        raise ValueError(f"cannot evaluate {unknown}: evaluated stages on the base are {candidates}")
+    finished = {s: run.store.ref(run.run_id, s) for s in wanted}
+    if stages is None:
+        finished = {s: ref for s, ref in finished.items() if ref is not None}
+    missing = [s for s, ref in finished.items() if ref is None]
     if missing:
         raise ValueError(f"run {run.run_id} has no finished stage {missing}; finished: "
                          f"{[m['stage'] for m in run.store.stages(run.run_id)]}")
-
-    evals = {name: t.evaluate(run, tasks, base, adapter, name) for name, adapter in adapters.items()}
-    report = t.report(run, evals)
-    return {"run_id": run.run_id, "report": report, "evals": {n: r.to_dict() for n, r in evals.items()}}
+    evals = evaluate_stages(run, [graph.BASE, *finished], refs | finished)
+    return {"run_id": run.run_id, "report": report(run, evals), "evals": {n: r.to_dict() for n, r in evals.items()}}

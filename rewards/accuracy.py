@@ -18,6 +18,7 @@ import logging
 import re
 import threading
 import unicodedata
+from collections.abc import Mapping
 from fractions import Fraction
 from typing import Any
 
@@ -66,6 +67,7 @@ def plain_number(text: str) -> Fraction | None:
 
 @functools.cache
 def _reasoning_gym_scorer(task: str):
+    # reasoning-gym and math-verify cost seconds to import: loaded on the first answer that needs them
     import reasoning_gym
     from reasoning_gym.factory import DATASETS
 
@@ -136,6 +138,13 @@ def score_completion(completion: str, gold: Any, task: str | None = None, metada
                      think_prefilled: bool = False) -> float | None:
     """Extract the final answer from a completion and verify it."""
     return verify(extract_answer(completion, think_prefilled), gold, task, metadata)
+
+
+def is_correct(answer: str | None, row: Mapping[str, Any]) -> bool:
+    """Whether an extracted final answer (rewards.extract.extract_answer) is right for a task row
+    ({answer, task, metadata}): a full score counts, a partial one or an unjudgeable gold does not.
+    The one definition of "correct" that evaluation, rejection sampling and the held-out probes use."""
+    return (verify(answer, row["answer"], row.get("task"), row.get("metadata")) or 0.0) >= 1.0
 
 
 @reward("accuracy")

@@ -23,6 +23,7 @@ _load_lock = threading.Lock()
 
 @functools.lru_cache(maxsize=4)
 def _load(path: str, version: int) -> tuple[Any, Any]:
+    # torch and transformers load with the first scoring, so that building or validating rewards stays light
     import torch
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 

@@ -27,14 +27,9 @@ _lock = threading.Lock()
 
 
 def failure_counts() -> dict[str, int]:
-    """Failures per reward name since the process started (or since `reset_failure_counts`)."""
+    """Failures per reward name since the process started."""
     with _lock:
         return dict(_failures)
-
-
-def reset_failure_counts() -> None:
-    with _lock:
-        _failures.clear()
 
 
 def _truncate(item: Any) -> str:

@@ -1,10 +1,12 @@
-"""Stage 0b: the base model.
+"""Stage 0b: the base model, and the smaller student that distillation trains.
 
 With `model.base: pocket` (the embedded default) this builds the pocket world's base the way
 nanoGPT's train.py reads: a generated corpus, a BPE tokenizer with a chat template, a tiny
 Qwen2-architecture causal LM from config, a plain training loop, save. The result is an ordinary
 HF model directory, cached under a content hash in runs/cache/ so it is built once. With any
 other `model.base` (a local directory or hub id) the stage only records and hashes the model.
+The distillation student (`student_base`) is built the same way from `distill.student`, or is the
+model at `distill.student_model`.
 """
 
 from __future__ import annotations
@@ -31,19 +33,19 @@ from transformers import (
 )
 from transformers.models.qwen2.tokenization_qwen2 import PRETOKENIZE_REGEX as QWEN2_PRETOKENIZE_REGEX
 
-from core.config import PocketConfig, Recipe, TemplateConfig
+from core.config import PocketConfig, TemplateConfig
 from core.generation import generate
 from core.resources import pocket_bytes
-from core.runstore import PROJECT_ROOT, Ref, RunStore, StageResult, combine, file_sha256
+from core.runstore import PROJECT_ROOT, RunStore, StageOutcome, StageResult, combine, file_sha256
+from core.stage import StageCall
 from data import pocket
 from data.chat import messages, render
 from data.saved import load_split
 from data.split import prompt_key
-from rewards.accuracy import score_completion
-from rewards.extract import think_text
+from rewards.accuracy import is_correct
+from rewards.extract import extract_answer, think_text
 
 log = logging.getLogger(__name__)
-STAGE = "base"
 
 # ChatML, as Qwen2 models use it: the pocket base looks to every library like a real Qwen2.
 SPECIAL_TOKENS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
@@ -235,8 +237,8 @@ def pocket_base(cfg: PocketConfig, template: TemplateConfig, heldout_prompts: li
 # --- evaluation of the base ------------------------------------------------------------------
 
 
-def evaluate(model: Any, tokenizer: Any, rows: list[dict], template: TemplateConfig, samples: int = 4,
-             temperature: float = 1.0, max_new_tokens: int = 160) -> dict[str, Any]:
+def accuracy_by_style(model: Any, tokenizer: Any, rows: list[dict], template: TemplateConfig, samples: int = 4,
+                      temperature: float = 1.0, max_new_tokens: int = 160) -> dict[str, Any]:
     """Held-out accuracy of the base as it samples (temperature 1: its natural mix of styles), split
     by whether it wrote out steps or answered directly and by item length; plus greedy accuracy."""
     prompts = [render(tokenizer, messages(r["prompt"], template)) for r in rows]
@@ -249,7 +251,7 @@ def evaluate(model: Any, tokenizer: Any, rows: list[dict], template: TemplateCon
         terms = pocket.terms_of(row["metadata"])
         size = "long" if terms and len(terms) >= 4 else "short"
         for comp in completions:
-            correct = float((score_completion(comp.text, row["answer"], row["task"], row["metadata"]) or 0) >= 1)
+            correct = float(is_correct(extract_answer(comp.text), row))
             style = "steps" if any(c.isdigit() for c in think_text(comp.text)) else "direct"
             for cell in ("all", style, size, f"{size}_{style}"):
                 cells.setdefault(cell, []).append(correct)
@@ -259,8 +261,7 @@ def evaluate(model: Any, tokenizer: Any, rows: list[dict], template: TemplateCon
     metrics["steps_share"] = len(cells.get("steps", [])) / len(lengths)
     metrics["mean_length"] = sum(lengths) / len(lengths)
     metrics["greedy_accuracy"] = sum(
-        (score_completion(c.text, r["answer"], r["task"], r["metadata"]) or 0) >= 1
-        for r, (c,) in zip(rows, greedy, strict=True)) / len(rows)
+        is_correct(extract_answer(c.text), r) for r, (c,) in zip(rows, greedy, strict=True)) / len(rows)
     metrics["samples_per_prompt"], metrics["temperature"] = samples, temperature
     return metrics
 
@@ -272,22 +273,37 @@ def load(path: str | Path) -> tuple[Any, Any]:
     return model, tokenizer
 
 
-def run(recipe: Recipe, store: RunStore, run_id: str, tasks_ref: Ref, force: bool = False) -> Ref:
-    cfg = recipe.model
+def run(call: StageCall) -> StageOutcome:
+    """The base model: the pocket base (built once, then its held-out accuracy by style), or a user's
+    model recorded and hashed."""
+    cfg, recipe = call.cfg, call.recipe
+    model_path, task_data_ref = recipe.model.base, call.inputs["task_data"]
 
     def build(work: Path) -> StageResult:
-        if cfg.base != "pocket":
+        if model_path != "pocket":
             # A user's model: a local directory is hashed by content, a hub id by name.
-            return StageResult(metrics={"model": cfg.base}, artifact=Path(cfg.base))
-        heldout = load_split(tasks_ref, "heldout")
-        path = pocket_base(cfg.pocket, recipe.data.template, list(heldout["prompt"]), store)
+            return StageResult(metrics={"model": model_path}, artifact=Path(model_path))
+        heldout = load_split(task_data_ref, "heldout")
+        path = pocket_base(cfg, recipe.data.template, list(heldout["prompt"]), call.store)
         model, tokenizer = load(path)
-        metrics = evaluate(model, tokenizer, list(heldout), recipe.data.template)
+        metrics = accuracy_by_style(model, tokenizer, list(heldout), recipe.data.template)
         metrics["parameters"] = model.num_parameters()
         (work / "eval.json").write_text(json.dumps(metrics, indent=2))
         return StageResult(metrics=metrics, artifact=path)
 
-    config = {"model": cfg.model_dump(mode="json"), "template": recipe.data.template.model_dump(mode="json")}
     # the pocket base is written to the shared cache (same disk); a user's model is only hashed
-    needs = pocket_bytes(cfg.pocket) if cfg.base == "pocket" else None
-    return store.run_stage(run_id, STAGE, config, {"tasks": tasks_ref}, build, force=force, needs_bytes=needs)
+    return call.run(build, needs_bytes=pocket_bytes(cfg) if model_path == "pocket" else None)
+
+
+def run_student(call: StageCall) -> StageOutcome:
+    """The distillation student: a smaller pocket base built like the base, or a user's model."""
+    cfg, recipe = call.cfg, call.recipe
+    model_path, task_data_ref = recipe.distill.student_model, call.inputs["task_data"]
+
+    def build(work: Path) -> StageResult:
+        if model_path != "pocket":
+            return StageResult(metrics={"model": model_path}, artifact=Path(model_path))
+        heldout = list(load_split(task_data_ref, "heldout")["prompt"])
+        return StageResult(artifact=pocket_base(cfg, recipe.data.template, heldout, call.store))
+
+    return call.run(build, needs_bytes=pocket_bytes(cfg) if model_path == "pocket" else None)

@@ -12,33 +12,34 @@ from typing import Any
 
 import datasets
 
-from core.config import Recipe
+from core.config import RejectionSamplingConfig
 from core.generation import Completion, generate, generate_vllm, vllm_usable
 from core.modeling import adapter_path, inference_model, load_tokenizer
-from core.runstore import Ref, RunStore, StageResult
+from core.runstore import Ref, StageOutcome, StageResult
+from core.stage import StageCall
 from data.chat import messages, render
 from data.cold_start import conversation, file_conversations, general_completion
 from data.general import general_rows
 from data.saved import SFT_DATASET, load_split
 from data.split import prompt_key
-from rewards.accuracy import score_completion
-from rewards.extract import think_text
+from rewards.accuracy import is_correct
+from rewards.extract import extract_answer, think_text
 from rewards.language import language_share
 
-STAGE = "rejection_sampling"
-def keep_or_reason(row: dict[str, Any], text: str, finished: bool, num_tokens: int, recipe: Recipe) -> str | None:
+
+def keep_or_reason(row: dict[str, Any], text: str, finished: bool, num_tokens: int, cfg: RejectionSamplingConfig,
+                   language: str) -> str | None:
     """None when a sampled completion passes every enabled filter, else the filter that removed it."""
-    cfg = recipe.rejection_sampling
     if not finished or (cfg.max_tokens is not None and num_tokens > cfg.max_tokens):
         return "overlong"
-    if cfg.keep_correct and (score_completion(text, row["answer"], row["task"], row["metadata"]) or 0.0) < 1.0:
+    if cfg.keep_correct and not is_correct(extract_answer(text), row):
         return "incorrect"
-    if cfg.keep_single_language and language_share(think_text(text), recipe.data.language) < cfg.language_threshold:
+    if cfg.keep_single_language and language_share(think_text(text), language) < cfg.language_threshold:
         return "mixed_language"
     return None
 
 
-def sample(recipe: Recipe, base_ref: Ref, adapter_ref: Ref, prompts: list[str]) -> list[list[Completion]]:
+def sample(recipe: Any, base_ref: Ref, adapter_ref: Ref, prompts: list[str]) -> list[list[Completion]]:
     """The recipe's k samples per prompt from the adapter: vLLM when asked for and possible, else
     batched HF generate (with a warning saying why when vLLM was asked for)."""
     cfg = recipe.rejection_sampling
@@ -55,7 +56,7 @@ def sample(recipe: Recipe, base_ref: Ref, adapter_ref: Ref, prompts: list[str]) 
                     desc="rejection sampling")
 
 
-def general_data(recipe: Recipe, n: int) -> list[dict[str, Any]]:
+def general_data(recipe: Any, n: int) -> list[dict[str, Any]]:
     """`n` general rows as conversations: the recipe's file, or the pocket world's general tasks."""
     cfg, template = recipe.rejection_sampling, recipe.data.template
     if cfg.general_dataset:
@@ -71,12 +72,13 @@ def _gold(row: dict[str, Any], kind: str) -> dict[str, Any]:
     return {"kind": kind, "answer": row["answer"], "task": row["task"], "metadata": row["metadata"]}
 
 
-def run(recipe: Recipe, store: RunStore, run_id: str, tasks_ref: Ref, base_ref: Ref, adapter_ref: Ref,
-        force: bool = False) -> Ref:
-    cfg, template = recipe.rejection_sampling, recipe.data.template
+def run(call: StageCall) -> StageOutcome:
+    cfg, recipe = call.cfg, call.recipe
+    task_data_ref, base_ref, adapter_ref = call.inputs["task_data"], call.inputs["base"], call.inputs["adapter"]
+    template, language = recipe.data.template, recipe.data.language
 
     def build(work: Path) -> StageResult:
-        train = load_split(tasks_ref, "train").shuffle(seed=recipe.seed)
+        train = load_split(task_data_ref, "train").shuffle(seed=recipe.seed)
         train = list(train.select(range(min(cfg.prompts, len(train)))))
         samples = sample(recipe, base_ref, adapter_ref, [r["prompt"] for r in train])
         removed: Counter[str] = Counter()
@@ -84,7 +86,7 @@ def run(recipe: Recipe, store: RunStore, run_id: str, tasks_ref: Ref, base_ref: 
         kept = []
         for row, completions in zip(train, samples, strict=True):
             for c in completions:
-                reason = keep_or_reason(row, c.text, c.finished, c.num_tokens, recipe)
+                reason = keep_or_reason(row, c.text, c.finished, c.num_tokens, cfg, language)
                 key = (prompt_key(row["prompt"]), " ".join(c.text.split()))
                 if reason is None and cfg.dedupe and key in seen:
                     reason = "duplicate"
@@ -106,7 +108,4 @@ def run(recipe: Recipe, store: RunStore, run_id: str, tasks_ref: Ref, base_ref: 
             "prompts_with_a_kept_sample": len({prompt_key(r["prompt"][-1]["content"]) for r in kept}),
         })
 
-    config = {"stage": cfg.model_dump(mode="json"), "template": template.model_dump(mode="json"),
-              "language": recipe.data.language, "seed": recipe.seed}
-    inputs = {"tasks": tasks_ref, "base": base_ref, "adapter": adapter_ref}
-    return store.run_stage(run_id, STAGE, config, inputs, build, force=force)
+    return call.run(build)

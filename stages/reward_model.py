@@ -18,18 +18,21 @@ from typing import Any
 
 import datasets
 import torch
+from peft import LoraConfig
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
+from trl import RewardConfig, RewardTrainer
 
 from core import tracking
-from core.config import Recipe, RewardModelConfig
+from core.config import LoraSettings, RewardModelConfig
 from core.resources import model_copy_bytes
-from core.runstore import Ref, RunStore, StageResult
+from core.runstore import Ref, StageOutcome, StageResult
+from core.stage import StageCall
 from data.general import general_rows
 from data.preferences import preference_pairs
 from data.split import prompt_key
+from rewards.reward_model import score_texts
 
 log = logging.getLogger(__name__)
-STAGE = "reward_model"
 MODEL_DIR = "model"
 
 
@@ -49,8 +52,6 @@ def pairs(cfg: RewardModelConfig) -> tuple[list[dict[str, Any]], list[dict[str, 
 
 def pair_accuracy(path: str | Path, heldout: list[dict[str, Any]]) -> dict[str, float]:
     """Share of held-out pairs whose chosen reply outscores the rejected one, overall and per spoil kind."""
-    from rewards.reward_model import score_texts
-
     prompts = [p["prompt"] for p in heldout]
     chosen = score_texts(path, prompts, [p["chosen"][0]["content"] for p in heldout])
     rejected = score_texts(path, prompts, [p["rejected"][0]["content"] for p in heldout])
@@ -62,22 +63,15 @@ def pair_accuracy(path: str | Path, heldout: list[dict[str, Any]]) -> dict[str, 
             for k, v in sorted(wins.items())}
 
 
-def _peft_config(recipe: Recipe, parameters: int) -> Any:
-    cfg = recipe.reward_model
+def _peft_config(cfg: RewardModelConfig, lora: LoraSettings, parameters: int) -> LoraConfig | None:
     if cfg.use_lora == "never" or (cfg.use_lora == "auto" and parameters <= cfg.lora_above_parameters):
         return None
-    from peft import LoraConfig
-
-    lora = recipe.model.lora
     return LoraConfig(task_type="SEQ_CLS", r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout,
                       target_modules=lora.target_modules)
 
 
-def train(recipe: Recipe, base_path: str | Path, out: Path) -> dict[str, Any]:
+def train(cfg: RewardModelConfig, lora: LoraSettings, base_path: str | Path, out: Path) -> dict[str, Any]:
     """Train the classifier on generated pairs and save model + tokenizer into out/model."""
-    from trl import RewardConfig, RewardTrainer
-
-    cfg = recipe.reward_model
     t0 = time.perf_counter()
     train_pairs, heldout = pairs(cfg)
     tokenizer = AutoTokenizer.from_pretrained(str(base_path))
@@ -86,7 +80,7 @@ def train(recipe: Recipe, base_path: str | Path, out: Path) -> dict[str, Any]:
     torch.manual_seed(cfg.seed)  # the new score head is drawn at load time
     model = AutoModelForSequenceClassification.from_pretrained(str(base_path), num_labels=1, dtype=torch.float32)
     model.config.pad_token_id = tokenizer.pad_token_id
-    peft_config = _peft_config(recipe, model.num_parameters())
+    peft_config = _peft_config(cfg, lora, model.num_parameters())
     max_length = min(cfg.max_length, getattr(model.config, "max_position_embeddings", cfg.max_length))
     args = RewardConfig(
         output_dir=str(out / "trainer"),
@@ -134,16 +128,14 @@ def train(recipe: Recipe, base_path: str | Path, out: Path) -> dict[str, Any]:
     return metrics
 
 
-def run(recipe: Recipe, store: RunStore, run_id: str, base_ref: Ref, force: bool = False) -> Ref:
+def run(call: StageCall) -> StageOutcome:
     """Train (or reuse) the reward model on top of the base; its classifier lives at model_path(ref)."""
+    base_ref = call.inputs["base"]
 
     def build(work: Path) -> StageResult:
-        metrics = train(recipe, base_ref.path, work)
+        metrics = train(call.cfg, call.recipe.model.lora, base_ref.path, work)
         (work / "metrics.json").write_text(json.dumps(metrics, indent=2))
         return StageResult(metrics=metrics)
 
-    config = {"reward_model": recipe.reward_model.model_dump(mode="json"),
-              "lora": recipe.model.lora.model_dump(mode="json")}
     # a full fine-tune writes a classifier the size of the base (a LoRA one: less)
-    return store.run_stage(run_id, STAGE, config, {"base": base_ref}, build, force=force,
-                           needs_bytes=model_copy_bytes(base_ref.path))
+    return call.run(build, needs_bytes=model_copy_bytes(base_ref.path))

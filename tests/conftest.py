@@ -24,15 +24,14 @@ def test_recipe():
 
 @pytest.fixture(scope="session")
 def pocket_run(tmp_path_factory, test_recipe):
-    """(store, run_id, tasks_ref, base_ref) for the test-size pocket recipe."""
+    """(store, run_id, task_data_ref, base_ref) for the test-size pocket recipe."""
     from core.runstore import RunStore
-    from stages import base, tasks
+    from stages import graph
 
     store = RunStore(tmp_path_factory.mktemp("runs"))
     run_id = store.new_run_id(test_recipe.name)
-    tasks_ref = tasks.run(test_recipe, store, run_id)
-    base_ref = base.run(test_recipe, store, run_id, tasks_ref)
-    return store, run_id, tasks_ref, base_ref
+    refs = graph.build([graph.BASE], test_recipe, store, run_id)
+    return store, run_id, refs[graph.TASK_DATA], refs[graph.BASE]
 
 
 @pytest.fixture(scope="session")
@@ -40,31 +39,9 @@ def trained_run(pocket_run, test_recipe):
     """(store, run_id, refs) for the r1-pipeline chain at test size in its own run id (the base comes
     from pocket_run's cache): base -> cold start -> RL -> dataset -> SFT -> all-scenario RL, with the
     base and the final adapter evaluated. For tests that read what the stages logged."""
-    from stages import (
-        all_scenario_rl,
-        base,
-        cold_start,
-        evaluate,
-        reasoning_rl,
-        rejection_sampling,
-        reward_model,
-        sft,
-        tasks,
-    )
+    from stages import graph
 
     store = pocket_run[0]
-    r = test_recipe
-    run_id = store.new_run_id(r.name)
-    refs = {"tasks": tasks.run(r, store, run_id)}
-    refs["base"] = base.run(r, store, run_id, refs["tasks"])
-    refs["cold_start"] = cold_start.run(r, store, run_id, refs["tasks"], refs["base"])
-    refs["reasoning_rl"] = reasoning_rl.run(r, store, run_id, refs["tasks"], refs["base"], refs["cold_start"])
-    refs["rejection_sampling"] = rejection_sampling.run(r, store, run_id, refs["tasks"], refs["base"],
-                                                        refs["reasoning_rl"])
-    refs["sft"] = sft.run(r, store, run_id, refs["base"], refs["rejection_sampling"], refs["reasoning_rl"])
-    refs["reward_model"] = reward_model.run(r, store, run_id, refs["base"])
-    refs["all_scenario_rl"] = all_scenario_rl.run(r, store, run_id, refs["tasks"], refs["base"], refs["sft"],
-                                                  refs["reward_model"])
-    for name, adapter in (("base", None), ("all_scenario_rl", refs["all_scenario_rl"])):
-        refs[f"eval_{name}"] = evaluate.run(r, store, run_id, refs["tasks"], refs["base"], adapter, name)
+    run_id = store.new_run_id(test_recipe.name)
+    refs = graph.build(["all_scenario_rl", "eval_base", "eval_all_scenario_rl"], test_recipe, store, run_id)
     return store, run_id, refs

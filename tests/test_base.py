@@ -88,8 +88,8 @@ def test_base_metrics_are_recorded(pocket_run):
 
 
 def test_pocket_base_is_cached_by_content(pocket_run, test_recipe, monkeypatch):
-    store, _, tasks_ref, base_ref = pocket_run
-    heldout = list(load_split(tasks_ref, "heldout")["prompt"])
+    store, _, task_data_ref, base_ref = pocket_run
+    heldout = list(load_split(task_data_ref, "heldout")["prompt"])
     monkeypatch.setattr(base, "build_pocket", lambda *a, **k: pytest.fail("rebuilt a cached base"))
     path = base.pocket_base(test_recipe.model.pocket, test_recipe.data.template, heldout, store)
     assert str(path) == base_ref.path

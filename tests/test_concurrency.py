@@ -1,16 +1,18 @@
 """Two runs started at the same time on a fresh cache: each gets its own run directory, the pocket
 base is built once (under the cache lock) while the other process waits, and both finish.
 
-The two processes run the first two stages of the pipeline (tasks + base) as the flow does; the
+The two processes run the first two stages of the pipeline (task_data + base) as the flow does; the
 run store's own unit tests cover run ids and the lock with many processes (test_runstore.py).
 """
 
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 import textwrap
+import time
 import uuid
 from pathlib import Path
 
@@ -27,12 +29,11 @@ TASKS_AND_BASE = textwrap.dedent("""
     logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s")
     from core.config import load_recipe
     from core.runstore import RunStore
-    from stages import base, tasks
+    from stages import graph
     recipe = load_recipe(sys.argv[1], sys.argv[3:])
     store = RunStore(sys.argv[2])
     run_id = store.new_run_id(recipe.name)
-    tasks_ref = tasks.run(recipe, store, run_id)
-    base_ref = base.run(recipe, store, run_id, tasks_ref)
+    base_ref = graph.build([graph.BASE], recipe, store, run_id)[graph.BASE]
     print("RESULT", run_id, base_ref.path, flush=True)
 """)
 
@@ -68,9 +69,9 @@ def test_two_runs_at_once_get_their_own_directories_and_build_the_base_once(tmp_
     store = RunStore(root)
     for run_id in (id_a, id_b):
         stages = {m["stage"]: m for m in store.stages(run_id)}
-        assert set(stages) == {"tasks", "base"}
+        assert set(stages) == {"task_data", "base"}
         assert all(store.verify(m) == [] for m in stages.values())
-        assert stages["tasks"]["ref"]["path"] == str(root / run_id / "tasks")
+        assert stages["task_data"]["ref"]["path"] == str(root / run_id / "task_data")
 
     # one pocket base, built by exactly one of the two, which the other waited for and reused
     assert base_a == base_b
@@ -82,3 +83,56 @@ def test_two_runs_at_once_get_their_own_directories_and_build_the_base_once(tmp_
     completed = (Path(base_a) / ".complete").read_text()
     started = [store.manifest(run_id, "base")["started_at"] for run_id in (id_a, id_b)]
     assert max(started) < completed, "the second run's base stage should have begun while the build ran"
+
+
+SAME_RUN = textwrap.dedent("""
+    import logging, sys, time
+    from pathlib import Path
+    logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s")
+    from core.config import load_recipe
+    from core.runstore import RunStore
+    from core.stage import StageCall
+    from stages import graph
+    recipe = load_recipe(sys.argv[1], sys.argv[5:])
+    store = RunStore(sys.argv[2])
+    Path(sys.argv[4]).touch()  # ready; start together on the go signal
+    while not Path(sys.argv[3]).exists():
+        time.sleep(0.01)
+    refs = {}
+    for spec in graph.needed(["cold_start"]):
+        outcome = spec.run(StageCall(spec, recipe, store, "one-run-id", {n: refs[s] for n, s in spec.inputs.items()}))
+        refs[spec.name] = outcome.ref
+        print("OUTCOME", spec.name, "reused" if outcome.reused else "built", flush=True)
+""")
+
+
+def test_two_processes_on_one_run_id_report_one_built_and_one_reused_per_stage(tmp_path, processes):
+    """Both processes ask for the same stages of the same run at the same time; at each stage one builds
+    while the other waits on the stage's lock, and the waiting one must say it reused, not built."""
+    root, go = tmp_path / "runs", tmp_path / "go"
+    env = dict(os.environ, OMP_NUM_THREADS="1", WANDB_MODE="disabled", HF_HUB_OFFLINE="1",
+               TOKENIZERS_PARALLELISM="false", R1_TEST_CONCURRENCY=uuid.uuid4().hex)
+    logs, ready = [tmp_path / f"proc-{i}.log" for i in range(2)], [tmp_path / f"ready-{i}" for i in range(2)]
+    for log, flag in zip(logs, ready, strict=True):
+        with open(log, "wb") as out:
+            processes.append(subprocess.Popen([sys.executable, "-c", SAME_RUN, str(RECIPE), str(root), str(go),
+                                               str(flag), *OVERRIDES, "cold_start.steps=2", "cold_start.examples=16"],
+                                              cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT,
+                                              start_new_session=True))
+    deadline = time.monotonic() + 120
+    while not all(f.exists() for f in ready) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    go.touch()
+    for proc, log in zip(processes, logs, strict=True):
+        assert proc.wait(timeout=300) == 0, log.read_text()[-3000:]
+
+    # what the run store logged, and what it returned to the caller (a flow publishes that)
+    expected = {stage: ["built", "reused"] for stage in ("task_data", "base", "cold_start")}
+    for pattern in (r"core\.runstore: one-run-id/(\w+): (built|reused)", r"OUTCOME (\w+) (built|reused)"):
+        said: dict[str, list[str]] = {}
+        for log in logs:
+            for stage, outcome in re.findall(pattern, log.read_text()):
+                said.setdefault(stage, []).append(outcome)
+        assert {stage: sorted(outcomes) for stage, outcomes in said.items()} == expected, pattern
+    store = RunStore(root)
+    assert {m["stage"] for m in store.stages("one-run-id")} == {"task_data", "base", "cold_start"}

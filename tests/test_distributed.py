@@ -27,20 +27,21 @@ def one_and_two(pocket_run):
     """Cold start, then reasoning RL and SFT with 1 process, and again with 2 processes (in a second
     run id, from the same inputs). SFT trains on the cold-start conversations (any stage that saved
     {prompt, completion} rows will do): rejection sampling is not what is tested here."""
-    from stages import cold_start, reasoning_rl, sft
+    from stages import graph
 
-    store, _, tasks_ref, base_ref = pocket_run
+    store, _, task_data_ref, base_ref = pocket_run
     one = load_recipe(TEST_RECIPE)
     two = load_recipe(TEST_RECIPE, ["reasoning_rl.num_processes=2", "sft.num_processes=2"])
     runs = {}
     run1 = store.new_run_id("one-process")
-    cs = cold_start.run(one, store, run1, tasks_ref, base_ref)
-    rl1 = reasoning_rl.run(one, store, run1, tasks_ref, base_ref, cs)
-    sft.run(one, store, run1, base_ref, cs, rl1)
+    refs = graph.build(["reasoning_rl"], one, store, run1, {"task_data": task_data_ref, "base": base_ref})
+    cs = refs["cold_start"]
+    # SFT reads the cold-start conversations as its dataset
+    graph.build(["sft"], one, store, run1, refs | {"rejection_sampling": cs})
     runs[1] = run1
     run2 = store.new_run_id("two-processes")
-    rl2 = reasoning_rl.run(two, store, run2, tasks_ref, base_ref, cs)
-    sft.run(two, store, run2, base_ref, cs, rl2)
+    refs = graph.build(["reasoning_rl"], two, store, run2, {"task_data": task_data_ref, "base": base_ref, "cold_start": cs})
+    graph.build(["sft"], two, store, run2, refs | {"rejection_sampling": cs})
     runs[2] = run2
     return store, runs
 
@@ -53,7 +54,7 @@ def test_two_processes_match_one(one_and_two, stage):
     # The launch really was 2-way DDP on gloo, and the manifest says so.
     assert two["metrics"]["num_processes"] == 2
     assert two["metrics"]["distributed_backend"] == "gloo"
-    assert two["config"]["stage"]["num_processes"] == 2 and one["config"]["stage"]["num_processes"] == 1
+    assert two["config"][stage]["num_processes"] == 2 and one["config"][stage]["num_processes"] == 1
     # Same training length and the same kind of metrics as one process.
     assert two["metrics"]["steps"] == one["metrics"]["steps"]
     assert set(one["metrics"]) <= set(two["metrics"])
@@ -84,7 +85,7 @@ def test_launch_command(tmp_path, monkeypatch):
     cmd = distributed.accelerate_command(2, tmp_path / "spec.json")
     assert cmd[1:3] == ["-m", "accelerate.commands.launch"]
     assert "--multi_gpu" in cmd and cmd[cmd.index("--num_processes") + 1] == "2"
-    assert cmd[-3:] == ["-m", "core.distributed", str(tmp_path / "spec.json")]
+    assert cmd[-3:] == ["-m", "core.distributed_worker", str(tmp_path / "spec.json")]
     with pytest.raises(distributed.DistributedError, match="not found"):
         distributed.accelerate_command(2, tmp_path / "spec.json", config_file=str(tmp_path / "nope.yaml"))
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from core import cli, doctor
+from shell import cli, doctor
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -133,12 +133,12 @@ def test_cli_and_make_target(capsys, monkeypatch):
     assert "wandb (fail): set WANDB_MODE to one of online, offline, disabled, dryrun" in out
     assert "1 problem(s) to fix" in out
     dry = subprocess.run(["make", "-n", "doctor"], cwd=ROOT, capture_output=True, text=True, timeout=60)
-    assert f"{Path('.venv/bin/python')} -m core.cli doctor" in dry.stdout
+    assert f"{Path('.venv/bin/python')} -m shell.cli doctor" in dry.stdout
 
 
 def test_doctor_subprocess_exit_status(tmp_path):
     env = dict(os.environ, WANDB_MODE="loud", OMP_NUM_THREADS="1")
-    proc = subprocess.run([sys.executable, "-m", "core.cli", "doctor"], cwd=ROOT, env=env, capture_output=True,
+    proc = subprocess.run([sys.executable, "-m", "shell.cli", "doctor"], cwd=ROOT, env=env, capture_output=True,
                           text=True, timeout=120)
     assert proc.returncode == 1 and "wandb     fail" in proc.stdout
 

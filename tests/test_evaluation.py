@@ -6,10 +6,19 @@ from pathlib import Path
 
 import pytest
 
-from core.evaluation import COLUMNS, Sample, cons_at_k, format_table, majority_answer, pass_at_1, summarize
 from data.saved import load_split
 from data.split import prompt_key
-from stages import evaluate
+from stages import graph
+from stages.evaluation import (
+    COLUMNS,
+    Sample,
+    cons_at_k,
+    format_table,
+    heldout_rows,
+    majority_answer,
+    pass_at_1,
+    summarize,
+)
 
 GOLD = {"answer": "7", "task": None, "metadata": "{}"}
 
@@ -57,9 +66,9 @@ def test_summary_per_task_and_overall():
 
 @pytest.fixture(scope="module")
 def base_eval(pocket_run, test_recipe):
-    store, run_id, tasks_ref, base_ref = pocket_run
-    ref = evaluate.run(test_recipe, store, run_id, tasks_ref, base_ref, None, "base")
-    return store, run_id, tasks_ref, ref
+    store, run_id, task_data_ref, base_ref = pocket_run
+    ref = graph.build(["eval_base"], test_recipe, store, run_id, {"task_data": task_data_ref, "base": base_ref})["eval_base"]
+    return store, run_id, task_data_ref, ref
 
 
 def test_end_to_end_eval_of_the_pocket_base_writes_every_field(base_eval, test_recipe):
@@ -76,25 +85,25 @@ def test_end_to_end_eval_of_the_pocket_base_writes_every_field(base_eval, test_r
 
 
 def test_evaluator_sees_only_heldout_prompts(base_eval):
-    _, _, tasks_ref, ref = base_eval
-    train = {prompt_key(p) for p in load_split(tasks_ref, "train")["prompt"]}
-    heldout = {prompt_key(p) for p in load_split(tasks_ref, "heldout")["prompt"]}
+    _, _, task_data_ref, ref = base_eval
+    train = {prompt_key(p) for p in load_split(task_data_ref, "train")["prompt"]}
+    heldout = {prompt_key(p) for p in load_split(task_data_ref, "heldout")["prompt"]}
     results = json.loads((Path(ref.path) / "eval.json").read_text())
     evaluated = {prompt_key(e["prompt"]) for e in results["examples"]}
     assert evaluated <= heldout and not evaluated & train
 
 
 def test_every_evaluated_row_is_heldout(pocket_run, test_recipe):
-    _, _, tasks_ref, _ = pocket_run
-    train = {prompt_key(p) for p in load_split(tasks_ref, "train")["prompt"]}
-    rows = evaluate.heldout_rows(test_recipe, tasks_ref)
+    _, _, task_data_ref, _ = pocket_run
+    train = {prompt_key(p) for p in load_split(task_data_ref, "train")["prompt"]}
+    rows = heldout_rows(test_recipe.eval, task_data_ref)
     assert len(rows) == test_recipe.eval.prompts
     assert not {prompt_key(r["prompt"]) for r in rows} & train
 
 
 def test_cli_evaluates_a_model_directory_and_an_adapter(pocket_run, monkeypatch, capsys, tmp_path):
     """`r1 evaluate` on any model directory (here the pocket base) and on a PEFT adapter directory."""
-    from core.cli import main
+    from shell.cli import main
 
     store, _, _, base_ref = pocket_run
     monkeypatch.setenv("R1_RUNS_DIR", str(store.root))

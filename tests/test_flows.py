@@ -16,7 +16,7 @@ from core.runstore import StageError
 from data.sources import DataError
 
 ROOT = Path(__file__).resolve().parent.parent
-TRAINING_STAGES = ("tasks", "base", "cold_start", "reasoning_rl", "rejection_sampling", "sft", "reward_model",
+TRAINING_STAGES = ("task_data", "base", "cold_start", "reasoning_rl", "rejection_sampling", "sft", "reward_model",
                    "all_scenario_rl", "merged")
 EVALUATED = ("base", "cold_start", "reasoning_rl", "sft", "all_scenario_rl")
 
@@ -54,12 +54,15 @@ def _wrapped(cause: BaseException) -> StageError:
 
 
 def test_retries_only_where_a_retry_can_help():
-    from flows import tasks as t
+    from flows import prefect_tasks as t
+    from stages import graph
 
-    assert t.load_tasks.retries == 1 and t.evaluate.retries == 1
-    for training in (t.base_model, t.cold_start, t.reasoning_rl, t.rejection_sampling, t.sft, t.reward_model,
-                     t.all_scenario_rl, t.r1_zero, t.student_distilled, t.student_rl):
-        assert not training.retries, training.name
+    assert t.stage_task(graph.BY_NAME["task_data"]).retries == 1
+    assert t.stage_task(graph.evaluation_of("sft")).retries == 1
+    for name in ("base", "cold_start", "reasoning_rl", "rejection_sampling", "sft", "reward_model",
+                 "all_scenario_rl", "merged", "r1_zero", "student_base", "student_distilled", "student_rl"):
+        task = t.stage_task(graph.BY_NAME[name])
+        assert not task.retries and task.name == name
     retry = t.not_a_config_error
     assert retry(None, None, _FailedState(OSError("disk hiccup")))
     assert not retry(None, None, _FailedState(_wrapped(DataError("data.sources[0]: no rows"))))
@@ -68,11 +71,13 @@ def test_retries_only_where_a_retry_can_help():
 
 def test_task_run_names_show_recipe_run_and_stage(test_recipe, tmp_path):
     from core.runstore import RunStore
-    from flows import tasks as t
+    from flows import prefect_tasks as t
+    from stages import graph
 
     run = t.PipelineRun(test_recipe, RunStore(tmp_path), "pocket-test-1234")
-    assert t.cold_start.task_run_name.format(run=run) == "pocket-test · pocket-test-1234 · cold_start"
-    assert t.evaluate.task_run_name.format(run=run, name="sft") == "pocket-test · pocket-test-1234 · eval_sft"
+    for spec, name in ((graph.BY_NAME["cold_start"], "cold_start"), (graph.evaluation_of("sft"), "eval_sft")):
+        task = t.stage_task(spec)
+        assert task.task_run_name.format(run=run, spec=spec) == f"pocket-test · pocket-test-1234 · {name}"
 
 
 # --- the real thing: server, worker, deployment ------------------------------------------------
@@ -82,7 +87,7 @@ def test_task_run_names_show_recipe_run_and_stage(test_recipe, tmp_path):
 def local_prefect(tmp_path_factory, pocket_run):
     """A real Prefect server + process worker (temporary PREFECT_HOME, free port) with the project's
     deployments; flow runs write to the pocket_run store (its base is cached there). Always stopped."""
-    from core import prefect_server
+    from shell import prefect_server
 
     store = pocket_run[0]
     home = tmp_path_factory.mktemp("prefect-home")

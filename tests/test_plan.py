@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from core import cli
 from core.config import RecipeError, load_recipe
-from core.plan import build_plan, format_plan, train_prompts
+from shell import cli
+from shell.plan import build_plan, format_plan, train_prompts
 
 TEST_RECIPE = Path(__file__).resolve().parent.parent / "configs" / "pocket-test.yaml"
 

@@ -1,6 +1,6 @@
 """Bad input is caught before any training: each case runs the real r1-pipeline flow (a temporary
 Prefect server for the module) and must fail with a message naming the file, key or value and what
-was expected, leaving no stage directory beyond `tasks`.
+was expected, leaving no stage directory beyond `task_data`.
 
 Recipe errors, bad data rows and reward names have their own unit tests (test_config.py,
 test_sources.py, test_rewards_registry.py); here they go through the flow as a user meets them.
@@ -19,8 +19,8 @@ import pytest
 import yaml
 
 from core.config import RecipeError
-from core.preflight import PreflightError, check_prompt_lengths, check_recipe
 from core.runstore import RunStore, StageError
+from stages.preflight import PreflightError, check_prompt_lengths, check_recipe
 
 ROOT = Path(__file__).resolve().parent.parent
 TEST_RECIPE = ROOT / "configs" / "pocket-test.yaml"
@@ -159,7 +159,7 @@ def test_every_problem_is_listed_at_once(tmp_path):
                                                                   "model.base"]
 
 
-# --- bad data: caught by the tasks stage (file and line), before any model is loaded --------------
+# --- bad data: caught by the task_data stage (file and line), before any model is loaded ----------
 
 
 DATA_CASES = {
@@ -181,12 +181,12 @@ def test_a_bad_row_in_a_large_file_stops_with_its_line(case, runs, tmp_path):
         run_flow(recipe_file(tmp_path, file_source(data)))
     assert f"{data}{expected}" in str(err.value)
     assert "set on_bad_row: skip to drop such rows" in str(err.value)
-    assert stage_dirs(runs) <= {"tasks"} and not list(runs.glob("*/tasks"))  # the tasks stage never finished
+    assert stage_dirs(runs) <= {"task_data"} and not list(runs.glob("*/task_data"))  # it never finished
 
 
 def test_skipped_row_and_a_prompt_longer_than_the_context(runs, tmp_path, tiny_model, caplog):
     """on_bad_row: skip drops the bad line (logged with its number) and the run goes on, then the
-    preflight after the tasks stage finds a prompt the model's 128-token context cannot hold."""
+    preflight after the task_data stage finds a prompt the model's 128-token context cannot hold."""
     long_prompt = " + ".join(["1"] * 150) + " ="
     data = big_jsonl(tmp_path / "big.jsonl", {
         BAD_LINE: b'{"prompt": "1 + 2 ="}',
@@ -201,25 +201,25 @@ def test_skipped_row_and_a_prompt_longer_than_the_context(runs, tmp_path, tiny_m
     assert "1 of " in msg and "prompts are too long" in msg and "'1 + 1 + 1" in msg
     assert f"max_position_embeddings 128 of {tiny_model} minus" in msg
     assert "expected every prompt <= 80 tokens" in msg  # 128 - the longest generation (48)
-    assert stage_dirs(runs) == {"tasks"}  # no base, no training stage
+    assert stage_dirs(runs) == {"task_data"}  # no base, no training stage
     (tasks,) = RunStore(runs).stages(next(p.name for p in runs.iterdir() if p.name != "cache"))
     assert tasks["metrics"]["train_rows"] + tasks["metrics"]["heldout_rows"] == ROWS - 1
 
 
 def test_prompt_check_passes_and_reports_figures(pocket_run, test_recipe):
-    store, _, tasks_ref, base_ref = pocket_run
-    figures = check_prompt_lengths(test_recipe, tasks_ref, base_ref.path)
+    store, _, task_data_ref, base_ref = pocket_run
+    figures = check_prompt_lengths(test_recipe, task_data_ref, base_ref.path)
     assert figures["context"] == 256 and 10 < figures["longest_train_prompt_tokens"] < 256 - 48
     tight = test_recipe.model_copy(update={"eval": test_recipe.eval.model_copy(update={"max_new_tokens": 250})})
     with pytest.raises(PreflightError, match=r"heldout prompts are too long.*eval\.max_new_tokens=250 leaves 6"):
-        check_prompt_lengths(tight, tasks_ref, base_ref.path)
+        check_prompt_lengths(tight, task_data_ref, base_ref.path)
 
 
 def test_the_cli_prints_the_error_and_exits_2(tmp_path):
     env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_API")}
     env.update({"R1_RUNS_DIR": str(tmp_path / "runs"), "PREFECT_HOME": str(tmp_path / "prefect"),
                 "OMP_NUM_THREADS": "1", "WANDB_MODE": "disabled", "HF_HUB_OFFLINE": "1"})
-    proc = subprocess.run([sys.executable, "-m", "core.cli", "pipeline", "--recipe", str(TEST_RECIPE),
+    proc = subprocess.run([sys.executable, "-m", "shell.cli", "pipeline", "--recipe", str(TEST_RECIPE),
                            "--set", "reasoning_rl.rewards=[{name: accuracyy}]"], cwd=ROOT, env=env,
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode == 2, proc.stderr[-3000:]

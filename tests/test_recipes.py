@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from core.config import R1_SYSTEM, load_recipe
-from core.plan import build_plan, format_plan
+from shell.plan import build_plan, format_plan
 
 CONFIGS = Path(__file__).resolve().parent.parent / "configs"
 RECIPES = sorted(CONFIGS.glob("*.yaml"))

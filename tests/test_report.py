@@ -7,8 +7,8 @@ import json
 import matplotlib.image as mpimg
 import pytest
 
-from core import report
 from core.runstore import RunStore, StageResult
+from flows import report
 
 
 def _grpo_history(steps: int, scale: float) -> list[dict]:

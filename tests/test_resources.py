@@ -6,8 +6,8 @@ from __future__ import annotations
 import pytest
 
 from core import resources
-from core.resources import DiskSpaceError, ensure_free_disk, parse_bytes
-from core.runstore import RunStore, StageError, StageResult
+from core.resources import parse_bytes
+from core.runstore import DiskSpaceError, RunStore, StageError, StageResult, ensure_free_disk
 
 
 @pytest.mark.parametrize("text, expected", [("0", 0), ("1024", 1024), ("512M", 512 << 20), ("2G", 2 << 30),
@@ -53,18 +53,18 @@ def test_run_stage_refuses_before_building_but_reuses_without_space(tmp_path, mo
     with pytest.raises(DiskSpaceError, match="r1/s: not enough free disk"):
         store.run_stage("r1", "s", {}, {}, build, needs_bytes=too_much)
     assert calls == [] and not (tmp_path / "r1" / "s").exists() and not (tmp_path / "r1" / ".s.work").exists()
-    ref = store.run_stage("r1", "s", {}, {}, build, needs_bytes=1 << 20)
+    ref = store.run_stage("r1", "s", {}, {}, build, needs_bytes=1 << 20).ref
     # a finished stage is reused whatever the disk holds: reuse writes nothing
-    assert store.run_stage("r1", "s", {}, {}, build, needs_bytes=too_much) == ref and len(calls) == 1
+    assert store.run_stage("r1", "s", {}, {}, build, needs_bytes=too_much).ref == ref and len(calls) == 1
 
 
 def test_a_pipeline_stage_refuses_when_the_disk_is_full(pocket_run, test_recipe, tmp_path, monkeypatch):
-    from stages import cold_start
+    from stages import graph
 
-    store, _, tasks_ref, base_ref = pocket_run
+    store, _, task_data_ref, base_ref = pocket_run
     monkeypatch.setenv("R1_DISK_MARGIN", str(resources.free_bytes(store.root)))
     with pytest.raises(DiskSpaceError, match=r"disk-full/cold_start: not enough free disk .* the stage writes about"):
-        cold_start.run(test_recipe, store, "disk-full", tasks_ref, base_ref)
+        graph.build(["cold_start"], test_recipe, store, "disk-full", {"task_data": task_data_ref, "base": base_ref})
     assert not (store.root / "disk-full" / "cold_start").exists()
 
 
@@ -75,9 +75,9 @@ def test_estimate_bounds_a_real_stage_and_checkpoints_are_bounded(pocket_run, te
     from data.cold_start import pocket_cold_start
     from data.saved import load_split
 
-    _, _, tasks_ref, base_ref = pocket_run
+    _, _, task_data_ref, base_ref = pocket_run
     cfg = test_recipe.cold_start.model_copy(update={"steps": 5, "save_steps": 1, "save_total_limit": 2})
-    data = pocket_cold_start(load_split(tasks_ref, "train"), 32, 0, test_recipe.data.template)
+    data = pocket_cold_start(load_split(task_data_ref, "train"), 32, 0, test_recipe.data.template)
     work = tmp_path / "work"
     work.mkdir()
     data.save_to_disk(str(work / "dataset"))

@@ -35,7 +35,7 @@ from core.runstore import MANIFEST, RunStore
 ROOT = Path(__file__).resolve().parent.parent
 # The pipelines run from a snapshot of the source: a stage's cache key includes the code's hash, so
 # an edit to the working tree between two of the processes would (rightly) rebuild every stage.
-SOURCES = ("core", "data", "stages", "rewards", "flows", "configs")
+SOURCES = ("core", "data", "stages", "rewards", "flows", "shell", "configs")
 RL_STEPS, SAVE_STEPS, SAVE_LIMIT = 12, 2, 2
 # reasoning_rl long enough to kill in the middle; a cheaper reward model keeps the test short
 OVERRIDES = [f"reasoning_rl.steps={RL_STEPS}", f"reasoning_rl.save_steps={SAVE_STEPS}",
@@ -48,7 +48,7 @@ class Pipeline:
 
     def __init__(self, env: dict[str, str], src: Path, run_id: str, log: Path):
         recipe = src / "configs" / "pocket-test.yaml"
-        args = [sys.executable, "-m", "core.cli", "pipeline", "--recipe", str(recipe), "--run-id", run_id]
+        args = [sys.executable, "-m", "shell.cli", "pipeline", "--recipe", str(recipe), "--run-id", run_id]
         for o in OVERRIDES:
             args += ["--set", o]
         self.log = log
@@ -184,7 +184,7 @@ def test_killed_pipeline_resumes_and_never_leaves_a_corrupt_stage(pipeline):
     a.kill()
     assert not (store.root / run_id / "reasoning_rl").exists()
     done = assert_nothing_corrupt(store, run_id)
-    assert {"tasks", "base", "cold_start"} <= set(done) and "reasoning_rl" not in done
+    assert {"task_data", "base", "cold_start"} <= set(done) and "reasoning_rl" not in done
     kept = checkpoints(store, run_id)
     assert 6 in kept and len(kept) <= SAVE_LIMIT, kept  # bounded: the last N only
     # a kill in the middle of a checkpoint write leaves a directory without its trainer state
@@ -236,11 +236,11 @@ def test_killed_pipeline_resumes_and_never_leaves_a_corrupt_stage(pipeline):
     assert e.finish() == 0, e.tail()
     final = assert_nothing_corrupt(store, run_id)
     assert_untouched(after_d, final)
-    assert {"tasks", "base", "cold_start", "reasoning_rl", "rejection_sampling", "sft", "reward_model",
+    assert {"task_data", "base", "cold_start", "reasoning_rl", "rejection_sampling", "sft", "reward_model",
             "all_scenario_rl", "merged", "eval_all_scenario_rl"} <= set(final)
     assert final["reasoning_rl"]["metrics"]["resumed_from"] == f"checkpoint-{last_complete}"
-    reused = re.findall(r"flows\.tasks: (\w+): reused", e.log.read_text())
-    assert {"tasks", "base", "cold_start", "reasoning_rl"} <= set(reused)
+    reused = re.findall(r"flows\.prefect_tasks: (\w+): reused", e.log.read_text())
+    assert {"task_data", "base", "cold_start", "reasoning_rl"} <= set(reused)
     assert not [p for p in (store.root / run_id).iterdir() if p.name.endswith(".work")]
 
 

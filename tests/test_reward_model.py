@@ -12,8 +12,8 @@ from core.config import RewardSpec
 from data.general import general_rows, world
 from data.preferences import KINDS, preference_pairs
 from rewards.accuracy import verify
+from rewards.catalog import build
 from rewards.language import language_share
-from rewards.registry import build
 
 RM_OVERRIDES = ["reward_model.pairs=600", "reward_model.heldout_pairs=150", "reward_model.steps=80",
                 "reward_model.batch_size=16", "reward_model.learning_rate=1e-3"]
@@ -63,12 +63,12 @@ def trained(request, tmp_path_factory):
     torch.set_num_threads(1)
     try:
         from core.config import load_recipe
-        from stages import reward_model
+        from stages import graph
 
         store, run_id, _, base_ref = request.getfixturevalue("pocket_run")
         recipe = load_recipe("configs/pocket-test.yaml", RM_OVERRIDES)
         t0 = time.perf_counter()
-        ref = reward_model.run(recipe, store, run_id, base_ref)
+        ref = graph.build(["reward_model"], recipe, store, run_id, {"base": base_ref})["reward_model"]
         yield store, run_id, ref, time.perf_counter() - t0
     finally:
         torch.set_num_threads(threads)

@@ -9,7 +9,8 @@ import pytest
 
 from core.config import RewardSpec
 from rewards import registry
-from rewards.registry import RewardParamsError, UnknownRewardError, build, get, names, reward, validate
+from rewards.catalog import RewardParamsError, UnknownRewardError, build, get, names, validate
+from rewards.registry import reward
 from rewards.safety import SafeReward, failure_counts
 
 REQUIRED = {"accuracy", "format", "language_consistency", "overlong", "cosine_length", "token_efficiency", "code",

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from core.runstore import MANIFEST, Ref, RunStore, StageError, StageResult
+from core.runstore import MANIFEST, Ref, RunStore, StageError, StageResult, cache_key
 
 
 def writer(text, calls):
@@ -27,7 +27,7 @@ def writer(text, calls):
 def test_stage_writes_manifest_with_hashes_and_provenance(tmp_path):
     store = RunStore(tmp_path)
     calls = []
-    ref = store.run_stage("r1", "sft", {"lr": 1}, {}, writer("hello", calls))
+    ref = store.run_stage("r1", "sft", {"lr": 1}, {}, writer("hello", calls)).ref
     manifest = json.loads((tmp_path / "r1" / "sft" / MANIFEST).read_text())
     assert manifest["status"] == "complete" and manifest["stage"] == "sft"
     assert manifest["config"] == {"lr": 1} and manifest["metrics"] == {"chars": 5}
@@ -43,13 +43,26 @@ def test_cache_hit_miss_and_force(tmp_path):
     calls = []
     a = store.run_stage("r1", "s", {"lr": 1}, {}, writer("x", calls))
     b = store.run_stage("r1", "s", {"lr": 1}, {}, writer("x", calls))
-    assert calls == ["x"] and a == b                                   # hit: not rebuilt
-    c = store.run_stage("r1", "s", {"lr": 2}, {}, writer("y", calls))   # config changed: miss
-    assert calls == ["x", "y"] and c.version != a.version
-    d = store.run_stage("r1", "s", {"lr": 2}, {"prev": c}, writer("y", calls))  # new input: miss
+    assert calls == ["x"] and a.ref == b.ref                           # hit: not rebuilt
+    assert (a.reused, b.reused) == (False, True)                       # and the store says so
+    c = store.run_stage("r1", "s", {"lr": 2}, {}, writer("y", calls)).ref   # config changed: miss
+    assert calls == ["x", "y"] and c.version != a.ref.version
+    d = store.run_stage("r1", "s", {"lr": 2}, {"prev": c}, writer("y", calls)).ref  # new input: miss
     assert calls == ["x", "y", "y"] and d.version != c.version
-    store.run_stage("r1", "s", {"lr": 2}, {"prev": c}, writer("y", calls), force=True)
-    assert calls == ["x", "y", "y", "y"]
+    forced = store.run_stage("r1", "s", {"lr": 2}, {"prev": c}, writer("y", calls), force=True)
+    assert calls == ["x", "y", "y", "y"] and not forced.reused
+    other_code = store.run_stage("r1", "s", {"lr": 2}, {"prev": c}, writer("y", calls), code="another version")
+    assert calls == ["x", "y", "y", "y", "y"] and not other_code.reused   # a code change: miss
+
+
+def test_cache_key_covers_stage_config_inputs_and_code():
+    up = Ref("r", "up", "/x", "a" * 64, "v")
+    key = cache_key("s", {"lr": 1}, {"up": up}, "code-1")
+    assert key == cache_key("s", {"lr": 1}, {"up": Ref("other-run", "up", "/y", "a" * 64, "w")}, "code-1")
+    for changed in (cache_key("t", {"lr": 1}, {"up": up}, "code-1"), cache_key("s", {"lr": 2}, {"up": up}, "code-1"),
+                    cache_key("s", {"lr": 1}, {"up": Ref("r", "up", "/x", "b" * 64, "v")}, "code-1"),
+                    cache_key("s", {"lr": 1}, {"up": up}, "code-2")):
+        assert changed != key
 
 
 def test_input_hash_change_is_a_miss(tmp_path):
@@ -114,7 +127,7 @@ def test_stage_killed_midway_leaves_no_finished_looking_directory(tmp_path):
 
 def test_lineage_and_listing(tmp_path):
     store = RunStore(tmp_path)
-    a = store.run_stage("r1", "cold_start", {}, {}, writer("a", []))
+    a = store.run_stage("r1", "cold_start", {}, {}, writer("a", [])).ref
     store.run_stage("r1", "reasoning_rl", {}, {"adapter": a}, writer("b", []))
     assert [r["stages"] for r in store.runs()] == [["cold_start", "reasoning_rl"]]
     text = "\n".join(store.lineage("r1"))

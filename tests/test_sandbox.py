@@ -20,8 +20,8 @@ from pathlib import Path
 import pytest
 
 from rewards import sandbox
+from rewards.catalog import validate
 from rewards.code import check_sandbox, code_reward, pass_fraction
-from rewards.registry import validate
 from rewards.sandbox import Limits, SandboxUnavailable, describe, run_python
 
 ROOT = Path(__file__).resolve().parent.parent

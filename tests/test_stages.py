@@ -16,20 +16,11 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from core.modeling import ADAPTER
 from core.runstore import file_sha256
+from core.stage import StageCall
 from data.chat import messages, render
 from data.saved import load_sft_dataset, load_split
 from rewards.accuracy import score_completion
-from stages import (
-    all_scenario_rl,
-    cold_start,
-    distill,
-    merge,
-    r1_zero,
-    reasoning_rl,
-    rejection_sampling,
-    reward_model,
-    sft,
-)
+from stages import graph, grpo, rejection_sampling
 
 TRAINING = ["cold_start", "reasoning_rl", "sft", "all_scenario_rl"]
 
@@ -37,16 +28,8 @@ TRAINING = ["cold_start", "reasoning_rl", "sft", "all_scenario_rl"]
 @pytest.fixture(scope="module")
 def chain(pocket_run, test_recipe):
     """Every stage of the R1 pipeline on the test recipe, built once for this module."""
-    store, run_id, tasks_ref, base_ref = pocket_run
-    r = test_recipe
-    refs = {"tasks": tasks_ref, "base": base_ref}
-    refs["cold_start"] = cold_start.run(r, store, run_id, tasks_ref, base_ref)
-    refs["reasoning_rl"] = reasoning_rl.run(r, store, run_id, tasks_ref, base_ref, refs["cold_start"])
-    refs["rejection_sampling"] = rejection_sampling.run(r, store, run_id, tasks_ref, base_ref, refs["reasoning_rl"])
-    refs["sft"] = sft.run(r, store, run_id, base_ref, refs["rejection_sampling"], refs["reasoning_rl"])
-    refs["reward_model"] = reward_model.run(r, store, run_id, base_ref)
-    refs["all_scenario_rl"] = all_scenario_rl.run(r, store, run_id, tasks_ref, base_ref, refs["sft"],
-                                                  refs["reward_model"])
+    store, run_id, task_data_ref, base_ref = pocket_run
+    refs = graph.build(["all_scenario_rl"], test_recipe, store, run_id, {"task_data": task_data_ref, "base": base_ref})
     return store, run_id, refs
 
 
@@ -68,7 +51,7 @@ def test_adapter_loads_with_peft_and_generates(chain, test_recipe, stage):
 
 
 @pytest.mark.parametrize("stage", TRAINING + ["rejection_sampling"])
-def test_manifest_records_hashed_inputs_and_outputs(chain, stage):
+def test_manifest_records_hashed_inputs_and_outputs(chain, test_recipe, stage):
     store, run_id, refs = chain
     manifest = store.manifest(run_id, stage)
     assert manifest["status"] == "complete"
@@ -76,6 +59,10 @@ def test_manifest_records_hashed_inputs_and_outputs(chain, stage):
     for rel, digest in manifest["outputs"].items():
         assert file_sha256(Path(refs[stage].path) / rel) == digest
     assert not [p for p in manifest["outputs"] if p.startswith("checkpoints/")]  # resume state is dropped
+    # the key the store used is the one StageCall.key builds from the stage's declaration
+    spec = graph.BY_NAME[stage]
+    inputs = {name: refs[src] for name, src in spec.inputs.items()}
+    assert manifest["cache_key"] == StageCall(spec, test_recipe, store, run_id, inputs).key()
 
 
 def test_the_same_adapter_moves_through_the_stages(chain):
@@ -128,14 +115,15 @@ def test_all_scenario_guard_and_reward_routing(chain):
 def test_sft_from_base_starts_a_fresh_adapter(chain, test_recipe, tmp_path):
     store, run_id, refs = chain
     recipe = test_recipe.model_copy(update={"sft": test_recipe.sft.model_copy(update={"from_base": True})})
-    ref = sft.run(recipe, store, run_id + "-frombase", refs["base"], refs["rejection_sampling"], refs["reasoning_rl"])
+    inputs = {"base": refs["base"], "dataset": refs["rejection_sampling"], "adapter": refs["reasoning_rl"]}
+    ref = graph.BY_NAME["sft"].run(StageCall(graph.BY_NAME["sft"], recipe, store, run_id + "-frombase", inputs)).ref
     assert "adapter" not in store.manifest(run_id + "-frombase", "sft")["inputs"]
     assert _adapter_weights(ref).keys() == _adapter_weights(refs["sft"]).keys()
 
 
 def test_merged_model_is_a_plain_hf_directory(chain, test_recipe):
     store, run_id, refs = chain
-    ref = merge.run(test_recipe, store, run_id, refs["base"], refs["all_scenario_rl"])
+    ref = graph.build(["merged"], test_recipe, store, run_id, refs)["merged"]
     model = AutoModelForCausalLM.from_pretrained(str(Path(ref.path) / "model"))
     peft = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(refs["base"].path),
                                      str(Path(refs["all_scenario_rl"].path) / ADAPTER)).merge_and_unload()
@@ -144,8 +132,8 @@ def test_merged_model_is_a_plain_hf_directory(chain, test_recipe):
 
 
 def test_r1_zero_trains_a_fresh_adapter_with_accuracy_and_format(pocket_run, test_recipe):
-    store, run_id, tasks_ref, base_ref = pocket_run
-    ref = r1_zero.run(test_recipe, store, run_id, tasks_ref, base_ref)
+    store, run_id, task_data_ref, base_ref = pocket_run
+    ref = graph.build(["r1_zero"], test_recipe, store, run_id, {"task_data": task_data_ref, "base": base_ref})["r1_zero"]
     manifest = store.manifest(run_id, "r1_zero")
     assert "adapter" not in manifest["inputs"]
     history = json.loads((Path(ref.path) / "log_history.json").read_text())
@@ -156,12 +144,11 @@ def test_r1_zero_trains_a_fresh_adapter_with_accuracy_and_format(pocket_run, tes
 
 def test_distillation_student_is_smaller_and_trained_two_ways(chain, test_recipe):
     store, run_id, refs = chain
-    student = distill.student_base(test_recipe, store, run_id, refs["tasks"])
-    n_student = AutoModelForCausalLM.from_pretrained(student.path).num_parameters()
+    students = graph.build(["student_distilled", "student_rl"], test_recipe, store, run_id, refs)
+    n_student = AutoModelForCausalLM.from_pretrained(students["student_base"].path).num_parameters()
     n_teacher = AutoModelForCausalLM.from_pretrained(refs["base"].path).num_parameters()
     assert n_student < n_teacher
-    distilled = distill.distilled(test_recipe, store, run_id, student, refs["rejection_sampling"])
-    rl_only = distill.rl_only(test_recipe, store, run_id, refs["tasks"], student)
+    distilled, rl_only = students["student_distilled"], students["student_rl"]
     assert store.manifest(run_id, "student_distilled")["inputs"]["dataset"]["sha256"] == \
         refs["rejection_sampling"].sha256
     assert "dataset" not in store.manifest(run_id, "student_rl")["inputs"]
@@ -174,14 +161,15 @@ def test_guard_writes_files_only_on_rank_zero(chain, test_recipe, tmp_path):
     from transformers import TrainerControl, TrainerState
 
     store, run_id, refs = chain
-    heldout = list(load_split(refs["tasks"], "heldout"))[:4]
+    heldout = list(load_split(refs["task_data"], "heldout"))[:4]
     model = AutoModelForCausalLM.from_pretrained(refs["base"].path)
     for rank_zero, work in ((False, tmp_path / "rank1"), (True, tmp_path / "rank0")):
-        guard = all_scenario_rl.RewardHackingGuard(refs["base"].path, heldout, test_recipe,
-                                                    test_recipe.all_scenario_rl.guard, work)
+        cfg = test_recipe.all_scenario_rl
+        guard = grpo.RewardHackingGuard(refs["base"].path, heldout, test_recipe.data.template, cfg.guard,
+                                        cfg.max_completion_length, work)
         guard.on_train_begin(None, TrainerState(is_world_process_zero=rank_zero), TrainerControl(), model=model)
         assert len(guard.history) == 1
-        assert (work / all_scenario_rl.BEST).is_dir() == rank_zero
+        assert (work / grpo.BEST).is_dir() == rank_zero
         assert (work / "heldout_curve.json").is_file() == rank_zero
 
 
@@ -194,7 +182,7 @@ def test_rejection_sampling_without_vllm_warns_and_samples_with_hf(chain, test_r
     store, run_id, refs = chain
     cfg = test_recipe.rejection_sampling.model_copy(update={"use_vllm": True, "samples_per_prompt": 2})
     recipe = test_recipe.model_copy(update={"rejection_sampling": cfg})
-    prompts = [r["prompt"] for r in load_split(refs["tasks"], "train").select(range(3))]
+    prompts = [r["prompt"] for r in load_split(refs["task_data"], "train").select(range(3))]
     with caplog.at_level(logging.WARNING, logger="core.generation"):
         samples = rejection_sampling.sample(recipe, refs["base"], refs["reasoning_rl"], prompts)
     assert [len(s) for s in samples] == [2, 2, 2]

@@ -5,6 +5,7 @@ lineage base -> cold start -> RL -> dataset -> SFT -> RL."""
 from __future__ import annotations
 
 import pytest
+from wandb_offline import offline_runs
 
 from core import tracking
 from core.runstore import RunStore, StageError, StageResult
@@ -12,7 +13,7 @@ from core.runstore import RunStore, StageError, StageResult
 
 def _runs_by_stage(store: RunStore, run_id: str) -> dict[str, list[dict]]:
     out: dict[str, list[dict]] = {}
-    for run in tracking.offline_runs(store.root / run_id, wait_s=30):
+    for run in offline_runs(store.root / run_id, wait_s=30):
         out.setdefault(run["job_type"], []).append(run)
     return out
 
@@ -28,17 +29,17 @@ def test_a_built_stage_is_one_offline_run_and_a_reused_one_none(tmp_path, monkey
         return StageResult(metrics={"rows": 3, "accuracy": 0.5, "nested": {"skip": 1}})
 
     assert tracking.report_to() == "none"
-    ref = store.run_stage("r1", "tasks", {"size": 3}, {}, build)
+    ref = store.run_stage("r1", "task_data", {"size": 3}, {}, build, kind="dataset").ref
     assert seen_report_to == ["wandb"] and tracking.report_to() == "none"
-    again = store.run_stage("r1", "tasks", {"size": 3}, {}, build)
-    assert again == ref and len(seen_report_to) == 1
+    again = store.run_stage("r1", "task_data", {"size": 3}, {}, build, kind="dataset")
+    assert again.ref == ref and again.reused and len(seen_report_to) == 1
 
-    (run,) = tracking.offline_runs(tmp_path / "r1", wait_s=30)
-    assert (run["group"], run["job_type"], run["name"]) == ("r1", "tasks", "r1/tasks")
+    (run,) = offline_runs(tmp_path / "r1", wait_s=30)
+    assert (run["group"], run["job_type"], run["name"]) == ("r1", "task_data", "r1/task_data")
     assert run["config"]["stage_config"] == {"size": 3} and run["exit_code"] == 0
     assert run["summary"]["stage/rows"] == 3 and run["summary"]["stage/accuracy"] == 0.5
     (art,) = run["logged_artifacts"]
-    assert (art["name"], art["type"]) == ("r1-tasks", "dataset")
+    assert (art["name"], art["type"]) == ("r1-task_data", "dataset")
     assert art["metadata"]["sha256"] == ref.sha256 and art["metadata"]["version"] == ref.version
     assert "manifest.json" in art["files"]
 
@@ -52,13 +53,13 @@ def test_a_failed_stage_ends_its_run_with_an_error_and_logs_no_artifact(tmp_path
 
     with pytest.raises(StageError):
         store.run_stage("r1", "cold_start", {}, {}, build)
-    (run,) = tracking.offline_runs(tmp_path / "r1", wait_s=30)
+    (run,) = offline_runs(tmp_path / "r1", wait_s=30)
     assert run["exit_code"] != 0 and not run["logged_artifacts"]
 
 
 def test_disabled_tracking_opens_no_run(tmp_path, monkeypatch):
     monkeypatch.setenv("WANDB_MODE", "disabled")
-    RunStore(tmp_path).run_stage("r1", "tasks", {}, {}, lambda work: None)
+    RunStore(tmp_path).run_stage("r1", "task_data", {}, {}, lambda work: None)
     assert not (tmp_path / "r1" / "wandb").exists()
 
 

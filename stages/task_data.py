@@ -1,4 +1,4 @@
-"""Stage 0a: the task data. Loads the recipe's sources, splits train / held-out, saves both."""
+"""Stage 0a, the task data: load the recipe's task sources, split train / held-out, save both."""
 
 from __future__ import annotations
 
@@ -7,16 +7,14 @@ from pathlib import Path
 
 import datasets
 
-from core.config import Recipe
-from core.runstore import Ref, RunStore, StageResult
+from core.runstore import StageOutcome, StageResult
+from core.stage import StageCall
 from data import sources
 from data.split import split
 
-STAGE = "tasks"
 
-
-def run(recipe: Recipe, store: RunStore, run_id: str, force: bool = False) -> Ref:
-    data = recipe.data
+def run(call: StageCall) -> StageOutcome:
+    data = call.cfg
 
     def build(work: Path) -> StageResult:
         datasets.disable_progress_bars()  # saving a few hundred rows needs no bar
@@ -29,4 +27,4 @@ def run(recipe: Recipe, store: RunStore, run_id: str, force: bool = False) -> Re
             "train_tasks": dict(Counter(r["task"] for r in train)),
         })
 
-    return store.run_stage(run_id, STAGE, data.model_dump(mode="json"), {}, build, force=force)
+    return call.run(build)

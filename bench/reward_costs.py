@@ -1,9 +1,9 @@
 """Benchmark: milliseconds to score 1,000 completions with each rule reward (single process, this machine).
 
-Run:  .venv/bin/python bench/rewards.py
+Run:  .venv/bin/python -m bench.reward_costs
 The completions are pocket-world chain sums in the corpus styles (steps in English, French or
 mixed, direct answers, self-corrections), right and wrong, well- and ill-formed, as TRL passes
-them (8 completions per prompt, token ids included). Writes bench/results/rewards.json.
+them (8 completions per prompt, token ids included). Writes bench/results/reward_costs.json.
 """
 
 from __future__ import annotations
@@ -11,15 +11,11 @@ from __future__ import annotations
 import json
 import random
 import statistics
-import sys
 import time
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-
-from data import pocket  # noqa: E402
-from rewards.registry import get  # noqa: E402
+from bench.common import RESULTS, ROOT
+from data import pocket
+from rewards.catalog import get
 
 N = 1000
 GROUP = 8
@@ -75,7 +71,7 @@ def main() -> None:
         print(f"{label:36s} {results[label]:9.2f} ms per {N} completions")
     total = round(sum(v for k, v in results.items() if k != "accuracy (math, no task)"), 2)
     print(f"{'total (one of each reward)':36s} {total:9.2f} ms per {N} completions")
-    out = ROOT / "bench" / "results" / "rewards.json"
+    out = RESULTS / "reward_costs.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps({"completions": n, "repeats": REPEATS, "statistic": "median",
                                "reward_ms_per_1000": results, "total_ms_per_1000": total}, indent=2) + "\n")

@@ -32,6 +32,7 @@ from urllib.parse import urlparse
 from packaging.specifiers import SpecifierSet
 from packaging.version import Version
 
+from core import resources
 from core.runstore import PROJECT_ROOT, default_root
 
 OK, WARN, FAIL = "ok", "warn", "fail"
@@ -92,7 +93,7 @@ def check_versions(pins: dict[str, str] | None = None) -> Finding:
 
 
 def check_device() -> Finding:
-    import torch
+    import torch  # seconds to import: only this check needs it
 
     threads = os.environ.get("OMP_NUM_THREADS")
     if torch.cuda.is_available():
@@ -111,12 +112,10 @@ def check_device() -> Finding:
 
 
 def check_disk(root: Path | None = None, comfortable: int = 10 << 30) -> Finding:
-    from core import resources
-
     root = root or default_root()
     try:
         margin = resources.margin_bytes()
-    except resources.DiskSpaceError as exc:
+    except ValueError as exc:
         return Finding("disk", FAIL, str(exc), f"set {resources.MARGIN_ENV} to a size such as 2G, or unset it")
     free = resources.free_bytes(root)
     detail = f"{resources.human(free)} free at {root} (every stage keeps {resources.human(margin)} free: " \

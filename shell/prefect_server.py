@@ -1,8 +1,8 @@
 """A local Prefect server and process worker in the background, and the project's deployments.
 
-    python -m core.prefect_server start [--port 4200]   server + worker, wait until both answer, deploy
-    python -m core.prefect_server deploy                 (re)deploy prefect.yaml to the running server
-    python -m core.prefect_server stop                   stop both (their whole process groups)
+    python -m shell.prefect_server start [--port 4200]   server + worker, wait until both answer, deploy
+    python -m shell.prefect_server deploy                 (re)deploy prefect.yaml to the running server
+    python -m shell.prefect_server stop                   stop both (their whole process groups)
 
 State lives under PREFECT_HOME (the project's .prefect/ from the Makefile): the SQLite database, the
 logs, and pids.json naming the processes to stop. `start` also points that profile's
@@ -217,7 +217,7 @@ def _set_profile_api(env: dict[str, str], url: str | None) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m core.prefect_server", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m shell.prefect_server", description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("start", help="start server + worker in the background, wait, deploy")
     p.add_argument("--port", type=int, default=int(os.environ.get("PREFECT_PORT", 4200)))

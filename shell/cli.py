@@ -14,12 +14,19 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 
 from core.config import RecipeError, load_recipe
 from core.modeling import ModelError
-from core.runstore import RunStore, StageError
+from core.runstore import PROJECT_ROOT, RunStore, StageError
+from core.stage import StageCall
 from data.sources import DataError
+from flows.report import build_report, eval_results
+from shell import doctor
+from shell.plan import dry_run
+from stages import graph
+from stages.evaluation import format_table, import_adapter, load_results
 
 
 def _recipe_args(p: argparse.ArgumentParser) -> None:
@@ -29,28 +36,25 @@ def _recipe_args(p: argparse.ArgumentParser) -> None:
                    help="override a recipe value, e.g. --set model.pocket.steps=100 (repeatable)")
     p.add_argument("--run-id", help="continue this run (finished stages are reused); default: a new run")
     p.add_argument("--force", action="append", default=[], metavar="STAGE",
-                   help="rebuild STAGE even if it is unchanged (repeatable; 'all' for every stage)")
+                   help="rebuild STAGE even if it is unchanged (repeatable; 'all' for every stage). Stages: "
+                        f"{', '.join(graph.BY_NAME)}, and eval_<stage> for an evaluation")
 
 
 def cmd_pipeline(args: argparse.Namespace) -> int:
     """The r1-pipeline Prefect flow, called directly (no server or worker needed), then the eval table."""
-    import os
-
-    from core.runstore import PROJECT_ROOT
-
     # Prefect's local state (its temporary server's SQLite database) stays in the project by default.
     os.environ.setdefault("PREFECT_HOME", str(PROJECT_ROOT / ".prefect"))
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per Prefect API call otherwise
-    from core.evaluation import format_table
-    from core.report import eval_results
+    # Imported here, after the settings above: importing Prefect reads them and installs its logging
+    # handlers, which the other commands do not need.
     from flows.pipeline import r1_pipeline
 
     load_recipe(args.recipe, args.overrides)  # a config error stops here, before Prefect starts
     out = r1_pipeline(recipe=args.recipe, overrides=args.overrides, run_id=args.run_id, force=args.force)
     store = RunStore()
     print(f"\nrun {out['run_id']}  (store {store.root})\n")
-    base_metrics = (store.manifest(out["run_id"], "base") or {}).get("metrics", {})
+    base_metrics = (store.manifest(out["run_id"], graph.BASE) or {}).get("metrics", {})
     if "accuracy_all" in base_metrics:
         print(format_base_accuracy(base_metrics) + "\n")
     print(format_table(eval_results(store, out["run_id"])))
@@ -60,19 +64,20 @@ def cmd_pipeline(args: argparse.Namespace) -> int:
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
     """Evaluate any HF model directory, merged model or PEFT adapter on the recipe's held-out prompts."""
-    from core.evaluation import format_table
-    from stages import base, evaluate, tasks
-
     overrides = args.overrides + ([f"model.base={args.model}"] if args.model else [])
     recipe = load_recipe(args.recipe, overrides)
     store = RunStore()
     run_id = args.run_id or store.new_run_id(f"eval-{recipe.name}")
-    tasks_ref = tasks.run(recipe, store, run_id)
-    base_ref = base.run(recipe, store, run_id, tasks_ref)
-    adapter_ref = evaluate.import_adapter(store, run_id, args.adapter) if args.adapter else None
+    refs = {}
+    for spec in graph.needed([graph.BASE]):  # the task data and the base model
+        refs[spec.name] = spec.run(StageCall(spec, recipe, store, run_id, {n: refs[s] for n, s in spec.inputs.items()})).ref
     name = args.name or ("adapter" if args.adapter else "model")
-    ref = evaluate.run(recipe, store, run_id, tasks_ref, base_ref, adapter_ref, name, force=args.force)
-    results = evaluate.load_results(ref)
+    spec = graph.evaluation_spec(name, adapter_stage="adapter_import" if args.adapter else None)
+    if args.adapter:
+        refs["adapter_import"] = import_adapter(store, run_id, args.adapter)
+    inputs = {n: refs[s] for n, s in spec.inputs.items()}
+    ref = spec.run(StageCall(spec, recipe, store, run_id, inputs, force=args.force)).ref
+    results = load_results(ref)
     print(format_table({name: results}))
     for task, m in results["per_task"].items():
         print(f"  {task}: pass@1 {m['pass_at_1']:.3f}, cons@{results['k']} {m['cons_at_k']:.3f}, "
@@ -82,8 +87,6 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from core.report import build_report
-
     store = RunStore()
     if not store.stages(args.run_id):
         print(f"run {args.run_id!r} has no finished stages in {store.root}", file=sys.stderr)
@@ -131,16 +134,12 @@ def cmd_lineage(args: argparse.Namespace) -> int:
 
 def cmd_dry_run(args: argparse.Namespace) -> int:
     """Validate a recipe and print its plan; loads no weights and no data."""
-    from core.plan import dry_run
-
     print(dry_run(args.recipe, args.overrides))
     return 0
 
 
 def cmd_doctor(args: argparse.Namespace) -> int:
     """Print the machine's readiness report; exit 1 when a check fails."""
-    from core import doctor
-
     findings = doctor.run_checks()
     print(doctor.format_report(findings))
     return doctor.exit_status(findings)

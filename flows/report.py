@@ -1,7 +1,8 @@
 """The run report: runs/<run_id>/report/ with PNG plots of every training stage and the eval table.
+Every flow ends with it (flows/prefect_tasks.py); `r1 report RUN_ID` rebuilds it.
 
 Everything is read back from the run store (each stage's log_history.json and manifest, each
-eval_<name>/eval.json), so a report can be rebuilt for any run at any time: `r1 report RUN_ID`.
+evaluation's eval.json), so a report can be rebuilt for any run at any time: `r1 report RUN_ID`.
 One figure per metric, one line per training stage (x = the stage's own optimizer step), plus a
 bar chart of the held-out evaluation across stages; index.md ties them together.
 """
@@ -20,16 +21,16 @@ matplotlib.use("Agg")  # files only: no display on servers and workers
 import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 
-from core.evaluation import format_table
 from core.runstore import RunStore  # noqa: E402
+from core.trainers import LOG_HISTORY  # noqa: E402
+from rewards.monitors import NAMES as MONITORS  # noqa: E402 (zero-weight statistics, not rewards)
+from stages import graph  # noqa: E402
+from stages.evaluation import evaluated_name, format_table  # noqa: E402
 
 log = logging.getLogger(__name__)
 
-# Pipeline order: fixes each stage's colour and the order of legends and tables.
-STAGE_ORDER = ("base", "cold_start", "reasoning_rl", "sft", "all_scenario_rl", "r1_zero",
-               "student_base", "student_distilled", "student_rl")
-LOG_HISTORY = "log_history.json"
-MONITORS = {"reflection_words", "reflection_rate", "wrote_steps"}  # zero-weight statistics, not rewards
+# The evaluated stages in the graph's order: fixes each stage's colour and the order of legends and tables.
+STAGE_ORDER = tuple(s.name for s in graph.STAGES if s.evaluated)
 EVAL_RATES = (("pass_at_1", "pass@1"), ("cons_at_k", "cons@k"), ("greedy_accuracy", "greedy accuracy"),
               ("language_consistency", "language consistency"))
 
@@ -55,12 +56,13 @@ def histories(store: RunStore, run_id: str) -> dict[str, list[dict[str, Any]]]:
 
 
 def eval_results(store: RunStore, run_id: str) -> dict[str, dict[str, Any]]:
-    """name -> eval.json of every finished eval_<name> stage, in pipeline order."""
+    """evaluated name -> eval.json of every finished evaluation stage, in pipeline order."""
     found = {}
     for m in store.stages(run_id):
+        name = evaluated_name(m["stage"])
         path = store.stage_dir(run_id, m["stage"]) / "eval.json"
-        if m["stage"].startswith("eval_") and path.is_file():
-            found[m["stage"].removeprefix("eval_")] = json.loads(path.read_text())
+        if name is not None and path.is_file():
+            found[name] = json.loads(path.read_text())
     return dict(sorted(found.items(), key=lambda kv: _order(kv[0])))
 
 
@@ -120,16 +122,17 @@ def reward_functions(hists: dict[str, list[dict[str, Any]]]) -> list[str]:
 
 
 def _guard_line(store: RunStore, run_id: str) -> Any:
-    """The all-scenario stage's held-out accuracy checks (reward-hacking guard), drawn on the accuracy panel."""
-    manifest = store.manifest(run_id, "all_scenario_rl") or {}
-    guard = (manifest.get("metrics") or {}).get("guard_history") or []
+    """The held-out accuracy checks of a stage's reward-hacking guard, drawn on the accuracy panel."""
+    guarded = {m["stage"]: m["metrics"]["guard_history"] for m in store.stages(run_id)
+               if (m.get("metrics") or {}).get("guard_history")}
 
     def draw(axes: Any) -> bool:
-        if not guard:
+        if not guarded:
             return False
         ax = axes[0]
-        ax.plot([g["step"] for g in guard], [g["heldout_accuracy"] for g in guard], linestyle="--",
-                label="all_scenario_rl (held-out, guard)", **_style("all_scenario_rl"))
+        for stage, guard in guarded.items():
+            ax.plot([g["step"] for g in guard], [g["heldout_accuracy"] for g in guard], linestyle="--",
+                    label=f"{stage} (held-out, guard)", **_style(stage))
         ax.legend(title="stage", fontsize=8)
         return True
 

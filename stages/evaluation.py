@@ -1,5 +1,7 @@
-"""Held-out evaluation: pass@1 from k samples, cons@k by majority vote, greedy accuracy, response
-length, language consistency and reflection words, per task and overall.
+"""Held-out evaluation, as a stage (eval_<name>) and as the maths behind it: pass@1 from k samples,
+cons@k by majority vote, greedy accuracy, response length, language consistency and reflection
+words, per task and overall, on the held-out prompts only (never the training split). The stage
+evaluates a base model, or the base with a stage's adapter, and writes eval.json and table.md.
 
 pass@1 is estimated as the mean share of correct samples per prompt (the paper's estimator with
 k samples at temperature 0.6, top-p 0.95). cons@k takes the most frequent extracted answer among
@@ -9,18 +11,38 @@ goes to the answer reached first, i.e. the earliest sample among the tied ones) 
 
 from __future__ import annotations
 
+import json
 from collections import Counter, defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from core.config import EvalConfig, TemplateConfig
 from core.generation import Completion, generate
+from core.modeling import ModelError, adapter_path, inference_model, load_tokenizer
+from core.runstore import Ref, RunStore, StageOutcome, StageResult
+from core.stage import StageCall
 from data.chat import messages, render
-from rewards.accuracy import normalize, verify
+from data.saved import load_split
+from rewards.accuracy import is_correct, normalize
 from rewards.extract import extract_answer, think_text
 from rewards.language import language_share
 from rewards.reflection import reflection_count
+
+RESULTS = "eval.json"
+PREFIX = "eval_"
+
+
+def stage_name(evaluated: str) -> str:
+    """The evaluation stage of `evaluated` (a stage, or a name given to a model): eval_<name>. The one
+    place that builds these names."""
+    return f"{PREFIX}{evaluated}"
+
+
+def evaluated_name(stage: str) -> str | None:
+    """What an evaluation stage evaluated (None when `stage` is not an evaluation)."""
+    return stage.removeprefix(PREFIX) if stage.startswith(PREFIX) else None
 
 
 @dataclass(frozen=True)
@@ -36,8 +58,7 @@ class Sample:
 
 def score_sample(completion: Completion, row: dict[str, Any], language: str) -> Sample:
     answer = extract_answer(completion.text)
-    score = verify(answer, row["answer"], row.get("task"), row.get("metadata"))
-    return Sample(answer=answer, correct=(score or 0.0) >= 1.0, num_tokens=completion.num_tokens,
+    return Sample(answer=answer, correct=is_correct(answer, row), num_tokens=completion.num_tokens,
                   language_consistency=language_share(think_text(completion.text) or completion.text, language),
                   reflection_words=reflection_count(completion.text))
 
@@ -59,7 +80,7 @@ def majority_answer(samples: Sequence[Sample]) -> str | None:
 def cons_at_k(samples: Sequence[Sample], row: dict[str, Any]) -> bool:
     """Whether the majority answer of the samples is correct."""
     answer = majority_answer(samples)
-    return answer is not None and (verify(answer, row["answer"], row.get("task"), row.get("metadata")) or 0.0) >= 1.0
+    return answer is not None and is_correct(answer, row)
 
 
 def _mean(values: Sequence[float]) -> float:
@@ -90,8 +111,8 @@ def summarize(rows: Sequence[dict[str, Any]], sampled: Sequence[Sequence[Sample]
     return {"overall": metrics(groups["overall"]), "per_task": per_task, "k": len(sampled[0]) if sampled else 0}
 
 
-def evaluate(model: Any, tokenizer: Any, rows: Sequence[dict[str, Any]], cfg: EvalConfig,
-             template: TemplateConfig, language: str, seed: int = 0, desc: str = "evaluating") -> dict[str, Any]:
+def heldout_metrics(model: Any, tokenizer: Any, rows: Sequence[dict[str, Any]], cfg: EvalConfig,
+                    template: TemplateConfig, language: str, seed: int = 0, desc: str = "evaluating") -> dict[str, Any]:
     """Sample k completions and one greedy completion per held-out row, score and summarise them."""
     prompts = [render(tokenizer, messages(r["prompt"], template)) for r in rows]
     sampled = generate(model, tokenizer, prompts, max_new_tokens=cfg.max_new_tokens, temperature=cfg.temperature,
@@ -120,3 +141,44 @@ def format_table(results: dict[str, dict[str, Any]]) -> str:
                  f"{o['mean_length']:.1f}", f"{o['language_consistency']:.3f}", f"{o['reflection_words']:.2f}"]
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
+
+
+# --- the stage ---------------------------------------------------------------------------------
+
+
+def heldout_rows(cfg: EvalConfig, task_data_ref: Ref) -> list[dict[str, Any]]:
+    """The held-out rows an evaluation uses (at most `eval.prompts` of them)."""
+    rows = list(load_split(task_data_ref, "heldout"))
+    return rows[: cfg.prompts] if cfg.prompts else rows
+
+
+def load_results(ref: Ref) -> dict[str, Any]:
+    """The eval.json an evaluation stage wrote."""
+    return json.loads((Path(ref.path) / RESULTS).read_text())
+
+
+def import_adapter(store: RunStore, run_id: str, path: str) -> Ref:
+    """Record a user's PEFT adapter directory (hashed by content) so it can be evaluated like a stage's."""
+    adapter = Path(path)
+    if not (adapter / "adapter_config.json").is_file():
+        raise ModelError(f"{path}: not a PEFT adapter directory (expected adapter_config.json in it)")
+    return store.run_stage(run_id, "adapter_import", {"path": str(adapter.resolve())}, {},
+                           lambda work: StageResult(artifact=adapter.resolve())).ref
+
+
+def run(call: StageCall) -> StageOutcome:
+    """Evaluate the `base` input, with the `adapter` input applied when there is one."""
+    cfg, recipe = call.cfg, call.recipe
+    task_data_ref, base_ref, adapter_ref = call.inputs["task_data"], call.inputs["base"], call.inputs.get("adapter")
+    name = evaluated_name(call.spec.name)
+
+    def build(work: Path) -> StageResult:
+        tokenizer = load_tokenizer(base_ref.path)
+        model = inference_model(base_ref.path, adapter_path(adapter_ref) if adapter_ref else None, recipe.model.dtype)
+        results = heldout_metrics(model, tokenizer, heldout_rows(cfg, task_data_ref), cfg, recipe.data.template,
+                                  recipe.data.language, seed=recipe.seed, desc=f"evaluating {name}")
+        (work / RESULTS).write_text(json.dumps(results, indent=2))
+        (work / "table.md").write_text(format_table({name: results}) + "\n")
+        return StageResult(metrics=results["overall"])
+
+    return call.run(build)

@@ -1,0 +1,189 @@
+"""Prefect tasks: one task per stage of the graph (stages/graph.py), a thin wrapper that calls the
+stage function with a StageCall and returns its Ref; `run_flow` chains a flow's stages in the
+graph's order, then its evaluations and the report.
+
+Stages hand each other small references (path + hash + version), never models. The run store is
+the cache (an unchanged stage is reused) and says whether it built or reused, so Prefect's own task
+caching is off. Stages declared with retries (loading task data, evaluating) retry once, but never
+on a config or data error: those fail the same way every time. Training steps do not retry: a
+failed run is resumed by running the flow again with the same run id. Each stage publishes a
+Prefect table artifact with its metrics and output paths.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from prefect import Task, task
+from prefect.artifacts import create_link_artifact, create_markdown_artifact, create_table_artifact
+from prefect.cache_policies import NO_CACHE
+from prefect.client.orchestration import get_client
+from prefect.context import FlowRunContext
+from prefect.runtime import flow_run
+
+from core.config import Recipe, RecipeError, load_recipe
+from core.runstore import Ref, RunStore, StageOutcome
+from core.stage import StageCall, StageSpec
+from data.sources import DataError
+from flows.report import build_report
+from stages import graph, preflight
+from stages.evaluation import format_table, load_results
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class PipelineRun:
+    """What every task needs to find its place: the resolved recipe, the run store and the run id."""
+
+    recipe: Recipe
+    store: RunStore
+    run_id: str
+    force: frozenset[str] = field(default_factory=frozenset)
+
+    @property
+    def name(self) -> str:
+        return self.recipe.name
+
+    def forced(self, stage: str) -> bool:
+        return stage in self.force or "all" in self.force
+
+
+def start(recipe: str, overrides: list[str] | None, run_id: str | None, force: list[str] | None) -> PipelineRun:
+    """Load and validate the recipe first (a config error fails here, before any training), then
+    take the given run id (resume) or make a new one, and put it in the flow run's name."""
+    resolved = load_recipe(recipe, overrides or [])
+    preflight.check_recipe(resolved, str(recipe))  # rewards, model paths, causal LM: before a run dir exists
+    store = RunStore()
+    run_id = run_id or store.new_run_id(resolved.name)
+    log.info("run %s (recipe %s, store %s)", run_id, resolved.name, store.root)
+    _rename_flow_run(resolved.name, run_id)
+    return PipelineRun(resolved, store, run_id, frozenset(force or []))
+
+
+def flow_run_name() -> str:
+    """`<flow> · <recipe> · <run id>` from the flow's parameters (a new run id is filled in by start())."""
+    params = flow_run.parameters
+    recipe = Path(str(params.get("recipe", "pocket"))).stem
+    return f"{flow_run.flow_name} · {recipe} · {params.get('run_id') or 'new run'}"
+
+
+def _rename_flow_run(recipe: str, run_id: str) -> None:
+    ctx = FlowRunContext.get()
+    if ctx is None or ctx.flow_run is None:
+        return
+    try:
+        with get_client(sync_client=True) as client:
+            client.update_flow_run(ctx.flow_run.id, name=f"{ctx.flow.name} · {recipe} · {run_id}")
+    except Exception as exc:  # a cosmetic step: never fail a run for it
+        log.warning("could not rename the flow run: %s", exc)
+
+
+def not_a_config_error(task: Any, task_run: Any, state: Any) -> bool:
+    """Retry unless the failure (or its cause) is a recipe or data error: retrying cannot fix those."""
+    try:
+        state.result()
+    except Exception as exc:
+        err: BaseException | None = exc
+        while err is not None:
+            if isinstance(err, RecipeError | DataError):
+                return False
+            err = err.__cause__
+    return True
+
+
+def _key(*parts: str) -> str:
+    """Prefect artifact keys: lowercase letters, digits and dashes."""
+    return re.sub(r"[^a-z0-9-]+", "-", "-".join(parts).lower()).strip("-")
+
+
+def publish_stage(run: PipelineRun, outcome: StageOutcome) -> None:
+    """A Prefect table artifact for a stage: its output reference, whether it was reused, and its
+    scalar metrics."""
+    ref, reused = outcome.ref, outcome.reused
+    manifest = run.store.manifest(run.run_id, ref.stage) or {}
+    rows = [{"field": "output", "value": ref.path}, {"field": "stage dir", "value": str(run.store.stage_dir(
+        run.run_id, ref.stage))}, {"field": "version", "value": ref.version},
+        {"field": "sha256", "value": ref.sha256[:16]}, {"field": "reused", "value": str(reused)},
+        {"field": "wall_s", "value": str(manifest.get("wall_s", ""))}]
+    for k, v in (manifest.get("metrics") or {}).items():
+        if isinstance(v, int | float | str) or v is None:
+            rows.append({"field": k, "value": f"{v:.4g}" if isinstance(v, float) else str(v)})
+    create_table_artifact(rows, key=_key(run.name, ref.stage),
+                          description=f"{ref.stage} of run {run.run_id} ({'reused' if reused else 'built'})")
+
+
+NAME = "{run.recipe.name} · {run.run_id} · {spec.name}"
+IO = {"retries": 1, "retry_delay_seconds": 2, "retry_condition_fn": not_a_config_error, "cache_policy": NO_CACHE}
+TRAIN = {"retries": 0, "cache_policy": NO_CACHE}
+
+
+@task(task_run_name=NAME, **TRAIN)
+def run_stage(run: PipelineRun, spec: StageSpec, inputs: dict[str, Ref]) -> Ref:
+    """One stage: build it in the run store or reuse it, say which, publish its artifact."""
+    outcome = spec.run(StageCall(spec, run.recipe, run.store, run.run_id, inputs, force=run.forced(spec.name)))
+    log.info("%s: %s (v%s)", spec.name, "reused" if outcome.reused else "built", outcome.ref.version)
+    publish_stage(run, outcome)
+    return outcome.ref
+
+
+def stage_task(spec: StageSpec) -> Task:
+    """The Prefect task of a stage: named after it, retried only where the stage is declared retryable."""
+    options = {**IO, "retries": spec.retries} if spec.retries else TRAIN
+    return run_stage.with_options(name=spec.name, **options)
+
+
+def run_stages(run: PipelineRun, specs: list[StageSpec], refs: dict[str, Ref]) -> dict[str, Ref]:
+    """Run stages in order, each on the references of the stages it reads (from `refs`, which grows)."""
+    for spec in specs:
+        refs[spec.name] = stage_task(spec)(run, spec, {name: refs[src] for name, src in spec.inputs.items()})
+        check_prompts_once_possible(run, spec.name, refs)
+    return refs
+
+
+def check_prompts_once_possible(run: PipelineRun, finished: str, refs: dict[str, Ref]) -> None:
+    """Prompt lengths are checked as soon as the split prompts and the base's tokenizer both exist:
+    after the task data for a user's model, after the base stage for the pocket world (whose
+    tokenizer that stage builds)."""
+    recipe = run.recipe
+    user_model = recipe.model.base != "pocket"
+    if (finished == graph.TASK_DATA and user_model) or (finished == graph.BASE and not user_model):
+        model = recipe.model.base if user_model else refs[graph.BASE].path
+        preflight.check_prompt_lengths(recipe, refs[graph.TASK_DATA], model, recipe.name)
+
+
+def evaluate_stages(run: PipelineRun, names: list[str], refs: dict[str, Ref]) -> dict[str, Ref]:
+    """The held-out evaluation of each named stage's model; evaluated name -> its eval stage's Ref."""
+    specs = {name: graph.evaluation_of(name) for name in names}
+    return {name: stage_task(spec)(run, spec, {n: refs[src] for n, src in spec.inputs.items()})
+            for name, spec in specs.items()}
+
+
+def run_flow(flow: graph.Flow, recipe: str, overrides: list[str] | None, run_id: str | None,
+             force: list[str] | None) -> dict[str, Any]:
+    """A flow of the graph: start the run, build its stages in order, evaluate, write the report."""
+    run = start(recipe, overrides, run_id, force)
+    refs = run_stages(run, graph.flow_stages(flow), {})
+    evals = evaluate_stages(run, graph.flow_evaluations(flow), refs)
+    report_path = report(run, evals)
+    return {"run_id": run.run_id, "report": report_path, "refs": {n: r.to_dict() for n, r in refs.items()},
+            "evals": {n: r.to_dict() for n, r in evals.items()}}
+
+
+@task(name="report", task_run_name="{run.recipe.name} · {run.run_id} · report", **IO)
+def report(run: PipelineRun, evals: dict[str, Ref]) -> str:
+    """The eval table across stages and the run report, published as Prefect artifacts; returns the
+    report's index path."""
+    results = {name: load_results(ref) for name, ref in evals.items()}
+    if results:
+        create_markdown_artifact(f"# Evaluation, run {run.run_id}\n\n{format_table(results)}\n",
+                                 key=_key(run.name, "eval"), description=f"held-out evaluation of run {run.run_id}")
+    index = build_report(run.store, run.run_id)
+    create_link_artifact(index.resolve().as_uri(), link_text=f"run report {run.run_id}", key=_key(run.name, "report"),
+                         description=f"plots and tables of run {run.run_id}: {index}")
+    log.info("report: %s", index)
+    return str(index)

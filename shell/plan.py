@@ -1,0 +1,190 @@
+"""Dry run: validate a recipe against what is installed and print its plan, without loading weights.
+
+The plan is a table of every flow's stages, in the stage graph's order (stages/graph.py; a stage
+two flows share is listed under the first): optimizer steps, processes, training prompts,
+completions generated and an upper bound on generated tokens (every completion at its length
+limit), then one evaluation row per flow. What a row says follows from the stage's recipe section.
+Problems that would stop a run are errors, raised together with the file and key of each
+(stages/preflight.py); things to fix before a stage runs (a missing data file) are notes.
+
+    r1 dry-run --recipe configs/qwen2.5-0.5b-instruct-gsm8k.yaml
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from core.config import (
+    AllScenarioConfig,
+    ColdStartConfig,
+    GRPOStageConfig,
+    HubSource,
+    PocketConfig,
+    ReasoningGymSource,
+    Recipe,
+    RejectionSamplingConfig,
+    RewardModelConfig,
+    SFTStageConfig,
+    load_recipe,
+)
+from core.stage import StageSpec, setting
+from stages import graph
+from stages.preflight import validate
+
+
+@dataclass(frozen=True)
+class StagePlan:
+    flow: str
+    stage: str
+    what: str
+    steps: int | None = None
+    processes: int = 1
+    prompts: int | None = None  # training prompts / examples the stage draws from (None: all of a file)
+    generations: int = 0  # completions generated
+    max_tokens: int = 0  # generated tokens if every completion ran to its limit
+
+
+@dataclass
+class Plan:
+    recipe: Recipe
+    source: str
+    stages: list[StagePlan] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    def total(self, flow: str | None = None) -> tuple[int, int]:
+        rows = [s for s in self.stages if flow is None or s.flow == flow]
+        return sum(s.generations for s in rows), sum(s.max_tokens for s in rows)
+
+
+# --- the plan ----------------------------------------------------------------------------------
+
+
+def train_prompts(recipe: Recipe) -> int | None:
+    """Training prompts after the held-out split, when every source's size is known."""
+    sizes = []
+    for src in recipe.data.sources:
+        if isinstance(src, ReasoningGymSource):
+            sizes.append(src.size)
+        elif isinstance(src, HubSource) and src.limit:
+            sizes.append(src.limit)
+        else:
+            return None
+    return max(0, sum(sizes) - recipe.data.heldout_size)
+
+
+def _limit(n: int | None, available: int | None) -> int | None:
+    if n is None:
+        return available
+    return n if available is None else min(n, available)
+
+
+def _grpo(flow: str, stage: str, cfg: GRPOStageConfig, available: int | None, what: str) -> StagePlan:
+    # TRL: every optimizer step consumes per-device batch x accumulation x processes completions,
+    # num_generations of them per prompt.
+    per_step = cfg.batch_size * cfg.gradient_accumulation_steps * cfg.num_processes
+    generations = cfg.steps * per_step
+    rollout = "vLLM" if cfg.use_vllm else "HF generate"
+    row = StagePlan(flow, stage, f"{what} ({rollout}, {per_step // cfg.num_generations} prompts x "
+                    f"{cfg.num_generations} per step)", cfg.steps, cfg.num_processes,
+                    _limit(cfg.prompts, available), generations, generations * cfg.max_completion_length)
+    if not isinstance(cfg, AllScenarioConfig):
+        return row
+    checks = cfg.steps // cfg.guard.every + 2  # the guard: at the start, every N steps, at the end
+    guard = checks * cfg.guard.prompts
+    return StagePlan(row.flow, row.stage, row.what, row.steps, row.processes, row.prompts,
+                     row.generations + guard, row.max_tokens + guard * cfg.max_completion_length)
+
+
+def _sft(flow: str, stage: str, cfg: SFTStageConfig, what: str) -> StagePlan:
+    per_step = cfg.batch_size * cfg.gradient_accumulation_steps * cfg.num_processes
+    examples = cfg.examples if isinstance(cfg, ColdStartConfig) and not cfg.dataset else None
+    source = f" (file {cfg.dataset})" if isinstance(cfg, ColdStartConfig) and cfg.dataset else ""
+    return StagePlan(flow, stage, f"{what}{source} ({per_step} sequences per step)", cfg.steps, cfg.num_processes,
+                     examples)
+
+
+def _pocket(flow: str, stage: str, cfg: PocketConfig, model_path: str, what: str) -> StagePlan:
+    if model_path != "pocket":
+        return StagePlan(flow, stage, f"use {model_path}")
+    return StagePlan(flow, stage, f"{what}: pretrain a pocket model ({cfg.hidden_size}d x {cfg.num_layers} layers) "
+                     f"on {cfg.corpus_documents} documents", cfg.steps)
+
+
+def stage_plan(flow: str, spec: StageSpec, recipe: Recipe, available: int | None) -> StagePlan:
+    """One row: what the stage does (its doc), with the figures its recipe section gives."""
+    cfg: Any = setting(recipe, spec.section) if spec.section else None
+    what = spec.doc
+    if isinstance(cfg, GRPOStageConfig):
+        return _grpo(flow, spec.name, cfg, available, what)
+    if isinstance(cfg, SFTStageConfig):
+        return _sft(flow, spec.name, cfg, what)
+    if isinstance(cfg, RejectionSamplingConfig):
+        prompts = _limit(cfg.prompts, available) or cfg.prompts
+        generations = prompts * cfg.samples_per_prompt
+        return StagePlan(flow, spec.name, f"{what} (k={cfg.samples_per_prompt} at T={cfg.temperature}, batched by "
+                         f"{cfg.batch_size})", None, 1, prompts, generations, generations * cfg.max_new_tokens)
+    if isinstance(cfg, RewardModelConfig):
+        return StagePlan(flow, spec.name, f"{what} (RewardTrainer on {cfg.pairs} preference pairs)", cfg.steps, 1,
+                         cfg.pairs)
+    if isinstance(cfg, PocketConfig):
+        model_path = next(setting(recipe, u) for u in spec.uses if u in ("model.base", "distill.student_model"))
+        return _pocket(flow, spec.name, cfg, model_path, what)
+    return StagePlan(flow, spec.name, what)
+
+
+def eval_plan(flow: str, evaluated: list[str], recipe: Recipe) -> StagePlan:
+    ev, heldout = recipe.eval, recipe.data.heldout_size
+    prompts = min(ev.prompts or heldout, heldout)
+    per_model = prompts * (ev.samples + 1)  # k samples + one greedy per prompt
+    return StagePlan(flow, f"eval x{len(evaluated)}", f"pass@1/cons@{ev.samples} at T={ev.temperature} + greedy "
+                     f"({', '.join(evaluated)})", None, 1, prompts, per_model * len(evaluated),
+                     per_model * len(evaluated) * ev.max_new_tokens)
+
+
+def build_plan(recipe: Recipe, source: str = "<recipe>") -> Plan:
+    """Validate `recipe` and lay out what each flow's stages will do (no model or dataset is loaded)."""
+    plan = Plan(recipe, source, notes=validate(recipe, source))
+    available = train_prompts(recipe)
+    listed: set[str] = set()
+    for flow in graph.FLOWS.values():
+        for spec in graph.flow_stages(flow):
+            if spec.name not in listed:
+                listed.add(spec.name)
+                plan.stages.append(stage_plan(flow.name, spec, recipe, available))
+        plan.stages.append(eval_plan(flow.name, graph.flow_evaluations(flow), recipe))
+    return plan
+
+
+def _num(n: int | None) -> str:
+    return "-" if n is None else f"{n:,}"
+
+
+def format_plan(plan: Plan) -> str:
+    """The plan as a readable table with totals and notes."""
+    r = plan.recipe
+    lines = [f"recipe {r.name} ({plan.source}): valid",
+             f"model {r.model.base}, dtype {r.model.dtype}, LoRA r={r.model.lora.r} alpha={r.model.lora.alpha} "
+             f"on {r.model.lora.target_modules}",
+             f"data: {len(r.data.sources)} source(s), {_num(train_prompts(r)) if train_prompts(r) is not None else 'all'}"
+             f" training prompts after {r.data.heldout_size} held out; language {r.data.language}", ""]
+    header = ("flow", "stage", "steps", "procs", "prompts", "generations", "gen tokens (max)", "what")
+    rows = [(s.flow, s.stage, _num(s.steps), str(s.processes), _num(s.prompts), _num(s.generations),
+             _num(s.max_tokens), s.what) for s in plan.stages]
+    widths = [max(len(str(x[i])) for x in [header, *rows]) for i in range(len(header) - 1)]
+    for cells in [header, tuple("-" * w for w in widths) + ("-" * 4,), *rows]:
+        lines.append("  ".join(f"{c:<{widths[i]}}" if i < 2 else f"{c:>{widths[i]}}" if i < len(widths) else c
+                               for i, c in enumerate(cells)))
+    gens, tokens = plan.total("r1-pipeline")
+    all_gens, all_tokens = plan.total()
+    lines += ["", f"r1-pipeline: {gens:,} generations, at most {tokens:,} generated tokens; "
+              f"with r1-zero and distill: {all_gens:,} / {all_tokens:,}"]
+    if plan.notes:
+        lines += ["", "notes:"] + [f"  - {n}" for n in plan.notes]
+    return "\n".join(lines)
+
+
+def dry_run(path: str, overrides: list[str] | None = None) -> str:
+    """Load, validate and plan a recipe file; the printable plan (RecipeError when it cannot run)."""
+    recipe = load_recipe(path, overrides)
+    return format_plan(build_plan(recipe, str(path)))

@@ -1,0 +1,210 @@
+"""The GRPO stages, one recipe for all of them:
+
+  * reasoning RL (stage 2): continues the cold-start adapter on verifiable prompts, rewards accuracy +
+    format + language consistency;
+  * R1-Zero: a fresh adapter straight on the base, accuracy + format only;
+  * all-scenario RL (stage 4): continues the SFT adapter on verifiable *and* general prompts, rule
+    rewards where a verifier exists and the trained reward model elsewhere, under a reward-hacking
+    guard that keeps the best adapter and stops when held-out accuracy falls by more than a margin
+    (the paper stopped its reward-model phase early for this reason);
+  * the distilled student's RL-only comparison: a fresh adapter on the student.
+
+What differs is data, not code: the stage's recipe section (its rewards, their weights and rows),
+whether it has an `adapter` input to continue and a `reward_model` input to score with, and whether
+its section is an AllScenarioConfig (general prompts, guard). Read top to bottom: prompts, held-out
+callbacks, rewards, train, keep the best adapter.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+from pathlib import Path
+from typing import Any
+
+import datasets
+from transformers import TrainerCallback
+
+from core.config import AllScenarioConfig, GRPOStageConfig, GuardConfig, TemplateConfig
+from core.generation import generate
+from core.modeling import ADAPTER, adapter_path, load_tokenizer
+from core.resources import trainer_stage_bytes
+from core.runstore import Ref, StageOutcome, StageResult
+from core.stage import StageCall
+from core.trainers import train_grpo
+from data.chat import messages, prompt_dataset, render
+from data.general import general_rows
+from data.saved import load_split
+from rewards.accuracy import is_correct
+from rewards.extract import extract_answer
+from rewards.reflection import reflection_count
+from rewards.routing import grpo_rewards
+from stages.reward_model import model_path
+
+log = logging.getLogger(__name__)
+CURVE = "heldout_curve.json"
+BEST = "best_adapter"
+
+
+# --- prompts -----------------------------------------------------------------------------------
+
+
+def training_prompts(cfg: GRPOStageConfig, task_data_ref: Ref, template: TemplateConfig, seed: int) -> datasets.Dataset:
+    """The stage's training prompts: verifiable task prompts; an all-scenario stage adds its share
+    of general prompts, every row tagged by `kind` (which rewards judge it: rewards/routing.py)."""
+    verifiable = prompt_dataset(load_split(task_data_ref, "train"), template, cfg.prompts, seed)
+    if not isinstance(cfg, AllScenarioConfig):
+        return verifiable
+    verifiable = verifiable.add_column("kind", ["verifiable"] * len(verifiable))
+    n_general = round(len(verifiable) * cfg.general_fraction / (1 - cfg.general_fraction))
+    general = prompt_dataset(datasets.Dataset.from_list(general_rows(n_general, seed + 1)), template)
+    general = general.add_column("kind", ["general"] * len(general))
+    return datasets.concatenate_datasets([verifiable, general.cast(verifiable.features)]).shuffle(seed=seed)
+
+
+# --- held-out accuracy while training ----------------------------------------------------------
+
+
+class HeldoutProbe(TrainerCallback):
+    """Greedy held-out accuracy every `every` steps (and at the first and last step) with the model
+    being trained, with mean response length and reflection words; the curve goes to
+    <work>/heldout_curve.json (the R1-Zero "aha" plots read it) and to W&B when a run is open."""
+
+    def __init__(self, base: str, rows: list[dict[str, Any]], template: TemplateConfig, every: int,
+                 max_new_tokens: int, work: Path):
+        self.tokenizer = load_tokenizer(base)  # its own: generation pads on the left
+        self.rows, self.every, self.work, self.max_new_tokens = rows, every, work, max_new_tokens
+        self.prompts = [render(self.tokenizer, messages(r["prompt"], template)) for r in rows]
+        self.history: list[dict[str, float]] = []
+        self.writes = True  # only rank 0 writes files when the stage runs in several processes
+
+    def measure(self, model: Any, step: int) -> dict[str, float]:
+        was_training = model.training
+        outs = generate(model, self.tokenizer, self.prompts, max_new_tokens=self.max_new_tokens, progress=False)
+        model.train(was_training)
+        texts = [c.text for (c,) in outs]
+        correct = [is_correct(extract_answer(t), r) for t, r in zip(texts, self.rows, strict=True)]
+        point = {"step": step, "heldout_accuracy": sum(correct) / len(correct),
+                 "heldout_mean_length": sum(c.num_tokens for (c,) in outs) / len(outs),
+                 "heldout_reflection_words": sum(map(reflection_count, texts)) / len(texts)}
+        self.history.append(point)
+        self._log(point)
+        return point
+
+    def _log(self, point: dict[str, float]) -> None:
+        log.info("held-out at step %d: accuracy %.3f, mean length %.1f", point["step"], point["heldout_accuracy"],
+                 point["heldout_mean_length"])
+        try:
+            import wandb  # present with the pinned deps; seconds to import, so only when a probe logs
+
+            if wandb.run is not None:
+                wandb.run.log({f"heldout/{k}": v for k, v in point.items() if k != "step"}, commit=False)
+        except ImportError:
+            pass
+        if not self.writes:
+            return
+        self.work.mkdir(parents=True, exist_ok=True)
+        (self.work / CURVE).write_text(json.dumps(self.history, indent=1))
+
+    def check(self, step: int, model: Any, control: Any) -> None:
+        """Hook for subclasses: called after each measurement."""
+        self.measure(model, step)
+
+    def on_train_begin(self, args, state, control, model=None, **kwargs):
+        self.writes = state.is_world_process_zero
+        self.check(state.global_step, model, control)
+
+    def on_step_end(self, args, state, control, model=None, **kwargs):
+        if state.global_step % self.every == 0:
+            self.check(state.global_step, model, control)
+
+    def on_train_end(self, args, state, control, model=None, **kwargs):
+        if not self.history or self.history[-1]["step"] != state.global_step:
+            self.check(state.global_step, model, control)
+
+
+class RewardHackingGuard(HeldoutProbe):
+    """Saves the adapter whenever held-out accuracy reaches a new best; stops training when it falls
+    more than `margin` below the best."""
+
+    def __init__(self, base: str, rows: list[dict[str, Any]], template: TemplateConfig, cfg: GuardConfig,
+                 max_new_tokens: int, work: Path):
+        super().__init__(base, rows, template, cfg.every, max_new_tokens, work)
+        self.margin = cfg.margin
+        self.best, self.best_step, self.stopped_at = -1.0, 0, None
+
+    def check(self, step: int, model: Any, control: Any) -> None:
+        acc = self.measure(model, step)["heldout_accuracy"]
+        if acc > self.best:
+            self.best, self.best_step = acc, step
+            if self.writes:
+                model.save_pretrained(self.work / BEST)
+        elif acc < self.best - self.margin:
+            log.warning("guard: accuracy fell %.3f -> %.3f (margin %.3f); stopping at step %d and keeping "
+                        "the adapter of step %d", self.best, acc, self.margin, step, self.best_step)
+            self.stopped_at = step
+            control.should_training_stop = True
+
+    def summary(self) -> dict[str, Any]:
+        final = self.history[-1]["heldout_accuracy"] if self.history else None
+        return {"guard_history": self.history, "guard_best_accuracy": self.best, "guard_best_step": self.best_step,
+                "guard_stopped_at": self.stopped_at, "guard_final_accuracy": final,
+                "guard_restored_best": final is not None and final < self.best}
+
+
+def heldout_callbacks(cfg: GRPOStageConfig, task_data_ref: Ref, base: str, template: TemplateConfig,
+                      work: Path) -> list[HeldoutProbe]:
+    """The guard for an all-scenario stage; a probe where the stage asks for a held-out curve."""
+    heldout = list(load_split(task_data_ref, "heldout"))
+    if isinstance(cfg, AllScenarioConfig):
+        return [RewardHackingGuard(base, heldout[: cfg.guard.prompts], template, cfg.guard,
+                                   cfg.max_completion_length, work)]
+    if cfg.heldout_every:
+        return [HeldoutProbe(base, heldout[: cfg.heldout_prompts], template, cfg.heldout_every,
+                             cfg.max_completion_length, work)]
+    return []
+
+
+# --- the stage ---------------------------------------------------------------------------------
+
+
+def run(call: StageCall) -> StageOutcome:
+    cfg, recipe = call.cfg, call.recipe
+    task_data_ref, base_ref = call.inputs["task_data"], call.inputs["base"]
+    adapter_ref, judge_ref = call.inputs.get("adapter"), call.inputs.get("reward_model")
+    template, model = recipe.data.template, recipe.model
+
+    def build(work: Path) -> StageResult:
+        data = training_prompts(cfg, task_data_ref, template, recipe.seed)
+        callbacks = heldout_callbacks(cfg, task_data_ref, base_ref.path, template, work)
+        context = {"reward_model_path": str(model_path(judge_ref))} if judge_ref else {}
+        funcs, weights = grpo_rewards(cfg.rewards, **context)
+        metrics = train_grpo(
+            base=base_ref.path, adapter=adapter_path(adapter_ref) if adapter_ref else None, lora=model.lora,
+            dtype=model.dtype, dataset=data, cfg=cfg, work=work, seed=recipe.seed, reward_funcs=funcs,
+            reward_weights=weights, callbacks=callbacks,
+        )
+        metrics["prompts"] = len(data)
+        for callback in callbacks:
+            if isinstance(callback, RewardHackingGuard):
+                metrics |= keep_best_adapter(callback, work, base_ref.path)
+                metrics["general_prompts"] = sum(k == "general" for k in data["kind"])
+            else:
+                metrics["heldout_curve"] = callback.history
+        return StageResult(metrics=metrics)
+
+    # an all-scenario stage's guard keeps a copy of the best adapter besides the trainer's checkpoints
+    kept = cfg.save_total_limit + (1 if isinstance(cfg, AllScenarioConfig) else 0)
+    return call.run(build, needs_bytes=trainer_stage_bytes(base_ref.path, model.lora.r, kept))
+
+
+def keep_best_adapter(guard: RewardHackingGuard, work: Path, base: str) -> dict[str, Any]:
+    """Restore the guard's best adapter when training ended below it; the guard's figures."""
+    summary = guard.summary()
+    if summary["guard_restored_best"]:
+        shutil.rmtree(work / ADAPTER)
+        shutil.copytree(work / BEST, work / ADAPTER)
+        load_tokenizer(base).save_pretrained(work / ADAPTER)
+    shutil.rmtree(work / BEST, ignore_errors=True)
+    return summary

@@ -1,0 +1,130 @@
+"""Cache keys: a stage's key covers its own recipe section, every model setting it uses and the code
+it runs (library + its own module), so changing any of them rebuilds it and, through its new output,
+everything downstream; the shell and the flows are in no key. The stage reads nothing of the recipe
+that its declaration (stages/graph.py) leaves out of its key."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from core.config import load_recipe
+from core.runstore import PROJECT_ROOT, Ref, RunStore
+from core.stage import StageCall, UndeclaredSettingError, code_files
+from stages import graph
+
+TEST_RECIPE = PROJECT_ROOT / "configs" / "pocket-test.yaml"
+EVALUATED = ("base", "cold_start", "reasoning_rl", "sft", "all_scenario_rl", "r1_zero", "student_base",
+             "student_distilled", "student_rl")
+ALL = {s.name for s in graph.STAGES} | {f"eval_{s}" for s in EVALUATED}
+
+
+def keys(overrides: list[str] = (), root: Path = PROJECT_ROOT) -> dict[str, str]:
+    """Every stage's key and every evaluation's, in graph order. A stage whose key changes is rebuilt
+    and writes new outputs, so each input here stands for its producer by carrying the producer's key
+    as its content hash."""
+    recipe = load_recipe(TEST_RECIPE, list(overrides))
+    store = RunStore(root / "unused-runs")
+    refs: dict[str, Ref] = {}
+    out = {}
+    for spec in [*graph.STAGES, *(graph.evaluation_of(name) for name in EVALUATED)]:
+        call = StageCall(spec, recipe, store, "run", {name: refs[src] for name, src in spec.inputs.items()})
+        out[spec.name] = call.key(root=root)
+        refs[spec.name] = Ref("run", spec.name, "/nowhere", out[spec.name], out[spec.name][:12])
+    return out
+
+
+def changed(before: dict[str, str], after: dict[str, str]) -> set[str]:
+    assert before.keys() == after.keys() == ALL
+    return {name for name in before if before[name] != after[name]}
+
+
+# Stages whose own training or sampling loads the model with model.dtype / builds the LoRA adapter.
+DTYPE_USERS = {"cold_start", "reasoning_rl", "rejection_sampling", "sft", "all_scenario_rl", "merged", "r1_zero",
+               "student_distilled", "student_rl"} | {f"eval_{s}" for s in EVALUATED}
+LORA_USERS = {"cold_start", "reasoning_rl", "rejection_sampling", "sft", "reward_model", "all_scenario_rl", "r1_zero",
+              "student_distilled", "student_rl"}
+DOWNSTREAM_OF_COLD_START = {"cold_start", "reasoning_rl", "rejection_sampling", "sft", "all_scenario_rl", "merged",
+                            "student_distilled", "eval_cold_start", "eval_reasoning_rl", "eval_sft",
+                            "eval_all_scenario_rl", "eval_student_distilled"}
+
+
+@pytest.fixture(scope="module")
+def default_keys() -> dict[str, str]:
+    return keys()
+
+
+def test_model_dtype_is_in_the_key_of_every_stage_that_loads_with_it(default_keys):
+    assert changed(default_keys, keys(["model.dtype=bfloat16"])) == DTYPE_USERS
+
+
+def test_lora_rank_is_in_the_key_of_every_stage_that_trains_an_adapter_and_downstream(default_keys):
+    downstream = {"merged"} | {f"eval_{s}" for s in EVALUATED if s not in ("base", "student_base")}
+    assert changed(default_keys, keys(["model.lora.r=4"])) == LORA_USERS | downstream
+
+
+@pytest.mark.parametrize("override, expected", [
+    ("cold_start.learning_rate=1e-3", DOWNSTREAM_OF_COLD_START),
+    ("sft.steps=7", {"sft", "all_scenario_rl", "merged", "eval_sft", "eval_all_scenario_rl"}),
+    ("reward_model.steps=7", {"reward_model", "all_scenario_rl", "merged", "eval_all_scenario_rl"}),
+    ("distill.rl.steps=2", {"student_rl", "eval_student_rl"}),
+    ("eval.samples=2", {f"eval_{s}" for s in EVALUATED}),
+    ("model.pocket.steps=151", ALL - {"task_data", "student_base", "eval_student_base", "student_rl",
+                                      "eval_student_rl"}),
+])
+def test_a_stage_setting_changes_that_stage_and_what_is_built_from_it(default_keys, override, expected):
+    assert changed(default_keys, keys([override])) == expected
+
+
+def test_a_setting_no_stage_reads_changes_nothing(default_keys):
+    assert changed(default_keys, keys(["name=renamed"])) == set()
+
+
+@pytest.fixture
+def source_copy(tmp_path) -> Path:
+    """The project's packages copied to a directory whose files a test may edit."""
+    for pkg in ("core", "data", "rewards", "stages", "flows", "shell"):
+        shutil.copytree(PROJECT_ROOT / pkg, tmp_path / pkg, ignore=shutil.ignore_patterns("__pycache__"))
+    return tmp_path
+
+
+def _edit(path: Path) -> None:
+    path.write_text(path.read_text() + "\n# an edit\n")
+
+
+def test_editing_the_shell_or_the_flows_changes_no_stage_key(default_keys, source_copy):
+    assert keys(root=source_copy) == default_keys
+    for module in ("shell/cli.py", "shell/doctor.py", "shell/plan.py", "shell/prefect_server.py",
+                   "flows/prefect_tasks.py", "flows/report.py", "flows/pipeline.py", "stages/graph.py",
+                   "stages/preflight.py"):
+        _edit(source_copy / module)
+    assert keys(root=source_copy) == default_keys
+
+
+def test_editing_a_stage_module_changes_its_stages_and_the_library_every_stage(default_keys, source_copy):
+    _edit(source_copy / "stages" / "sft.py")
+    assert changed(default_keys, keys(root=source_copy)) == {"sft", "student_distilled", "all_scenario_rl", "merged",
+                                                             "eval_sft", "eval_all_scenario_rl",
+                                                             "eval_student_distilled"}
+    _edit(source_copy / "core" / "trainers.py")
+    assert changed(default_keys, keys(root=source_copy)) == ALL
+
+
+def test_code_of_a_stage_is_the_library_and_its_own_modules():
+    files = code_files(graph.BY_NAME["all_scenario_rl"].run)
+    assert {"stages/grpo.py", "stages/reward_model.py", "core/trainers.py", "data/chat.py",
+            "rewards/routing.py"} <= set(files)
+    assert not [f for f in files if f.startswith(("shell/", "flows/", "bench/"))]
+    assert "stages/sft.py" not in files and "stages/graph.py" not in files
+
+
+def test_a_stage_cannot_read_a_setting_it_does_not_declare(tmp_path):
+    recipe = load_recipe(TEST_RECIPE)
+    call = StageCall(graph.BY_NAME["sft"], recipe, RunStore(tmp_path), "run")
+    assert call.cfg == recipe.sft and call.recipe.model.lora == recipe.model.lora and call.recipe.seed == 0
+    with pytest.raises(UndeclaredSettingError, match="stage 'sft' reads recipe setting 'cold_start'"):
+        call.recipe.cold_start  # noqa: B018
+    with pytest.raises(UndeclaredSettingError, match="'model.pocket'"):
+        call.recipe.model.pocket  # noqa: B018
