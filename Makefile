@@ -84,9 +84,11 @@ runs: install
 clean:
 	rm -rf runs .pytest_cache .ruff_cache
 
-# The paper's findings in the pocket world: base, R1-Zero, R1, distilled vs RL-only student (<= 60 min).
+# The paper's findings in the pocket world: base, R1-Zero, R1, distilled vs RL-only student, over seeds
+# 0, 1 and 2 (one invocation per seed: make bench-paper SEEDS=1); gathers bench/results/paper_table.json.
+SEEDS ?= 0 1 2
 bench-paper: install
-	$(PY) -m bench.paper --recipe $(RECIPE)
+	@for seed in $(SEEDS); do $(PY) -m bench.paper --recipe $(RECIPE) --seed $$seed || exit 1; done
 
 # Stage-2 (reasoning RL) mean reward, first 10% of steps vs last 10%.
 bench-stage2: install

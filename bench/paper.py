@@ -1,20 +1,33 @@
-"""The paper table in the pocket world (make bench-paper).
+"""The paper table in the pocket world (make bench-paper), over seeds.
 
-Runs, on configs/pocket.yaml and in one run id, the `r1-zero`, `r1-pipeline` and `distill` flows
-(the base and the teacher's stages are shared through the run store), evaluates the base, R1-Zero,
-R1 (the four stages), the distilled student and the RL-only student with pass@1 from 16 samples
-(temperature 0.6, top-p 0.95) and cons@16, and prints one table. Writes bench/results/paper_table.json
-and the R1-Zero training curves (held-out accuracy, response length, reflection words) as PNGs.
+One invocation runs one seed: the `r1-zero`, `r1-pipeline` and `distill` flows in one run id
+(`bench-paper-<recipe>-seed<N>`; the recipe's `seed`, `model.pocket.seed` and
+`distill.student.seed` set to N, the held-out prompts the same for every seed), with every
+evaluation at k=16 samples (temperature 0.6, top-p 0.95). It writes that seed's figures to
+bench/results/paper_seed<N>.json, then gathers every seed file present into
+bench/results/paper_table.json:
 
-    .venv/bin/python -m bench.paper [--recipe configs/pocket.yaml] [--set KEY=VALUE ...] [--run-id ID]
+    {"seeds": [...], "rows": {MODEL: {pass_at_1, pass_at_1_ci, cons_at_16, mean_length,
+     language_consistency, reflection_rate}}, "by_seed": {"<N>": {"rows", "pipeline",
+     "r1_zero_rollouts", "harder", "checks", "aha"}}, "verdicts": [...]}
+
+`rows` are means over seeds; `pass_at_1_ci` is a 95% bootstrap interval resampling seeds, then
+prompts within each seed. The verdicts are the eight targets of the pocket world, each checked on
+every seed. Plots: bench/results/r1_zero_*.png (the last seed run).
+
+    .venv/bin/python -m bench.paper --seed 0 [--recipe configs/pocket.yaml] [--set KEY=VALUE ...]
+    .venv/bin/python -m bench.paper --gather      # only rebuild paper_table.json from the seed files
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import random
+import statistics
 import time
 from pathlib import Path
+from typing import Any
 
 import matplotlib
 
@@ -22,15 +35,24 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 from core.config import load_recipe  # noqa: E402
+from core.generation import generate  # noqa: E402
+from core.modeling import adapter_path, inference_model, load_tokenizer  # noqa: E402
 from core.runstore import RunStore  # noqa: E402
+from data.chat import messages, render  # noqa: E402
+from data.saved import load_split  # noqa: E402
 from flows.distill import distill  # noqa: E402
 from flows.pipeline import r1_pipeline  # noqa: E402
 from flows.r1_zero import r1_zero  # noqa: E402
+from rewards.accuracy import is_correct  # noqa: E402
+from rewards.extract import extract_answer  # noqa: E402
 from stages import graph  # noqa: E402
-from stages.evaluation import heldout_rows, load_results, stage_name  # noqa: E402
+from stages.evaluation import load_results, stage_name  # noqa: E402
 
 RESULTS = Path(__file__).parent / "results"
 FLOWS = {"r1-zero": r1_zero, "r1-pipeline": r1_pipeline, "distill": distill}
+EVAL_OVERRIDES = ["eval.samples=16", "eval.temperature=0.6", "eval.top_p=0.95", "eval.prompts=null"]
+FIELDS = ("pass_at_1", "cons_at_16", "mean_length", "language_consistency", "reflection_rate")
+PIPELINE = ("cold_start", "reasoning_rl", "sft", "all_scenario_rl")
 
 
 def paper_rows() -> dict[str, str]:
@@ -41,135 +63,210 @@ def paper_rows() -> dict[str, str]:
     return {"base": graph.BASE, "r1_zero": last["r1-zero"], "r1": last["r1-pipeline"]} | {s: s for s in students}
 
 
-EVAL_OVERRIDES = ["eval.samples=16", "eval.temperature=0.6", "eval.top_p=0.95", "eval.prompts=null"]
+def seed_overrides(seed: int) -> list[str]:
+    return [f"seed={seed}", f"model.pocket.seed={seed}", f"distill.student.seed={seed}"]
 
 
-def run_flows(recipe_path: str, overrides: list[str], run_id: str) -> dict[str, float]:
-    """The three flows in one run; returns wall seconds per flow."""
+def bootstrap(values: list[float], n: int = 2000, seed: int = 0) -> list[float]:
+    """95% percentile interval of the mean of `values` (one seed: resample prompts)."""
+    rng = random.Random(seed)
+    means = sorted(statistics.fmean(rng.choices(values, k=len(values))) for _ in range(n))
+    return [means[int(0.025 * n)], means[int(0.975 * n) - 1]]
+
+
+def bootstrap_seeds(by_seed: list[list[float]], n: int = 2000, seed: int = 0) -> list[float]:
+    """95% interval of the mean over seeds and prompts: resample seeds, then prompts within each."""
+    rng = random.Random(seed)
+    means = []
+    for _ in range(n):
+        picked = rng.choices(by_seed, k=len(by_seed))
+        means.append(statistics.fmean(statistics.fmean(rng.choices(v, k=len(v))) for v in picked))
+    means.sort()
+    return [means[int(0.025 * n)], means[int(0.975 * n) - 1]]
+
+
+# --- one seed ----------------------------------------------------------------------------------
+
+
+def aha_rollout(recipe: Any, store: RunStore, run_id: str, tries: int = 512) -> dict[str, str] | None:
+    """A rollout of the final R1-Zero policy (training prompts, the GRPO temperature) in which a
+    check catches a slip ("wait") and the answer is right; None when none of `tries` samples does."""
+    refs = {name: store.ref(run_id, name) for name in (graph.TASK_DATA, graph.BASE, "r1_zero")}
+    tokenizer = load_tokenizer(refs[graph.BASE].path)
+    model = inference_model(refs[graph.BASE].path, adapter_path(refs["r1_zero"]), recipe.model.dtype)
+    rows = list(load_split(refs[graph.TASK_DATA], "train"))[: tries // 8]
+    prompts = [render(tokenizer, messages(r["prompt"], recipe.data.template)) for r in rows]
+    samples = generate(model, tokenizer, prompts, max_new_tokens=recipe.r1_zero.max_completion_length,
+                       temperature=recipe.r1_zero.temperature, n=8, seed=recipe.seed, desc="looking for an aha rollout")
+    for row, completions in zip(rows, samples, strict=True):
+        for c in completions:
+            if "wait" in c.text and is_correct(extract_answer(c.text), row):
+                return {"prompt": row["prompt"], "answer": row["answer"], "completion": c.text}
+    return None
+
+
+def run_seed(recipe_path: str, overrides: list[str], seed: int) -> dict[str, Any]:
+    overrides = EVAL_OVERRIDES + seed_overrides(seed) + overrides
+    recipe = load_recipe(recipe_path, overrides)
+    run_id = f"bench-paper-{recipe.name}-seed{seed}"
+    store = RunStore()
     walls = {}
     for name, flow in FLOWS.items():
         t0 = time.perf_counter()
         flow(recipe=recipe_path, overrides=overrides, run_id=run_id)
         walls[name] = round(time.perf_counter() - t0, 1)
-        print(f"[bench-paper] {name} finished in {walls[name]:.0f} s", flush=True)
-    return walls
+        print(f"[bench-paper seed {seed}] {name} finished in {walls[name]:.0f} s", flush=True)
 
-
-def table_rows(store: RunStore, run_id: str) -> dict[str, dict[str, float]]:
-    rows = {}
-    for row, evaluated in paper_rows().items():
-        stage = stage_name(evaluated)
-        ref = store.ref(run_id, stage)
+    def results(evaluated: str) -> dict[str, Any]:
+        ref = store.ref(run_id, stage_name(evaluated))
         if ref is None:
-            raise SystemExit(f"{run_id}/{stage} is missing: did a flow fail?")
-        o = load_results(ref)["overall"]
-        rows[row] = {"pass_at_1": o["pass_at_1"], "cons_at_16": o["cons_at_k"], "mean_length": o["mean_length"],
-                     "language_consistency": o["language_consistency"]}
-    return rows
+            raise SystemExit(f"{run_id}/{stage_name(evaluated)} is missing: did a flow fail?")
+        return load_results(ref)
+
+    rows, by_prompt = {}, {}
+    for row, evaluated in paper_rows().items():
+        res = results(evaluated)
+        o = res["overall"]
+        by_prompt[row] = res["pass_at_1_by_prompt"]
+        rows[row] = {"pass_at_1": o["pass_at_1"], "pass_at_1_ci": bootstrap(by_prompt[row]),
+                     "cons_at_16": o["cons_at_k"], "mean_length": o["mean_length"],
+                     "language_consistency": o["language_consistency"], "reflection_rate": o["reflection_rate"]}
+    zero = results(paper_rows()["r1_zero"])
+    history = [h for h in json.loads((Path(store.ref(run_id, "r1_zero").path) / "log_history.json").read_text())
+               if "reward" in h]
+    aha = aha_rollout(recipe, store, run_id)
+    return {
+        "seed": seed, "run_id": run_id, "rows": rows, "pass_at_1_by_prompt": by_prompt,
+        "pipeline": {stage: results(stage)["overall"]["pass_at_1"] for stage in PIPELINE},
+        "r1_zero_rollouts": {"step": [h["step"] for h in history],
+                             "accuracy": [h["rewards/accuracy/mean"] for h in history],
+                             "mean_length": [h["completions/mean_length"] for h in history],
+                             "reflection_rate": [h["rewards/reflected/mean"] for h in history]},
+        "harder": {row: results(paper_rows()[row]).get("harder", {}).get("pass_at_1") for row in ("base", "r1_zero", "r1")},
+        "checks": {"with": zero["overall"]["accuracy_reflected"], "without": zero["overall"]["accuracy_unreflected"]},
+        "length": {"correct": zero["overall"]["mean_length_correct"], "incorrect": zero["overall"]["mean_length_incorrect"]},
+        "aha": aha, "flow_wall_s": walls, "wall_s": round(sum(walls.values()), 1),
+    }
 
 
-def r1_zero_curve(store: RunStore, run_id: str) -> tuple[dict[str, list[float]], list[dict]]:
-    """Held-out curve (accuracy, length, reflection words at each probe) and the per-step training log."""
-    path = Path(store.ref(run_id, paper_rows()["r1_zero"]).path)
-    curve = json.loads((path / "heldout_curve.json").read_text())
-    history = [h for h in json.loads((path / "log_history.json").read_text()) if "reward" in h]
-    return {"step": [p["step"] for p in curve], "accuracy": [p["heldout_accuracy"] for p in curve],
-            "mean_length": [p["heldout_mean_length"] for p in curve],
-            "reflection_words": [p["heldout_reflection_words"] for p in curve]}, history
+# --- the targets -------------------------------------------------------------------------------
 
 
-def plot_curves(curve: dict[str, list[float]], history: list[dict], out: Path) -> list[Path]:
-    steps = [h["step"] for h in history]
+def quarters(values: list[float]) -> tuple[float, float]:
+    n = max(1, len(values) // 4)
+    return statistics.fmean(values[:n]), statistics.fmean(values[-n:])
+
+
+def verdicts(s: dict[str, Any]) -> list[tuple[str, bool, str]]:
+    """The pocket world's eight targets on one seed, with the measured margins."""
+    r = s["rows"]
+    b, z, r1, d, st = r["base"], r["r1_zero"], r["r1"], r["student_distilled"], r["student_rl"]
+    len0, len1 = quarters(s["r1_zero_rollouts"]["mean_length"])
+    ref0, ref1 = quarters(s["r1_zero_rollouts"]["reflection_rate"])
+    checks, pipe, hard = s["checks"], s["pipeline"], s["harder"]
+    check_pays = checks["with"] is not None and checks["without"] is not None and checks["with"] > checks["without"]
+    return [
+        ("1 headroom: base pass@1 <= 0.50", b["pass_at_1"] <= 0.50, f"{b['pass_at_1']:.3f}"),
+        ("2 R1-Zero pass@1 >= base + 0.25", z["pass_at_1"] >= b["pass_at_1"] + 0.25,
+         f"{z['pass_at_1']:.3f} vs {b['pass_at_1']:.3f} ({z['pass_at_1'] - b['pass_at_1']:+.3f})"),
+        ("3 thinking longer: rollout length last/first quarter >= 1.5 and held-out length >= 1.3x base",
+         len1 >= 1.5 * len0 and z["mean_length"] >= 1.3 * b["mean_length"],
+         f"rollouts {len0:.1f} -> {len1:.1f} ({len1 / max(len0, 1e-9):.2f}x); held-out {z['mean_length']:.1f} vs "
+         f"{b['mean_length']:.1f} ({z['mean_length'] / max(b['mean_length'], 1e-9):.2f}x)"),
+        ("4 checking: rollout reflection rate last quarter >= 0.20 and >= 2x first; checked answers more accurate",
+         ref1 >= 0.20 and ref1 >= 2 * ref0 and check_pays,
+         f"rollouts {ref0:.3f} -> {ref1:.3f}; held-out accuracy with a check {checks['with']} vs without "
+         f"{checks['without']}"),
+        ("5 reasoning_rl pass@1 >= cold_start + 0.05", pipe["reasoning_rl"] >= pipe["cold_start"] + 0.05,
+         f"{pipe['reasoning_rl']:.3f} vs {pipe['cold_start']:.3f}"),
+        ("6 R1: language consistency >= 0.95 and > R1-Zero's; pass@1 >= R1-Zero's",
+         r1["language_consistency"] >= 0.95 and r1["language_consistency"] > z["language_consistency"]
+         and r1["pass_at_1"] >= z["pass_at_1"],
+         f"lang {r1['language_consistency']:.3f} vs {z['language_consistency']:.3f}; pass@1 {r1['pass_at_1']:.3f} vs "
+         f"{z['pass_at_1']:.3f}"),
+        ("7 distilled student pass@1 >= RL-only student + 0.10", d["pass_at_1"] >= st["pass_at_1"] + 0.10,
+         f"{d['pass_at_1']:.3f} vs {st['pass_at_1']:.3f}"),
+        ("8 harder split: R1 pass@1 >= base + 0.10",
+         hard["r1"] is not None and hard["base"] is not None and hard["r1"] >= hard["base"] + 0.10,
+         f"{hard['r1']} vs {hard['base']}"),
+    ]
+
+
+# --- all seeds ---------------------------------------------------------------------------------
+
+
+def gather() -> dict[str, Any]:
+    seeds = {}
+    for path in sorted(RESULTS.glob("paper_seed*.json")):
+        s = json.loads(path.read_text())
+        seeds[str(s["seed"])] = s
+    if not seeds:
+        raise SystemExit(f"no {RESULTS}/paper_seed*.json yet: run `python -m bench.paper --seed 0` first")
+    rows = {}
+    for model in paper_rows():
+        rows[model] = {f: statistics.fmean(s["rows"][model][f] for s in seeds.values()) for f in FIELDS}
+        rows[model]["pass_at_1_ci"] = bootstrap_seeds([s["pass_at_1_by_prompt"][model] for s in seeds.values()])
+    by_seed = {k: {key: v for key, v in s.items() if key != "pass_at_1_by_prompt"} for k, s in seeds.items()}
+    verdict_rows = []
+    for k, s in seeds.items():
+        verdict_rows += [{"seed": int(k), "target": t, "holds": ok, "measured": m} for t, ok, m in verdicts(s)]
+    return {"seeds": sorted(int(k) for k in seeds), "rows": rows, "by_seed": by_seed, "verdicts": verdict_rows}
+
+
+def plot(s: dict[str, Any], out: Path) -> list[Path]:
+    roll = s["r1_zero_rollouts"]
     paths = []
     fig, ax1 = plt.subplots(figsize=(7, 4))
-    ax1.plot(curve["step"], curve["accuracy"], "o-", color="tab:blue", label="held-out accuracy (greedy)")
+    ax1.plot(roll["step"], roll["accuracy"], color="tab:blue", label="rollout accuracy")
+    ax1.plot(roll["step"], roll["reflection_rate"], color="tab:purple", label="rollouts with a check (reflection rate)")
     ax1.set_xlabel("GRPO step")
-    ax1.set_ylabel("held-out accuracy", color="tab:blue")
+    ax1.set_ylabel("share of rollouts")
     ax1.set_ylim(0, 1)
     ax2 = ax1.twinx()
-    ax2.plot(steps, [h["completions/mean_length"] for h in history], color="tab:orange", alpha=0.6,
-             label="rollout mean length")
-    ax2.plot(curve["step"], curve["mean_length"], "s--", color="tab:red", label="held-out mean length")
-    ax2.set_ylabel("response length (tokens)", color="tab:red")
+    ax2.plot(roll["step"], roll["mean_length"], color="tab:orange", alpha=0.7, label="rollout mean length")
+    ax2.set_ylabel("tokens", color="tab:orange")
     lines = ax1.get_legend_handles_labels()[0] + ax2.get_legend_handles_labels()[0]
-    ax1.legend(lines, [line.get_label() for line in lines], loc="lower right", fontsize=8)
-    ax1.set_title("R1-Zero (pocket): accuracy and response length during RL")
+    ax1.legend(lines, [line.get_label() for line in lines], loc="upper left", fontsize=8)
+    ax1.set_title(f"R1-Zero (pocket, seed {s['seed']}): accuracy, length and checks during RL")
     fig.tight_layout()
-    paths.append(out / "r1_zero_accuracy_length.png")
-    fig.savefig(paths[-1], dpi=120)
-    plt.close(fig)
-
-    fig, ax = plt.subplots(figsize=(7, 4))
-    ax.plot(steps, [h["rewards/reflection_words/mean"] for h in history], color="tab:purple",
-            label="rollouts: reflection words per completion")
-    ax.plot(curve["step"], curve["reflection_words"], "o--", color="tab:green", label="held-out (greedy)")
-    ax.set_xlabel("GRPO step")
-    ax.set_ylabel("reflection words per response")
-    ax.set_title('R1-Zero (pocket): reflection words ("wait", "check", ...) during RL')
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    paths.append(out / "r1_zero_reflection_words.png")
+    paths.append(out / "r1_zero_rollouts.png")
     fig.savefig(paths[-1], dpi=120)
     plt.close(fig)
     return paths
 
 
-def verdicts(rows: dict[str, dict[str, float]], rollout_length: list[float]) -> list[tuple[str, bool, str]]:
-    """The paper's findings as checks, with the measured margins. Response length is the paper's
-    measure (its Figure 3): the mean length of the RL rollouts, first quarter of steps against last."""
-    b, z, r1 = rows["base"], rows["r1_zero"], rows["r1"]
-    d, s = rows["student_distilled"], rows["student_rl"]
-    n = max(1, len(rollout_length) // 4)
-    early, late = sum(rollout_length[:n]) / n, sum(rollout_length[-n:]) / n
-    return [
-        ("R1-Zero pass@1 >= base + 0.20", z["pass_at_1"] >= b["pass_at_1"] + 0.20,
-         f"{z['pass_at_1']:.3f} vs {b['pass_at_1']:.3f} ({z['pass_at_1'] - b['pass_at_1']:+.3f})"),
-        ("R1-Zero response length rises", late > early, f"{early:.1f} -> {late:.1f} tokens (rollouts)"),
-        ("R1 language consistency >= 0.95", r1["language_consistency"] >= 0.95, f"{r1['language_consistency']:.3f}"),
-        ("R1 language consistency > R1-Zero's", r1["language_consistency"] > z["language_consistency"],
-         f"{r1['language_consistency']:.3f} vs {z['language_consistency']:.3f}"),
-        ("R1 pass@1 >= R1-Zero's", r1["pass_at_1"] >= z["pass_at_1"], f"{r1['pass_at_1']:.3f} vs {z['pass_at_1']:.3f}"),
-        ("distilled student > RL-only student", d["pass_at_1"] > s["pass_at_1"],
-         f"{d['pass_at_1']:.3f} vs {s['pass_at_1']:.3f}"),
-    ]
+def print_table(table: dict[str, Any]) -> None:
+    print(f"\nThe paper table, pocket world (seeds {table['seeds']}; k=16, T=0.6, top-p 0.95)")
+    print(f"{'model':18} {'pass@1':>7} {'95% CI':>15} {'cons@16':>8} {'len':>6} {'lang':>6} {'reflect':>8}")
+    for name, r in table["rows"].items():
+        lo, hi = r["pass_at_1_ci"]
+        print(f"{name:18} {r['pass_at_1']:7.3f} {f'[{lo:.3f}, {hi:.3f}]':>15} {r['cons_at_16']:8.3f} "
+              f"{r['mean_length']:6.1f} {r['language_consistency']:6.3f} {r['reflection_rate']:8.3f}")
+    print("\ntargets:")
+    for v in table["verdicts"]:
+        print(f"  seed {v['seed']} [{'holds' if v['holds'] else 'FAILS'}] {v['target']}: {v['measured']}")
+    for k, s in table["by_seed"].items():
+        if s.get("aha"):
+            print(f"\naha rollout (seed {k}, answer {s['aha']['answer']}): {s['aha']['prompt']}\n  {s['aha']['completion']}")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--recipe", default="configs/pocket.yaml")
+    parser.add_argument("--seed", type=int, help="run this seed, then gather every seed file")
+    parser.add_argument("--gather", action="store_true", help="only gather the seed files into paper_table.json")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
-    parser.add_argument("--run-id", default=None, help="default: bench-paper-<recipe name>")
     args = parser.parse_args()
-    overrides = EVAL_OVERRIDES + args.overrides
-    recipe = load_recipe(args.recipe, overrides)
-    run_id = args.run_id or f"bench-paper-{recipe.name}"
-    store = RunStore()
-    t0 = time.perf_counter()
-    walls = run_flows(args.recipe, overrides, run_id)
-    rows = table_rows(store, run_id)
-    curve, history = r1_zero_curve(store, run_id)
-    rollout_length = [h["completions/mean_length"] for h in history]
+    if args.seed is None and not args.gather:
+        parser.error("give --seed N (one seed per invocation) or --gather")
     RESULTS.mkdir(parents=True, exist_ok=True)
-    pngs = plot_curves(curve, history, RESULTS)
-    result = {"rows": rows, "r1_zero_curve": curve,
-              "r1_zero_rollouts": {"step": [h["step"] for h in history], "mean_length": rollout_length,
-                                   "reflection_words": [h["rewards/reflection_words/mean"] for h in history]},
-              "recipe": recipe.name, "run_id": run_id,
-              "k": recipe.eval.samples,
-              "heldout_prompts": len(heldout_rows(recipe.eval, store.ref(run_id, graph.TASK_DATA))),
-              "flow_wall_s": walls, "wall_s": round(time.perf_counter() - t0, 1),
-              "verdicts": [{"finding": f, "holds": ok, "measured": m} for f, ok, m in verdicts(rows, rollout_length)]}
-    (RESULTS / "paper_table.json").write_text(json.dumps(result, indent=2) + "\n")
-
-    print(f"\nThe paper table, pocket world ({result['heldout_prompts']} held-out prompts, k=16, T=0.6, top-p 0.95)")
-    print(f"{'model':20} {'pass@1':>8} {'cons@16':>8} {'mean len':>9} {'lang cons':>10}")
-    for name, r in rows.items():
-        print(f"{name:20} {r['pass_at_1']:8.3f} {r['cons_at_16']:8.3f} {r['mean_length']:9.1f} "
-              f"{r['language_consistency']:10.3f}")
-    print("\nfindings:")
-    for f, ok, m in verdicts(rows, rollout_length):
-        print(f"  [{'holds' if ok else 'FAILS'}] {f}: {m}")
-    print(f"\nwall {result['wall_s']:.0f} s; wrote {RESULTS / 'paper_table.json'} and " + ", ".join(p.name for p in pngs))
+    if args.seed is not None:
+        s = run_seed(args.recipe, args.overrides, args.seed)
+        (RESULTS / f"paper_seed{args.seed}.json").write_text(json.dumps(s, indent=2) + "\n")
+        plot(s, RESULTS)
+    table = gather()
+    (RESULTS / "paper_table.json").write_text(json.dumps(table, indent=2) + "\n")
+    print_table(table)
 
 
 if __name__ == "__main__":

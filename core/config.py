@@ -167,6 +167,8 @@ class TemplateConfig(Section):
 class DataConfig(Section):
     sources: list[SourceConfig] = Field(min_length=1)
     heldout_size: int = Field(200, gt=0)
+    harder: list[SourceConfig] = Field(default_factory=list, description="items harder than any in training "
+                                       "(never trained on), evaluated apart: does the reasoning generalise?")
     seed: int = 0
     language: str = Field("en", description="target language of the chain of thought")
     template: TemplateConfig = TemplateConfig()
@@ -321,6 +323,7 @@ class EvalConfig(Section):
     top_p: float = Field(0.95, gt=0, le=1)
     max_new_tokens: int = Field(160, gt=0)
     prompts: int | None = Field(None, gt=0, description="evaluate at most this many held-out prompts")
+    harder_prompts: int | None = Field(100, gt=0, description="at most this many of the harder split's prompts")
     batch_size: int = Field(256, gt=0)
 
 

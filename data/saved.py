@@ -7,12 +7,12 @@ from typing import Any
 
 import datasets
 
-SPLITS = ("train", "heldout")
+SPLITS = ("train", "heldout", "harder")
 SFT_DATASET = "dataset"
 
 
 def load_split(ref: Any, part: str) -> datasets.Dataset:
-    """The 'train' or 'heldout' split saved by the task_data stage."""
+    """The 'train', 'heldout' or 'harder' split saved by the task_data stage ('harder' may be empty)."""
     if part not in SPLITS:
         raise ValueError(f"split {part!r}: expected one of {SPLITS}")
     return datasets.load_from_disk(str(Path(ref.path) / part))

@@ -95,8 +95,10 @@ def summarize(rows: Sequence[dict[str, Any]], sampled: Sequence[Sequence[Sample]
         groups["overall"].append(i)
         groups[str(row.get("task"))].append(i)
 
-    def metrics(idx: list[int]) -> dict[str, float]:
+    def metrics(idx: list[int]) -> dict[str, float | None]:
         flat = [s for i in idx for s in sampled[i]]
+        reflected = [s for s in flat if s.reflection_words]
+        plain = [s for s in flat if not s.reflection_words]
         return {
             "prompts": len(idx),
             "pass_at_1": _mean([pass_at_1(sampled[i]) for i in idx]),
@@ -105,10 +107,19 @@ def summarize(rows: Sequence[dict[str, Any]], sampled: Sequence[Sequence[Sample]
             "mean_length": _mean([s.num_tokens for s in flat]),
             "language_consistency": _mean([s.language_consistency for s in flat]),
             "reflection_words": _mean([s.reflection_words for s in flat]),
+            # Does checking one's work pay, and is a long answer a right one? (None: no such samples)
+            "reflection_rate": _mean([float(s.reflection_words > 0) for s in flat]),
+            "accuracy_reflected": _mean([s.correct for s in reflected]) if reflected else None,
+            "accuracy_unreflected": _mean([s.correct for s in plain]) if plain else None,
+            "mean_length_correct": _mean([s.num_tokens for s in flat if s.correct]) if any(s.correct for s in flat)
+            else None,
+            "mean_length_incorrect": _mean([s.num_tokens for s in flat if not s.correct])
+            if not all(s.correct for s in flat) else None,
         }
 
     per_task = {task: metrics(idx) for task, idx in sorted(groups.items()) if task != "overall"}
-    return {"overall": metrics(groups["overall"]), "per_task": per_task, "k": len(sampled[0]) if sampled else 0}
+    return {"overall": metrics(groups["overall"]), "per_task": per_task, "k": len(sampled[0]) if sampled else 0,
+            "pass_at_1_by_prompt": [pass_at_1(samples) for samples in sampled]}  # for bootstrap intervals
 
 
 def heldout_metrics(model: Any, tokenizer: Any, rows: Sequence[dict[str, Any]], cfg: EvalConfig,
@@ -127,18 +138,21 @@ def heldout_metrics(model: Any, tokenizer: Any, rows: Sequence[dict[str, Any]], 
     return out
 
 
-COLUMNS = ("pass_at_1", "cons_at_k", "greedy_accuracy", "mean_length", "language_consistency", "reflection_words")
+COLUMNS = ("pass_at_1", "cons_at_k", "greedy_accuracy", "mean_length", "language_consistency", "reflection_words",
+           "reflection_rate")
 
 
 def format_table(results: dict[str, dict[str, Any]]) -> str:
     """A markdown table, one row per evaluated model/stage, of the overall metrics."""
     k = next((r.get("k") for r in results.values()), "k")
-    header = ["stage", "pass@1", f"cons@{k}", "greedy acc", "mean length", "lang consistency", "reflection words"]
+    header = ["stage", "pass@1", f"cons@{k}", "greedy acc", "mean length", "lang consistency", "reflection words",
+              "reflection rate", "harder pass@1"]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for name, res in results.items():
-        o = res["overall"]
+        o, harder = res["overall"], res.get("harder")
         cells = [f"{o['pass_at_1']:.3f}", f"{o['cons_at_k']:.3f}", f"{o['greedy_accuracy']:.3f}",
-                 f"{o['mean_length']:.1f}", f"{o['language_consistency']:.3f}", f"{o['reflection_words']:.2f}"]
+                 f"{o['mean_length']:.1f}", f"{o['language_consistency']:.3f}", f"{o['reflection_words']:.2f}",
+                 f"{o.get('reflection_rate', 0.0):.3f}", f"{harder['pass_at_1']:.3f}" if harder else "-"]
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -146,10 +160,14 @@ def format_table(results: dict[str, dict[str, Any]]) -> str:
 # --- the stage ---------------------------------------------------------------------------------
 
 
-def heldout_rows(cfg: EvalConfig, task_data_ref: Ref) -> list[dict[str, Any]]:
-    """The held-out rows an evaluation uses (at most `eval.prompts` of them)."""
-    rows = list(load_split(task_data_ref, "heldout"))
-    return rows[: cfg.prompts] if cfg.prompts else rows
+def heldout_rows(cfg: EvalConfig, task_data_ref: Ref, split: str = "heldout") -> list[dict[str, Any]]:
+    """The rows an evaluation uses: at most `eval.prompts` held-out ones, or `eval.harder_prompts` of
+    the harder split (none when the task data has no harder split)."""
+    if not (Path(task_data_ref.path) / split).exists():
+        return []
+    rows = list(load_split(task_data_ref, split))
+    limit = cfg.prompts if split == "heldout" else cfg.harder_prompts
+    return rows[:limit] if limit else rows
 
 
 def load_results(ref: Ref) -> dict[str, Any]:
@@ -177,6 +195,11 @@ def run(call: StageCall) -> StageOutcome:
         model = inference_model(base_ref.path, adapter_path(adapter_ref) if adapter_ref else None, recipe.model.dtype)
         results = heldout_metrics(model, tokenizer, heldout_rows(cfg, task_data_ref), cfg, recipe.data.template,
                                   recipe.data.language, seed=recipe.seed, desc=f"evaluating {name}")
+        harder = heldout_rows(cfg, task_data_ref, "harder")
+        if harder:
+            results["harder"] = heldout_metrics(model, tokenizer, harder, cfg, recipe.data.template,
+                                                recipe.data.language, seed=recipe.seed,
+                                                desc=f"evaluating {name} (harder)")["overall"]
         (work / RESULTS).write_text(json.dumps(results, indent=2))
         (work / "table.md").write_text(format_table({name: results}) + "\n")
         return StageResult(metrics=results["overall"])

@@ -64,6 +64,18 @@ def test_summary_per_task_and_overall():
     assert "| base | 0.500 | 0.667 | 0.667 |" in table
 
 
+def test_summary_splits_accuracy_by_reflection_and_length_by_correctness():
+    rows = [GOLD, GOLD]
+    sampled = [[s("7", tokens=40, refl=1), s("3", tokens=10)], [s("7", tokens=30, refl=2), s("3", tokens=20, refl=1)]]
+    o = summarize(rows, sampled, [s("7"), s("3")])["overall"]
+    assert o["reflection_rate"] == 0.75
+    assert o["accuracy_reflected"] == pytest.approx(2 / 3) and o["accuracy_unreflected"] == 0.0
+    assert o["mean_length_correct"] == 35.0 and o["mean_length_incorrect"] == 15.0
+    none_reflect = summarize([GOLD], [[s("7"), s("7")]], [s("7")])["overall"]
+    assert none_reflect["accuracy_reflected"] is None and none_reflect["mean_length_incorrect"] is None
+    assert none_reflect["accuracy_unreflected"] == 1.0
+
+
 @pytest.fixture(scope="module")
 def base_eval(pocket_run, test_recipe):
     store, run_id, task_data_ref, base_ref = pocket_run
@@ -82,6 +94,16 @@ def test_end_to_end_eval_of_the_pocket_base_writes_every_field(base_eval, test_r
     assert results["overall"]["prompts"] == test_recipe.eval.prompts
     assert results["overall"]["mean_length"] > 0
     assert store.manifest(run_id, "eval_base")["metrics"] == results["overall"]
+    assert results["harder"]["prompts"] == test_recipe.eval.harder_prompts  # the harder split, evaluated apart
+    assert 0 <= results["harder"]["pass_at_1"] <= 1
+
+
+def test_harder_items_are_longer_and_never_in_training(pocket_run, test_recipe):
+    _, _, task_data_ref, _ = pocket_run
+    seen = {prompt_key(p) for part in ("train", "heldout") for p in load_split(task_data_ref, part)["prompt"]}
+    harder = list(load_split(task_data_ref, "harder"))
+    assert harder and not {prompt_key(r["prompt"]) for r in harder} & seen
+    assert all(json.loads(r["metadata"])["num_terms"] == 5 for r in harder)  # training chains have 2-4 terms
 
 
 def test_evaluator_sees_only_heldout_prompts(base_eval):
