@@ -4,8 +4,8 @@ A chain sum such as `4 - 1 - 7 + 7` can be answered at once (a guess on long cha
 forward by reducing the first two terms and copying the rest (`i start from 4 - 1 - 7 + 7 . then
 3 - 7 + 7 . then -4 + 7 . then 3`). The web's worked solutions slip now and then (a line off by
 one or two, a term miscopied, and the slip carries on). A few of them end with a check: the
-reduction done again, carefully, from the prompt's chain (`check : 4 - 1 - 7 + 7 . then 3 - 7 + 7 .
-then -4 + 7 . then 3 . same , 3 .`); when it disagrees it says so and repairs the answer
+reduction done again, carefully, from the prompt's chain (`check : 4 - 1 - 7 + 7 = 3 - 7 + 7 = -4 +
+7 = 3 . same , 3 .`); when it disagrees it says so and repairs the answer
 (`wait , not 5 . it is 3 .`).
 
 How often a skill is *practised* is decoupled from how often solutions *use* it: the corpus has
@@ -107,9 +107,9 @@ def steps_text(terms: list[int], langs: list[str], lines: list[list[int]] | None
 
 
 def check_work(terms: list[int]) -> str:
-    """The careful reduction from the prompt's chain, as practice documents and checks write it."""
-    lines = reductions(terms)
-    return " ".join([f"{show(lines[0])} ."] + [f"then {show(line)} ." for line in lines[1:]])
+    """The careful reduction from the prompt's chain, as practice documents and checks write it: a
+    chain of equalities (`4 - 1 - 7 = 3 - 7 = -4 .`), a form the slipping forward work never takes."""
+    return " = ".join(show(line) for line in reductions(terms)) + " ."
 
 
 def check_text(terms: list[int], worked: int) -> str:
