@@ -11,6 +11,8 @@ export PREFECT_HOME ?= $(CURDIR)/.prefect
 export PREFECT_SERVER_ANALYTICS_ENABLED ?= false
 export HF_HUB_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM ?= false
+# The temporary Prefect server needs more than its default 20 s to answer on a busy 2-core machine.
+export PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS ?= 120
 
 .PHONY: install sandbox-tool test pipeline lint format runs clean bench-paper bench-stage2 serve deploy stop report bench dry-run doctor
 
