@@ -1,12 +1,13 @@
 """What a stage is to the library: its declaration (StageSpec, one row of the table in
 stages/graph.py) and the context of one call (StageCall).
 
-A stage's cache key is built in one place, `StageCall.key`, from
+Every stage's cache key is `runstore.cache_key` over what StageCall hands it (`StageCall.run`
+builds with it, `StageCall.key` shows it):
   * the stage's own recipe section and every other setting it declares it uses (`uses`: model.dtype,
-    model.lora, data.template, seed, ...), resolved to JSON;
+    model.lora, data.template, seed, ...), resolved to JSON (`key_config`);
   * the content hashes of its inputs;
-  * its code version: the library (core/, data/, rewards/) plus the stage's own module and the
-    stage modules that one imports; never the flows or the shell.
+  * its code version (`code_version`): the library (core/, data/, rewards/) plus the stage's own
+    module and the stage modules that one imports; never the flows or the shell.
 The stage sees the recipe only through a RecipeView that lets it read just those settings, so a
 setting it uses but does not declare fails loudly instead of silently missing from the key.
 """
