@@ -86,8 +86,9 @@ def corpus(cfg: PocketConfig, template: TemplateConfig, exclude: set[str]) -> li
         docs.append((messages(problem.prompt, template), reply))
     heldout_chains = {pocket.chain_of(key) for key in exclude}
     kinds = list(pocket.PRACTICE_PROMPTS)
-    for i, problem in enumerate(pocket.problems(cfg.seed + 104729, cfg.practice_documents, cfg.min_terms,
-                                                cfg.practice_max_terms)):
+    practice = pocket.problems(cfg.seed + 104729, cfg.practice_documents, cfg.min_terms,
+                               cfg.practice_max_terms) if cfg.practice_documents else []
+    for i, problem in enumerate(practice):
         if problem.terms in heldout_chains:
             continue
         prompt, reply = pocket.practice(kinds[i % len(kinds)], list(problem.terms), rng, cfg.slip_rate,
