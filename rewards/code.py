@@ -117,7 +117,6 @@ def code_reward(completions: list[Any], prompts: list[Any] | None = None, tests:
     flags = prefilled_flags(prompts, n, think_prefilled)
     programs = [extract_code(text_of(c), f) for c, f in zip(completions, flags, strict=True)]
     limits = Limits(wall_s=timeout_s, cpu_s=cpu_s, memory_mb=memory_mb)
-    check_mode(sandbox)  # no program runs unsandboxed (recipes are checked earlier, at validation)
 
     def score(i: int) -> float | None:
         if not cases[i]:

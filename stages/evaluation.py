@@ -99,6 +99,8 @@ def summarize(rows: Sequence[dict[str, Any]], sampled: Sequence[Sequence[Sample]
         flat = [s for i in idx for s in sampled[i]]
         reflected = [s for s in flat if s.reflection_words]
         plain = [s for s in flat if not s.reflection_words]
+        right = [s.num_tokens for s in flat if s.correct]
+        wrong = [s.num_tokens for s in flat if not s.correct]
         return {
             "prompts": len(idx),
             "pass_at_1": _mean([pass_at_1(sampled[i]) for i in idx]),
@@ -111,10 +113,8 @@ def summarize(rows: Sequence[dict[str, Any]], sampled: Sequence[Sequence[Sample]
             "reflection_rate": _mean([float(s.reflection_words > 0) for s in flat]),
             "accuracy_reflected": _mean([s.correct for s in reflected]) if reflected else None,
             "accuracy_unreflected": _mean([s.correct for s in plain]) if plain else None,
-            "mean_length_correct": _mean([s.num_tokens for s in flat if s.correct]) if any(s.correct for s in flat)
-            else None,
-            "mean_length_incorrect": _mean([s.num_tokens for s in flat if not s.correct])
-            if not all(s.correct for s in flat) else None,
+            "mean_length_correct": _mean(right) if right else None,
+            "mean_length_incorrect": _mean(wrong) if wrong else None,
         }
 
     per_task = {task: metrics(idx) for task, idx in sorted(groups.items()) if task != "overall"}
