@@ -232,11 +232,65 @@ class SFTStageConfig(TrainConfig):
     from_base: bool = Field(False, description="start a fresh adapter on the base instead of the previous one")
 
 
-class ColdStartConfig(SFTStageConfig):
-    """Stage 1: SFT on a few hundred readable long chains of thought."""
+class SamplingConfig(Section):
+    """Sampling k completions per training prompt (rejection sampling, a collected cold start)."""
 
-    examples: int = Field(300, gt=0, description="cold-start examples to generate (pocket world)")
-    dataset: str | None = Field(None, description="a JSONL/Parquet file of {prompt, completion} for real recipes")
+    prompts: int = Field(400, gt=0, description="training prompts to sample from")
+    samples_per_prompt: int = Field(4, gt=0)
+    temperature: float = Field(0.7, gt=0)
+    top_p: float = Field(0.95, gt=0, le=1)
+    max_new_tokens: int = Field(160, gt=0)
+    batch_size: int = Field(128, gt=0, description="completions per generation batch")
+    use_vllm: bool = Field(False, description="sample with vLLM (needs vLLM and a GPU; else batched HF generate)")
+    vllm_gpu_memory_utilization: float = Field(0.5, gt=0, le=1, description="share of the GPU vLLM may take")
+    language_threshold: float = Field(1.0, ge=0, le=1, description="least share of target-language words")
+    max_tokens: int | None = Field(None, gt=0, description="drop completions longer than this (default: unfinished)")
+
+
+class Exemplar(Section):
+    """One worked example shown to the model before the question (few-shot collection)."""
+
+    prompt: str
+    completion: str
+
+
+class CollectConfig(SamplingConfig):
+    """How a collected cold start is sampled and cleaned (sources r1_zero and few_shot)."""
+
+    per_prompt: int = Field(1, gt=0, description="kept completions per prompt at most (spreads the set over prompts)")
+    summary: str = Field("so the answer is {answer} .",
+                         description="the one-line summary closing the reasoning when it lacks one ({answer})")
+    exemplars: list[Exemplar] | None = Field(
+        None, description="few_shot: worked examples put before the question (default: built-in, pocket world)")
+    r1_zero_run: str | None = Field(
+        None, description="r1_zero: take this run's r1_zero adapter instead of building one in this run")
+
+
+class ColdStartConfig(SFTStageConfig):
+    """Stage 1: SFT on a few hundred readable long chains of thought, from one of four sources:
+    generated (the pocket world's oracle), file (`dataset`), r1_zero (the verified, readable outputs
+    of an R1-Zero adapter) or few_shot (the base prompted with long worked examples)."""
+
+    source: Literal["generated", "file", "r1_zero", "few_shot"] = Field(
+        "generated", description="where the examples come from (default: file when `dataset` is set, else generated)")
+    examples: int = Field(300, gt=0, description="cold-start examples at most (generated, or kept when collected)")
+    dataset: str | None = Field(None, description="source file: a JSONL/Parquet file of {prompt, completion} rows")
+    collect: CollectConfig = CollectConfig()
+
+    @model_validator(mode="before")
+    @classmethod
+    def _default_source(cls, data: Any) -> Any:
+        if isinstance(data, dict) and data.get("source") is None:
+            data = {**data, "source": "file" if data.get("dataset") else "generated"}
+        return data
+
+    @model_validator(mode="after")
+    def _source(self) -> ColdStartConfig:
+        if self.source == "file" and not self.dataset:
+            raise ValueError("source: file needs `dataset`, a JSONL/Parquet file of {prompt, completion} rows")
+        if self.source != "file" and self.dataset:
+            raise ValueError(f"dataset is read only with source: file (source is {self.source})")
+        return self
 
 
 class GRPOStageConfig(TrainConfig):
@@ -269,21 +323,11 @@ class GRPOStageConfig(TrainConfig):
         return self
 
 
-class RejectionSamplingConfig(Section):
+class RejectionSamplingConfig(SamplingConfig):
     """Stage 3a: sample from the RL adapter, keep the good reasoning, mix in general data."""
 
-    prompts: int = Field(400, gt=0, description="training prompts to sample from")
-    samples_per_prompt: int = Field(4, gt=0)
-    temperature: float = Field(0.7, gt=0)
-    top_p: float = Field(0.95, gt=0, le=1)
-    max_new_tokens: int = Field(160, gt=0)
-    batch_size: int = Field(128, gt=0, description="completions per generation batch")
-    use_vllm: bool = Field(False, description="sample with vLLM (needs vLLM and a GPU; else batched HF generate)")
-    vllm_gpu_memory_utilization: float = Field(0.5, gt=0, le=1, description="share of the GPU vLLM may take")
     keep_correct: bool = Field(True, description="drop completions whose answer does not verify")
     keep_single_language: bool = Field(True, description="drop chains of thought that mix languages")
-    language_threshold: float = Field(1.0, ge=0, le=1, description="least share of target-language words")
-    max_tokens: int | None = Field(None, gt=0, description="drop completions longer than this (default: unfinished)")
     dedupe: bool = True
     reasoning_to_general: float = Field(3.0, gt=0, description="ratio of reasoning to general rows (paper ~3:1)")
     general_dataset: str | None = Field(

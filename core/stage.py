@@ -48,11 +48,18 @@ class StageSpec:
     run: Callable[[StageCall], StageOutcome]
     doc: str  # what it does, one line (the plan and the docs show it)
     inputs: Mapping[str, str] = field(default_factory=dict)  # input name -> the stage that makes it
+    # input name -> whether the recipe needs it (an input not listed here is always read)
+    when: Mapping[str, Callable[[Any], bool]] = field(default_factory=dict)
     section: str | None = None  # its own recipe section (dotted), what `call.cfg` returns
     uses: tuple[str, ...] = ()  # every other recipe setting it reads (dotted), model settings included
     output: Output = "adapter"
     evaluated: bool = False  # held-out evaluation of this stage's model (eval_<name>) in its flows
     retries: int = 0  # a failure may be retried this many times (I/O-like stages; training is resumed instead)
+
+    def inputs_for(self, recipe: Any) -> dict[str, str]:
+        """The inputs this recipe makes the stage read (None: only those every recipe makes it read)."""
+        return {n: src for n, src in self.inputs.items()
+                if n not in self.when or (recipe is not None and self.when[n](recipe))}
 
     def settings(self) -> tuple[str, ...]:
         """Every recipe setting in the stage's key: its section first, then what it uses."""

@@ -1,22 +1,38 @@
 """Cold-start and SFT data: readable, single-language, first-person chains of thought.
 
-For the pocket world they are generated from templates that compute correct step-by-step
-solutions (the paper's cold start was a few thousand such examples, written for readability:
-`<think>` reasoning ending in a short summary `</think>`, then the answer). Real recipes point
-`cold_start.dataset` at a file of {prompt, completion} rows instead.
+The paper's cold start was a few thousand readable examples (`<think>` reasoning ending in a short
+summary `</think>`, then the answer), collected from few-shot prompting with long worked examples
+and from R1-Zero's own outputs, kept only when verified and readable, then rewritten. Here:
+  * generated: the pocket world's oracle writes correct step-by-step solutions;
+  * file: the user's {prompt, completion} rows;
+  * collected (r1_zero, few_shot): a model's sampled completions, filtered by `unreadable`, rewritten
+    by `readable` and capped by `collect` (the sampling itself is the stage's, stages/cold_start_data.py).
 """
 
 from __future__ import annotations
 
 import random
+import re
+from collections import Counter
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import datasets
 
-from core.config import TemplateConfig
+from core.config import CollectConfig, Exemplar, TemplateConfig
+from core.generation import Completion
 from data import pocket
 from data.chat import messages
+from data.split import prompt_key
+from rewards.accuracy import is_correct
+from rewards.extract import extract_answer, think_text
+from rewards.format import well_formed
+from rewards.language import language_share
+
+# Why a collected completion was removed, in the order the filters run.
+REMOVED = ("overlong", "incorrect", "format", "mixed_language", "repeated_lines", "duplicate", "per_prompt",
+           "over_cap")
 
 
 def chain_sum_completion(terms: list[int]) -> str:
@@ -59,3 +75,104 @@ def file_conversations(path: str, template: TemplateConfig) -> datasets.Dataset:
     if missing:
         raise ValueError(f"{path}: expected columns prompt and completion; missing {sorted(missing)}")
     return ds.map(lambda r: conversation(r["prompt"], r["completion"], template), remove_columns=ds.column_names)
+
+
+# --- collected cold starts (sources r1_zero and few_shot) ------------------------------------
+
+# Long worked examples with a check, for few-shot prompting of the pocket base: short chains, so
+# two of them, the question and a long answer fit the pocket model's 384 positions.
+POCKET_EXEMPLAR_CHAINS = ((4, -7, 2), (8, 3, -5, 6))
+POCKET_PROMPT = "State the final answer to the following arithmetic problem: {expression} ="
+
+
+def pocket_exemplars() -> list[Exemplar]:
+    """The built-in few-shot exemplars of the pocket world: the work, a check, the summary, the answer."""
+    out = []
+    for chain in POCKET_EXEMPLAR_CHAINS:
+        terms = list(chain)
+        think = pocket.steps_text(terms, ["en"] * len(terms), conclude=False) + " " + pocket.check_text(terms, sum(terms))
+        out.append(Exemplar(prompt=POCKET_PROMPT.format(expression=pocket.show(terms)),
+                            completion=f"<think> {think} </think> <answer> {sum(terms)} </answer>"))
+    return out
+
+
+def few_shot_messages(prompt: str, exemplars: Sequence[Exemplar], template: TemplateConfig) -> list[dict[str, str]]:
+    """The conversation for few-shot sampling: each exemplar as an earlier user / assistant turn."""
+    head = messages(exemplars[0].prompt, template) if exemplars else []
+    turns = head[:-1]  # the system message, if any
+    for ex in exemplars:
+        turns += messages(ex.prompt, template)[-1:] + [{"role": "assistant", "content": ex.completion}]
+    return turns + messages(prompt, template)[-1:]
+
+
+_SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
+
+
+def repeats(think: str, min_words: int = 3) -> bool:
+    """Whether reasoning repeats a line of at least `min_words` words (a loop, not a readable chain):
+    lines are split at newlines, or at sentence ends when there are none."""
+    lines = think.splitlines() if "\n" in think.strip() else _SENTENCE_END.split(think)
+    words = [[w for w in line.lower().split() if any(ch.isalnum() for ch in w)] for line in lines]
+    counts = Counter(" ".join(w) for w in words if len(w) >= min_words)
+    return any(n > 1 for n in counts.values())
+
+
+def unreadable(completion: Completion, row: dict[str, Any], cfg: CollectConfig, language: str,
+               think_prefilled: bool = False) -> str | None:
+    """None when a sampled completion is verified and readable, else the filter that removed it."""
+    text = completion.text
+    if not completion.finished or (cfg.max_tokens is not None and completion.num_tokens > cfg.max_tokens):
+        return "overlong"
+    if not is_correct(extract_answer(text, think_prefilled), row):
+        return "incorrect"
+    if not well_formed(text, think_prefilled):
+        return "format"  # not exactly one think block, then the answer
+    think = think_text(text, think_prefilled)
+    if language_share(think, language) < cfg.language_threshold:
+        return "mixed_language"
+    if repeats(think):
+        return "repeated_lines"
+    return None
+
+
+def readable(text: str, summary: str, think_prefilled: bool = False) -> str:
+    """A kept completion in the cold start's format: the reasoning closed by a one-line summary (added
+    when it has none), then the answer in tags; nothing else."""
+    think = think_text(text, think_prefilled)
+    answer = extract_answer(text, think_prefilled) or ""
+    line = summary.format(answer=answer)
+    if not " ".join(think.split()).endswith(" ".join(line.split())):
+        think = f"{think}\n\n{line}" if "\n" in think else f"{think} {line}"
+    return f"<think> {think.strip()} </think> <answer> {answer} </answer>"
+
+
+def collect(rows: Sequence[dict[str, Any]], samples: Sequence[Sequence[Completion]], cfg: CollectConfig,
+            examples: int, language: str, template: TemplateConfig, seed: int, source: str,
+            think_prefilled: bool = False) -> tuple[list[dict[str, Any]], Counter[str]]:
+    """The cold-start rows collected from `samples[i]`, the completions of task row `rows[i]`: verified,
+    readable, rewritten, deduplicated, at most `cfg.per_prompt` per prompt and `examples` in all.
+    Returns the rows (conversations plus the gold columns that let anyone re-verify them) and what
+    each filter removed (`REMOVED`); kept + removed = sampled."""
+    removed: Counter[str] = Counter()
+    seen: set[str] = set()
+    kept = []
+    for row, completions in zip(rows, samples, strict=True):
+        taken = 0
+        for c in completions:
+            reason = unreadable(c, row, cfg, language, think_prefilled)
+            text = readable(c.text, cfg.summary, think_prefilled) if reason is None else ""
+            key = prompt_key(row["prompt"]) + "\x00" + " ".join(text.split())
+            if reason is None and key in seen:
+                reason = "duplicate"
+            if reason is None and taken >= cfg.per_prompt:
+                reason = "per_prompt"
+            if reason:
+                removed[reason] += 1
+                continue
+            seen.add(key)
+            taken += 1
+            kept.append(conversation(row["prompt"], text, template) | {
+                "source": source, "answer": row["answer"], "task": row["task"], "metadata": row["metadata"]})
+    random.Random(seed).shuffle(kept)
+    removed["over_cap"] += max(0, len(kept) - examples)
+    return kept[:examples], removed

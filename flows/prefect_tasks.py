@@ -140,7 +140,8 @@ def stage_task(spec: StageSpec) -> Task:
 def run_stages(run: PipelineRun, specs: list[StageSpec], refs: dict[str, Ref]) -> dict[str, Ref]:
     """Run stages in order, each on the references of the stages it reads (from `refs`, which grows)."""
     for spec in specs:
-        refs[spec.name] = stage_task(spec)(run, spec, {name: refs[src] for name, src in spec.inputs.items()})
+        inputs = {name: refs[src] for name, src in spec.inputs_for(run.recipe).items()}
+        refs[spec.name] = stage_task(spec)(run, spec, inputs)
         check_prompts_once_possible(run, spec.name, refs)
     return refs
 
@@ -167,8 +168,8 @@ def run_flow(flow: graph.Flow, recipe: str, overrides: list[str] | None, run_id:
              force: list[str] | None) -> dict[str, Any]:
     """A flow of the graph: start the run, build its stages in order, evaluate, write the report."""
     run = start(recipe, overrides, run_id, force)
-    refs = run_stages(run, graph.flow_stages(flow), {})
-    evals = evaluate_stages(run, graph.flow_evaluations(flow), refs)
+    refs = run_stages(run, graph.flow_stages(flow, run.recipe), {})
+    evals = evaluate_stages(run, graph.flow_evaluations(flow, run.recipe), refs)
     report_path = report(run, evals)
     return {"run_id": run.run_id, "report": report_path, "refs": {n: r.to_dict() for n, r in refs.items()},
             "evals": {n: r.to_dict() for n, r in evals.items()}}

@@ -18,6 +18,7 @@ from typing import Any
 from core.config import (
     AllScenarioConfig,
     ColdStartConfig,
+    CollectConfig,
     GRPOStageConfig,
     HubSource,
     PocketConfig,
@@ -99,7 +100,7 @@ def _grpo(flow: str, stage: str, cfg: GRPOStageConfig, available: int | None, wh
 def _sft(flow: str, stage: str, cfg: SFTStageConfig, what: str) -> StagePlan:
     per_step = cfg.batch_size * cfg.gradient_accumulation_steps * cfg.num_processes
     examples = cfg.examples if isinstance(cfg, ColdStartConfig) and not cfg.dataset else None
-    source = f" (file {cfg.dataset})" if isinstance(cfg, ColdStartConfig) and cfg.dataset else ""
+    source = f" (cold-start source: {cfg.source})" if isinstance(cfg, ColdStartConfig) else ""
     return StagePlan(flow, stage, f"{what}{source} ({per_step} sequences per step)", cfg.steps, cfg.num_processes,
                      examples)
 
@@ -111,6 +112,21 @@ def _pocket(flow: str, stage: str, cfg: PocketConfig, model_path: str, what: str
                      f"on {cfg.corpus_documents} documents", cfg.steps)
 
 
+def _collect(flow: str, stage: str, cfg: ColdStartConfig, available: int | None, what: str) -> StagePlan:
+    if cfg.source == "file":
+        return StagePlan(flow, stage, f"{what}: read {cfg.dataset}")
+    if cfg.source == "generated":
+        return StagePlan(flow, stage, f"{what}: generate {cfg.examples} worked solutions (pocket world)", None, 1,
+                         cfg.examples)
+    c = cfg.collect
+    model = "the base with few-shot exemplars" if cfg.source == "few_shot" else \
+        f"R1-Zero ({'run ' + c.r1_zero_run if c.r1_zero_run else 'this run'})"
+    prompts = _limit(c.prompts, available) or c.prompts
+    generations = prompts * c.samples_per_prompt
+    return StagePlan(flow, stage, f"{what}: sample {model}, k={c.samples_per_prompt} at T={c.temperature}, keep "
+                     f"<= {cfg.examples}", None, 1, prompts, generations, generations * c.max_new_tokens)
+
+
 def stage_plan(flow: str, spec: StageSpec, recipe: Recipe, available: int | None) -> StagePlan:
     """One row: what the stage does (its doc), with the figures its recipe section gives."""
     cfg: Any = setting(recipe, spec.section) if spec.section else None
@@ -119,6 +135,8 @@ def stage_plan(flow: str, spec: StageSpec, recipe: Recipe, available: int | None
         return _grpo(flow, spec.name, cfg, available, what)
     if isinstance(cfg, SFTStageConfig):
         return _sft(flow, spec.name, cfg, what)
+    if isinstance(cfg, CollectConfig):
+        return _collect(flow, spec.name, recipe.cold_start, available, what)
     if isinstance(cfg, RejectionSamplingConfig):
         prompts = _limit(cfg.prompts, available) or cfg.prompts
         generations = prompts * cfg.samples_per_prompt
@@ -148,11 +166,11 @@ def build_plan(recipe: Recipe, source: str = "<recipe>") -> Plan:
     available = train_prompts(recipe)
     listed: set[str] = set()
     for flow in graph.FLOWS.values():
-        for spec in graph.flow_stages(flow):
+        for spec in graph.flow_stages(flow, recipe):
             if spec.name not in listed:
                 listed.add(spec.name)
                 plan.stages.append(stage_plan(flow.name, spec, recipe, available))
-        plan.stages.append(eval_plan(flow.name, graph.flow_evaluations(flow), recipe))
+        plan.stages.append(eval_plan(flow.name, graph.flow_evaluations(flow, recipe), recipe))
     return plan
 
 

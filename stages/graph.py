@@ -2,9 +2,9 @@
 the flows that chain them. Flows, the plan, the report, the benchmarks and the tests derive from
 this table; nothing else lists stage names.
 
-    task_data -> base -> cold_start -> reasoning_rl -> rejection_sampling -> sft -> all_scenario_rl -> merged
-                   |                                          |                  reward_model --^
-                   +-> r1_zero                                +-> student_distilled
+    task_data -> base -> cold_start_data -> cold_start -> reasoning_rl -> rejection_sampling -> sft -> all_scenario_rl -> merged
+                   |       ^ (source r1_zero)                             |      reward_model --^
+                   +-> r1_zero                                                +-> student_distilled
     task_data -> student_base --------------------------------+-> student_rl
 
 A row's `section` is its own recipe section (what the stage reads as `call.cfg`); `uses` lists
@@ -22,7 +22,7 @@ from core.runstore import Ref, RunStore
 from core.stage import StageCall, StageSpec
 from stages import (
     base,
-    cold_start,
+    cold_start_data,
     evaluation,
     grpo,
     merged,
@@ -36,15 +36,31 @@ TASK_DATA, BASE = "task_data", "base"
 TEMPLATE, LANGUAGE, SEED = "data.template", "data.language", "seed"
 LORA_TRAINING = ("model.dtype", "model.lora")  # what a stage that trains the LoRA adapter uses of the model
 
+
+
+def collects_from_r1_zero(recipe: Any) -> bool:
+    """The cold start is collected from this run's R1-Zero adapter (not a given run's)."""
+    return recipe.cold_start.source == "r1_zero" and not recipe.cold_start.collect.r1_zero_run
+
+
 STAGES: tuple[StageSpec, ...] = (
     StageSpec(TASK_DATA, task_data.run, "load the task sources, split train / held-out",
               section="data", output="dataset", retries=1),
     StageSpec(BASE, base.run, "the base model: the pocket world's, pretrained once and cached, or a user's",
               inputs={"task_data": TASK_DATA}, section="model.pocket", uses=("model.base", TEMPLATE),
               output="base_model", evaluated=True),
-    StageSpec("cold_start", cold_start.run, "stage 1: SFT of a fresh adapter on readable long chains of thought",
-              inputs={"task_data": TASK_DATA, "base": BASE}, section="cold_start",
+    StageSpec("r1_zero", grpo.run, "R1-Zero: GRPO of a fresh adapter straight on the base (accuracy, format)",
+              inputs={"task_data": TASK_DATA, "base": BASE}, section="r1_zero",
               uses=(TEMPLATE, SEED, *LORA_TRAINING), evaluated=True),
+    StageSpec("cold_start_data", cold_start_data.run,
+              "stage 1a: the cold-start set (cold_start.source)",
+              inputs={"task_data": TASK_DATA, "base": BASE, "r1_zero": "r1_zero"},
+              when={"r1_zero": collects_from_r1_zero}, section="cold_start.collect",
+              uses=("cold_start.source", "cold_start.examples", "cold_start.dataset", "model.base", TEMPLATE, LANGUAGE,
+                    SEED, *LORA_TRAINING), output="dataset"),
+    StageSpec("cold_start", sft.run, "stage 1b: SFT of a fresh adapter on the cold-start set",
+              inputs={"base": BASE, "dataset": "cold_start_data"}, section="cold_start",
+              uses=(SEED, *LORA_TRAINING), evaluated=True),
     StageSpec("reasoning_rl", grpo.run, "stage 2: GRPO on verifiable prompts (accuracy, format, language)",
               inputs={"task_data": TASK_DATA, "base": BASE, "adapter": "cold_start"}, section="reasoning_rl",
               uses=(TEMPLATE, SEED, *LORA_TRAINING), evaluated=True),
@@ -63,9 +79,6 @@ STAGES: tuple[StageSpec, ...] = (
               section="all_scenario_rl", uses=(TEMPLATE, SEED, *LORA_TRAINING), evaluated=True),
     StageSpec("merged", merged.run, "the final adapter merged into the base: a plain HF model directory",
               inputs={"base": BASE, "adapter": "all_scenario_rl"}, uses=("model.dtype",), output="model"),
-    StageSpec("r1_zero", grpo.run, "R1-Zero: GRPO of a fresh adapter straight on the base (accuracy, format)",
-              inputs={"task_data": TASK_DATA, "base": BASE}, section="r1_zero",
-              uses=(TEMPLATE, SEED, *LORA_TRAINING), evaluated=True),
     StageSpec("student_base", base.run_student, "the smaller student: a pocket base built like the base, or a user's",
               inputs={"task_data": TASK_DATA}, section="distill.student", uses=("distill.student_model", TEMPLATE),
               output="base_model", evaluated=True),
@@ -99,14 +112,15 @@ FLOWS = {f.name: f for f in (
 )}
 
 
-def needed(targets: tuple[str, ...] | list[str]) -> list[StageSpec]:
-    """The target stages and every stage they read from, in the table's (dependency) order."""
+def needed(targets: tuple[str, ...] | list[str], recipe: Any = None) -> list[StageSpec]:
+    """The target stages and every stage they read from with this recipe (None: those they read
+    from with any recipe), in the table's (dependency) order."""
     todo, found = list(targets), set()
     while todo:
         name = todo.pop()
         if name not in found:
             found.add(name)
-            todo += list(BY_NAME[name].inputs.values())
+            todo += list(BY_NAME[name].inputs_for(recipe).values())
     return [s for s in STAGES if s.name in found]
 
 
@@ -126,14 +140,14 @@ def evaluated_on(base_name: str, stages: list[StageSpec] | None = None) -> list[
     return [s.name for s in (STAGES if stages is None else stages) if s.evaluated and model_base(s.name) == base_name]
 
 
-def flow_stages(flow: Flow) -> list[StageSpec]:
-    """What a flow runs, in order."""
-    return needed(flow.targets)
+def flow_stages(flow: Flow, recipe: Any = None) -> list[StageSpec]:
+    """What a flow runs with this recipe (None: what it runs with any recipe), in order."""
+    return needed(flow.targets, recipe)
 
 
-def flow_evaluations(flow: Flow) -> list[str]:
+def flow_evaluations(flow: Flow, recipe: Any = None) -> list[str]:
     """The stages a flow evaluates, in order."""
-    return evaluated_on(flow.base, flow_stages(flow))
+    return evaluated_on(flow.base, flow_stages(flow, recipe))
 
 
 def evaluation_spec(name: str, base_stage: str = BASE, adapter_stage: str | None = None) -> StageSpec:
@@ -167,8 +181,9 @@ def build(targets: list[str], recipe: Any, store: RunStore, run_id: str,
     Returns stage name -> Ref for all of them."""
     out = dict(refs or {})
     specs = [spec(t) for t in targets]
-    needs = needed([src for s in specs for src in s.inputs.values() if src not in out])
+    needs = needed([src for s in specs for src in s.inputs_for(recipe).values() if src not in out], recipe)
     for s in [*needs, *specs]:
         if s.name not in out:
-            out[s.name] = s.run(StageCall(s, recipe, store, run_id, {n: out[src] for n, src in s.inputs.items()})).ref
+            inputs = {n: out[src] for n, src in s.inputs_for(recipe).items()}
+            out[s.name] = s.run(StageCall(s, recipe, store, run_id, inputs)).ref
     return out

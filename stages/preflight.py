@@ -38,7 +38,7 @@ from core.config import (
     HubSource,
     Recipe,
     RecipeError,
-    RejectionSamplingConfig,
+    SamplingConfig,
     TrainConfig,
 )
 from core.generation import vllm_unavailable
@@ -114,15 +114,22 @@ def validate(recipe: Recipe, source: str = "<recipe>") -> list[str]:
         elif isinstance(src, HubSource):
             notes.append(f"data.sources[{i}]: hub dataset {src.name!r} ({src.subset or 'default'}/{src.split}) is "
                          "read at run time (needs network or the local datasets cache)")
-    if recipe.model.base != "pocket" and not recipe.cold_start.dataset:
-        errors.append("cold_start.dataset: a real model needs a cold-start file of {prompt, completion} rows "
-                      "(the generated cold start exists for the pocket world only)")
-    _file_check(recipe.cold_start.dataset, "cold_start.dataset", notes)
+    start = recipe.cold_start
+    if recipe.model.base != "pocket" and start.source == "generated":
+        errors.append("cold_start.source: generated exists for the pocket world only; a real model collects its "
+                      "cold start (r1_zero, few_shot) or reads one (file, with cold_start.dataset)")
+    if recipe.model.base != "pocket" and start.source == "few_shot" and not start.collect.exemplars:
+        errors.append("cold_start.collect.exemplars: the few_shot source of a real model needs worked examples "
+                      "({prompt, completion} rows)")
+    if start.source == "r1_zero":
+        where = f"run {start.collect.r1_zero_run}'s" if start.collect.r1_zero_run else "this run's (built first)"
+        notes.append(f"cold_start.source: r1_zero: the cold start is collected from {where} R1-Zero adapter")
+    _file_check(start.dataset, "cold_start.dataset", notes)
     _file_check(recipe.rejection_sampling.general_dataset, "rejection_sampling.general_dataset", notes)
     if reason := vllm_unavailable():
         if any(cfg.use_vllm for cfg in grpo.values()):
             notes.append(f"use_vllm: {reason}; GRPO rollouts will fall back to HF generate")
-        for key, cfg in sections(recipe, RejectionSamplingConfig).items():
+        for key, cfg in sections(recipe, SamplingConfig).items():
             if cfg.use_vllm:
                 notes.append(f"{key}.use_vllm: {reason}; sampling will fall back to batched HF generate")
     if any(c.bf16 for c in sections(recipe, TrainConfig).values()) and not torch.cuda.is_available():
@@ -192,7 +199,7 @@ def generation_budgets(recipe: Recipe) -> dict[str, list[tuple[str, int]]]:
             budgets["train"].append((f"{spec.section}.max_completion_length", cfg.max_completion_length))
             if cfg.heldout_every or isinstance(cfg, AllScenarioConfig):
                 budgets["heldout"].append((f"{spec.section}.max_completion_length", cfg.max_completion_length))
-        elif isinstance(cfg, RejectionSamplingConfig):
+        elif isinstance(cfg, SamplingConfig):
             budgets["train"].append((f"{spec.section}.max_new_tokens", cfg.max_new_tokens))
     budgets["heldout"].insert(0, ("eval.max_new_tokens", recipe.eval.max_new_tokens))
     return budgets

@@ -13,8 +13,8 @@ from typing import Any
 import datasets
 
 from core.config import RejectionSamplingConfig
-from core.generation import Completion, generate, generate_vllm, vllm_usable
-from core.modeling import adapter_path, inference_model, load_tokenizer
+from core.generation import Completion
+from core.modeling import load_tokenizer
 from core.runstore import Ref, StageOutcome, StageResult
 from core.stage import StageCall
 from data.chat import messages, render
@@ -25,6 +25,7 @@ from data.split import prompt_key
 from rewards.accuracy import is_correct
 from rewards.extract import extract_answer, think_text
 from rewards.language import language_share
+from stages import sampling
 
 
 def keep_or_reason(row: dict[str, Any], text: str, finished: bool, num_tokens: int, cfg: RejectionSamplingConfig,
@@ -40,20 +41,11 @@ def keep_or_reason(row: dict[str, Any], text: str, finished: bool, num_tokens: i
 
 
 def sample(recipe: Any, base_ref: Ref, adapter_ref: Ref, prompts: list[str]) -> list[list[Completion]]:
-    """The recipe's k samples per prompt from the adapter: vLLM when asked for and possible, else
-    batched HF generate (with a warning saying why when vLLM was asked for)."""
-    cfg = recipe.rejection_sampling
+    """The recipe's k samples per prompt from the adapter."""
     tokenizer = load_tokenizer(base_ref.path)
     rendered = [render(tokenizer, messages(p, recipe.data.template)) for p in prompts]
-    if cfg.use_vllm and vllm_usable("rejection_sampling.use_vllm", "sampling with batched HF generate"):
-        return generate_vllm(base_ref.path, adapter_path(adapter_ref), tokenizer, rendered,
-                             max_new_tokens=cfg.max_new_tokens, temperature=cfg.temperature, top_p=cfg.top_p,
-                             n=cfg.samples_per_prompt, seed=recipe.seed, lora_rank=recipe.model.lora.r,
-                             gpu_memory_utilization=cfg.vllm_gpu_memory_utilization)
-    model = inference_model(base_ref.path, adapter_path(adapter_ref), recipe.model.dtype)
-    return generate(model, tokenizer, rendered, max_new_tokens=cfg.max_new_tokens, temperature=cfg.temperature,
-                    top_p=cfg.top_p, n=cfg.samples_per_prompt, batch_size=cfg.batch_size, seed=recipe.seed,
-                    desc="rejection sampling")
+    return sampling.sample(recipe.rejection_sampling, "rejection_sampling", base_ref, adapter_ref, tokenizer,
+                           rendered, model=recipe.model, seed=recipe.seed, desc="rejection sampling")
 
 
 def general_data(recipe: Any, n: int) -> list[dict[str, Any]]:

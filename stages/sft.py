@@ -1,6 +1,7 @@
-"""SFT on a rejection-sampled dataset: stage 3b (from the reasoning-RL adapter by default, or a fresh
-adapter on the base with `sft.from_base: true`, as the paper restarted), and distillation (a fresh
-adapter on the smaller student, trained on the teacher's dataset)."""
+"""SFT of the LoRA adapter on a stage's dataset: the cold start (stage 1b: a fresh adapter on the
+cold-start set), stage 3b (the rejection-sampled set, from the reasoning-RL adapter by default, or a
+fresh adapter on the base with `sft.from_base: true`, as the paper restarted), and distillation (a
+fresh adapter on the smaller student, trained on the teacher's dataset)."""
 
 from __future__ import annotations
 
@@ -24,8 +25,8 @@ def run(call: StageCall) -> StageOutcome:
     def build(work: Path) -> StageResult:
         data = load_sft_dataset(dataset_ref).select_columns(["prompt", "completion"])
         if len(data) == 0:
-            raise ValueError("the rejection-sampled dataset is empty: no sample passed the filters "
-                             "(see its manifest's removed_* counts)")
+            raise ValueError(f"{call.spec.name}: its dataset is empty: no sample passed the filters "
+                             "(see the dataset stage's manifest, its removed_* counts)")
         metrics = train_sft(base=base_ref.path, adapter=adapter_path(adapter_ref) if adapter_ref else None,
                             lora=model.lora, dtype=model.dtype, dataset=data, cfg=cfg, work=work, seed=recipe.seed)
         return StageResult(metrics={**metrics, "examples": len(data)})

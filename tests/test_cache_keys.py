@@ -30,7 +30,7 @@ def keys(overrides: list[str] = (), root: Path = PROJECT_ROOT) -> dict[str, str]
     refs: dict[str, Ref] = {}
     out = {}
     for spec in [*graph.STAGES, *(graph.evaluation_of(name) for name in EVALUATED)]:
-        call = StageCall(spec, recipe, store, "run", {name: refs[src] for name, src in spec.inputs.items()})
+        call = StageCall(spec, recipe, store, "run", {name: refs[src] for name, src in spec.inputs_for(recipe).items()})
         out[spec.name] = call.key(root=root)
         refs[spec.name] = Ref("run", spec.name, "/nowhere", out[spec.name], out[spec.name][:12])
     return out
@@ -42,9 +42,9 @@ def changed(before: dict[str, str], after: dict[str, str]) -> set[str]:
 
 
 # Stages whose own training or sampling loads the model with model.dtype / builds the LoRA adapter.
-DTYPE_USERS = {"cold_start", "reasoning_rl", "rejection_sampling", "sft", "all_scenario_rl", "merged", "r1_zero",
+DTYPE_USERS = {"cold_start_data", "cold_start", "reasoning_rl", "rejection_sampling", "sft", "all_scenario_rl", "merged", "r1_zero",
                "student_distilled", "student_rl"} | {f"eval_{s}" for s in EVALUATED}
-LORA_USERS = {"cold_start", "reasoning_rl", "rejection_sampling", "sft", "reward_model", "all_scenario_rl", "r1_zero",
+LORA_USERS = {"cold_start_data", "cold_start", "reasoning_rl", "rejection_sampling", "sft", "reward_model", "all_scenario_rl", "r1_zero",
               "student_distilled", "student_rl"}
 DOWNSTREAM_OF_COLD_START = {"cold_start", "reasoning_rl", "rejection_sampling", "sft", "all_scenario_rl", "merged",
                             "student_distilled", "eval_cold_start", "eval_reasoning_rl", "eval_sft",
@@ -67,6 +67,10 @@ def test_lora_rank_is_in_the_key_of_every_stage_that_trains_an_adapter_and_downs
 
 @pytest.mark.parametrize("override, expected", [
     ("cold_start.learning_rate=1e-3", DOWNSTREAM_OF_COLD_START),
+    ("cold_start.examples=10", {"cold_start_data"} | DOWNSTREAM_OF_COLD_START),
+    ("cold_start.collect.temperature=0.9", {"cold_start_data"} | DOWNSTREAM_OF_COLD_START),
+    ("r1_zero.steps=2", {"r1_zero", "eval_r1_zero"}),  # the generated cold start does not read it
+    ("cold_start.source=r1_zero", {"cold_start_data"} | DOWNSTREAM_OF_COLD_START),
     ("sft.steps=7", {"sft", "all_scenario_rl", "merged", "eval_sft", "eval_all_scenario_rl"}),
     ("reward_model.steps=7", {"reward_model", "all_scenario_rl", "merged", "eval_all_scenario_rl"}),
     ("distill.rl.steps=2", {"student_rl", "eval_student_rl"}),
@@ -104,10 +108,8 @@ def test_editing_the_shell_or_the_flows_changes_no_stage_key(default_keys, sourc
 
 
 def test_editing_a_stage_module_changes_its_stages_and_the_library_every_stage(default_keys, source_copy):
-    _edit(source_copy / "stages" / "sft.py")
-    assert changed(default_keys, keys(root=source_copy)) == {"sft", "student_distilled", "all_scenario_rl", "merged",
-                                                             "eval_sft", "eval_all_scenario_rl",
-                                                             "eval_student_distilled"}
+    _edit(source_copy / "stages" / "sft.py")  # the cold start, stage 3b and distillation
+    assert changed(default_keys, keys(root=source_copy)) == DOWNSTREAM_OF_COLD_START
     _edit(source_copy / "core" / "trainers.py")
     assert changed(default_keys, keys(root=source_copy)) == ALL
 

@@ -99,8 +99,9 @@ SAME_RUN = textwrap.dedent("""
     while not Path(sys.argv[3]).exists():
         time.sleep(0.01)
     refs = {}
-    for spec in graph.needed(["cold_start"]):
-        outcome = spec.run(StageCall(spec, recipe, store, "one-run-id", {n: refs[s] for n, s in spec.inputs.items()}))
+    for spec in graph.needed(["cold_start"], recipe):
+        inputs = {n: refs[s] for n, s in spec.inputs_for(recipe).items()}
+        outcome = spec.run(StageCall(spec, recipe, store, "one-run-id", inputs))
         refs[spec.name] = outcome.ref
         print("OUTCOME", spec.name, "reused" if outcome.reused else "built", flush=True)
 """)
@@ -127,7 +128,7 @@ def test_two_processes_on_one_run_id_report_one_built_and_one_reused_per_stage(t
         assert proc.wait(timeout=300) == 0, log.read_text()[-3000:]
 
     # what the run store logged, and what it returned to the caller (a flow publishes that)
-    expected = {stage: ["built", "reused"] for stage in ("task_data", "base", "cold_start")}
+    expected = {stage: ["built", "reused"] for stage in ("task_data", "base", "cold_start_data", "cold_start")}
     for pattern in (r"core\.runstore: one-run-id/(\w+): (built|reused)", r"OUTCOME (\w+) (built|reused)"):
         said: dict[str, list[str]] = {}
         for log in logs:
@@ -135,4 +136,4 @@ def test_two_processes_on_one_run_id_report_one_built_and_one_reused_per_stage(t
                 said.setdefault(stage, []).append(outcome)
         assert {stage: sorted(outcomes) for stage, outcomes in said.items()} == expected, pattern
     store = RunStore(root)
-    assert {m["stage"] for m in store.stages("one-run-id")} == {"task_data", "base", "cold_start"}
+    assert {m["stage"] for m in store.stages("one-run-id")} == {"task_data", "base", "cold_start_data", "cold_start"}

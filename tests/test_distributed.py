@@ -35,13 +35,13 @@ def one_and_two(pocket_run):
     runs = {}
     run1 = store.new_run_id("one-process")
     refs = graph.build(["reasoning_rl"], one, store, run1, {"task_data": task_data_ref, "base": base_ref})
-    cs = refs["cold_start"]
+    cs, cs_data = refs["cold_start"], refs["cold_start_data"]
     # SFT reads the cold-start conversations as its dataset
-    graph.build(["sft"], one, store, run1, refs | {"rejection_sampling": cs})
+    graph.build(["sft"], one, store, run1, refs | {"rejection_sampling": cs_data})
     runs[1] = run1
     run2 = store.new_run_id("two-processes")
     refs = graph.build(["reasoning_rl"], two, store, run2, {"task_data": task_data_ref, "base": base_ref, "cold_start": cs})
-    graph.build(["sft"], two, store, run2, refs | {"rejection_sampling": cs})
+    graph.build(["sft"], two, store, run2, refs | {"rejection_sampling": cs_data})
     runs[2] = run2
     return store, runs
 

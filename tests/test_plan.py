@@ -55,12 +55,18 @@ def test_errors_name_the_key(override, expected):
     assert expected in str(err.value)
 
 
-def test_real_model_needs_a_cold_start_file(tmp_path):
+def test_real_model_needs_a_real_cold_start_source(tmp_path):
     model = tmp_path / "model"
     model.mkdir()
     (model / "config.json").write_text('{"model_type": "qwen2"}')
-    with pytest.raises(RecipeError, match="cold_start.dataset"):
+    with pytest.raises(RecipeError, match="cold_start.source: generated exists for the pocket world only"):
         plan_of(f"model.base={model}")
+    with pytest.raises(RecipeError, match="cold_start.collect.exemplars"):
+        plan_of(f"model.base={model}", "cold_start.source=few_shot")
+    collected = plan_of(f"model.base={model}", "cold_start.source=r1_zero")
+    assert "sample R1-Zero (this run)" in row(collected, "cold_start_data").what
+    assert row(collected, "cold_start_data").generations == 400 * 4
+    assert row(collected, "r1_zero").flow == "r1-pipeline"  # built first, for the cold start
     plan = plan_of(f"model.base={model}", f"cold_start.dataset={tmp_path / 'cs.jsonl'}")
     assert any("cold_start.dataset" in n and "does not exist yet" in n for n in plan.notes)
     assert row(plan, "base").what.startswith(f"use {model}")

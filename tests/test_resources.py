@@ -63,9 +63,9 @@ def test_a_pipeline_stage_refuses_when_the_disk_is_full(pocket_run, test_recipe,
 
     store, _, task_data_ref, base_ref = pocket_run
     monkeypatch.setenv("R1_DISK_MARGIN", str(resources.free_bytes(store.root)))
-    with pytest.raises(DiskSpaceError, match=r"disk-full/cold_start: not enough free disk .* the stage writes about"):
+    with pytest.raises(DiskSpaceError, match=r"disk-full/cold_start_data: not enough free disk .* the stage writes"):
         graph.build(["cold_start"], test_recipe, store, "disk-full", {"task_data": task_data_ref, "base": base_ref})
-    assert not (store.root / "disk-full" / "cold_start").exists()
+    assert not (store.root / "disk-full" / "cold_start_data").exists()
 
 
 @pytest.mark.slow
