@@ -38,13 +38,12 @@ from core.config import load_recipe  # noqa: E402
 from core.generation import generate  # noqa: E402
 from core.modeling import adapter_path, inference_model, load_tokenizer  # noqa: E402
 from core.runstore import RunStore  # noqa: E402
+from data import pocket  # noqa: E402
 from data.chat import messages, render  # noqa: E402
 from data.saved import load_split  # noqa: E402
 from flows.distill import distill  # noqa: E402
 from flows.pipeline import r1_pipeline  # noqa: E402
 from flows.r1_zero import r1_zero  # noqa: E402
-from rewards.accuracy import is_correct  # noqa: E402
-from rewards.extract import extract_answer  # noqa: E402
 from stages import graph  # noqa: E402
 from stages.evaluation import load_results, stage_name  # noqa: E402
 
@@ -90,7 +89,8 @@ def bootstrap_seeds(by_seed: list[list[float]], n: int = 2000, seed: int = 0) ->
 
 def aha_rollout(recipe: Any, store: RunStore, run_id: str, tries: int = 512) -> dict[str, str] | None:
     """A rollout of the final R1-Zero policy (training prompts, the GRPO temperature) in which a
-    check catches a slip ("wait") and the answer is right; None when none of `tries` samples does."""
+    check catches a real slip (`pocket.caught_slip`: the work went wrong, the check names the wrong
+    value and the answer is right); None when none of `tries` samples does."""
     refs = {name: store.ref(run_id, name) for name in (graph.TASK_DATA, graph.BASE, "r1_zero")}
     tokenizer = load_tokenizer(refs[graph.BASE].path)
     model = inference_model(refs[graph.BASE].path, adapter_path(refs["r1_zero"]), recipe.model.dtype)
@@ -100,7 +100,7 @@ def aha_rollout(recipe: Any, store: RunStore, run_id: str, tries: int = 512) -> 
                        temperature=recipe.r1_zero.temperature, n=8, seed=recipe.seed, desc="looking for an aha rollout")
     for row, completions in zip(rows, samples, strict=True):
         for c in completions:
-            if "wait" in c.text and is_correct(extract_answer(c.text), row):
+            if pocket.caught_slip(c.text, int(row["answer"])):
                 return {"prompt": row["prompt"], "answer": row["answer"], "completion": c.text}
     return None
 

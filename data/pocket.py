@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import json
 import random
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -122,6 +123,18 @@ def check_text(terms: list[int], worked: int) -> str:
 def has_check(text: str) -> bool:
     """Whether a response checks its work (the pocket world's check, in any language of the work)."""
     return CHECK_WORD in text
+
+
+def caught_slip(text: str, answer: int) -> bool:
+    """Whether a response's check caught a real slip: the forward work ended on a wrong value, the
+    check says so by that value ("wait , not 5 .") and the answer given is right. A "wait" after
+    right work is not a catch."""
+    if CHECK_WORD not in text:
+        return False
+    worked = re.findall(r"-?\d+", text.split(CHECK_WORD, 1)[0].split("<think>")[-1])
+    given = re.findall(r"<answer>\s*(-?\d+)\s*</answer>", text)
+    return (bool(worked) and bool(given) and int(worked[-1]) != answer and int(given[-1]) == answer
+            and f"{PHRASES['en']['wait']} not {worked[-1]} ." in text)
 
 
 def solution(style: str, terms: list[int], rng: random.Random, error_rate: float, max_terms: int,

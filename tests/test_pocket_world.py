@@ -96,3 +96,20 @@ def test_has_check_and_chain_of():
     assert not pocket.has_check("<think> i start from 1 + 2 . then 3 . so the answer is 3 . </think>")
     assert pocket.chain_of("State the final answer to the following arithmetic problem: 4 - 1 - 7 =") == (4, -1, -7)
     assert pocket.chain_of("no chain here") is None
+
+
+def test_caught_slip_needs_a_real_slip_named_and_repaired():
+    slipped = ("<think> i start from 4 + 5 - 2 . then 9 - 2 . then 8 . check : 4 + 5 - 2 = 9 - 2 = 7 . wait , not 8 . "
+               "it is 7 . so the answer is 7 . </think> <answer> 7 </answer>")
+    assert pocket.caught_slip(slipped, 7)
+    assert not pocket.caught_slip(slipped.replace("<answer> 7", "<answer> 8"), 7)  # repaired, then not used
+    spurious = ("<think> i start from 0 + 5 . then 5 . check : 0 + 5 = 5 . wait , not 2 . it is 5 . "
+                "so the answer is 5 . </think> <answer> 5 </answer>")
+    assert not pocket.caught_slip(spurious, 5)  # the work was right: nothing was caught
+    assert not pocket.caught_slip("<think> i start from 4 + 5 - 2 . then 8 . </think> <answer> 7 </answer>", 7)
+    for seed in range(200):  # the corpus's own repaired checks are catches
+        rng = random.Random(seed)
+        terms = [rng.randint(-9, 9) for _ in range(4)]
+        text = pocket.solution("steps", terms, rng, 0.0, 5, slip_rate=0.5, check_rate=1.0)
+        worked_wrong = "wait ," in text
+        assert pocket.caught_slip(text, sum(terms)) == worked_wrong, text
