@@ -25,7 +25,8 @@ def run(call: StageCall) -> StageOutcome:
             data = pocket_cold_start(load_split(task_data_ref, "train"), cfg.examples, recipe.seed, template)
         data.save_to_disk(str(work / SFT_DATASET))
         metrics = train_sft(base=base_ref.path, adapter=None, lora=model.lora, dtype=model.dtype,
-                            dataset=data, cfg=cfg, work=work, seed=recipe.seed)
+                            dataset=data, cfg=cfg, work=work, seed=recipe.seed,
+                            eos_token=model.eos_token)
         return StageResult(metrics={**metrics, "examples": len(data)})
 
     return call.run(build, needs_bytes=trainer_stage_bytes(base_ref.path, model.lora.r, cfg.save_total_limit))

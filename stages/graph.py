@@ -34,7 +34,7 @@ from stages import (
 
 TASK_DATA, BASE = "task_data", "base"
 TEMPLATE, LANGUAGE, SEED = "data.template", "data.language", "seed"
-LORA_TRAINING = ("model.dtype", "model.lora")  # what a stage that trains the LoRA adapter uses of the model
+LORA_TRAINING = ("model.dtype", "model.lora", "model.eos_token")  # what a stage that trains the LoRA adapter uses of the model
 
 STAGES: tuple[StageSpec, ...] = (
     StageSpec(TASK_DATA, task_data.run, "load the task sources, split train / held-out",
@@ -60,9 +60,9 @@ STAGES: tuple[StageSpec, ...] = (
     StageSpec("all_scenario_rl", grpo.run,
               "stage 4: GRPO on mixed prompts, rule rewards + the reward model, reward-hacking guard",
               inputs={"task_data": TASK_DATA, "base": BASE, "adapter": "sft", "reward_model": "reward_model"},
-              section="all_scenario_rl", uses=(TEMPLATE, SEED, *LORA_TRAINING), evaluated=True),
+              section="all_scenario_rl", uses=(TEMPLATE, SEED, *LORA_TRAINING, "reward_model.dataset"), evaluated=True),
     StageSpec("merged", merged.run, "the final adapter merged into the base: a plain HF model directory",
-              inputs={"base": BASE, "adapter": "all_scenario_rl"}, uses=("model.dtype",), output="model"),
+              inputs={"base": BASE, "adapter": "all_scenario_rl"}, uses=("model.dtype", "model.eos_token"), output="model"),
     StageSpec("r1_zero", grpo.run, "R1-Zero: GRPO of a fresh adapter straight on the base (accuracy, format)",
               inputs={"task_data": TASK_DATA, "base": BASE}, section="r1_zero",
               uses=(TEMPLATE, SEED, *LORA_TRAINING), evaluated=True),
@@ -141,7 +141,7 @@ def evaluation_spec(name: str, base_stage: str = BASE, adapter_stage: str | None
     applied when there is one. For a stage of the graph use `evaluation_of`."""
     inputs = {"task_data": TASK_DATA, "base": base_stage} | ({"adapter": adapter_stage} if adapter_stage else {})
     return StageSpec(evaluation.stage_name(name), evaluation.run, f"held-out evaluation of {name}", inputs=inputs,
-                     section="eval", uses=(TEMPLATE, LANGUAGE, SEED, "model.dtype"), output="eval", retries=1)
+                     section="eval", uses=(TEMPLATE, LANGUAGE, SEED, "model.dtype", "model.eos_token"), output="eval", retries=1)
 
 
 def evaluation_of(name: str) -> StageSpec:

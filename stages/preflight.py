@@ -119,13 +119,20 @@ def validate(recipe: Recipe, source: str = "<recipe>") -> list[str]:
                       "(the generated cold start exists for the pocket world only)")
     _file_check(recipe.cold_start.dataset, "cold_start.dataset", notes)
     _file_check(recipe.rejection_sampling.general_dataset, "rejection_sampling.general_dataset", notes)
+    prefs = recipe.reward_model.dataset
+    if prefs is not None and prefs.kind == "file":
+        _file_check(prefs.path, "reward_model.dataset.path", notes)
+    elif prefs is not None:
+        notes.append(f"reward_model.dataset: hub dataset {prefs.name!r} ({prefs.subset or 'default'}/{prefs.split}) "
+                     "is read at run time (needs network or the local datasets cache)")
     if reason := vllm_unavailable():
         if any(cfg.use_vllm for cfg in grpo.values()):
             notes.append(f"use_vllm: {reason}; GRPO rollouts will fall back to HF generate")
         for key, cfg in sections(recipe, RejectionSamplingConfig).items():
             if cfg.use_vllm:
                 notes.append(f"{key}.use_vllm: {reason}; sampling will fall back to batched HF generate")
-    if any(c.bf16 for c in sections(recipe, TrainConfig).values()) and not torch.cuda.is_available():
+    bf16 = [c.bf16 for c in sections(recipe, TrainConfig).values()] + [recipe.reward_model.bf16]
+    if any(bf16) and not torch.cuda.is_available():
         notes.append("bf16: true but no CUDA GPU here; a CPU run would need bf16: false")
     if errors:
         raise RecipeError(f"{source}: the recipe cannot run\n  " + "\n  ".join(errors))

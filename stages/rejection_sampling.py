@@ -12,9 +12,10 @@ from typing import Any
 
 import datasets
 
+from core import devices
 from core.config import RejectionSamplingConfig
 from core.generation import Completion, generate, generate_vllm, vllm_usable
-from core.modeling import adapter_path, inference_model, load_tokenizer
+from core.modeling import adapter_path, inference_model, load_tokenizer, stop_token_ids
 from core.runstore import Ref, StageOutcome, StageResult
 from core.stage import StageCall
 from data.chat import messages, render
@@ -43,13 +44,14 @@ def sample(recipe: Any, base_ref: Ref, adapter_ref: Ref, prompts: list[str]) -> 
     """The recipe's k samples per prompt from the adapter: vLLM when asked for and possible, else
     batched HF generate (with a warning saying why when vLLM was asked for)."""
     cfg = recipe.rejection_sampling
-    tokenizer = load_tokenizer(base_ref.path)
+    tokenizer = load_tokenizer(base_ref.path, recipe.model.eos_token)
     rendered = [render(tokenizer, messages(p, recipe.data.template)) for p in prompts]
     if cfg.use_vllm and vllm_usable("rejection_sampling.use_vllm", "sampling with batched HF generate"):
-        return generate_vllm(base_ref.path, adapter_path(adapter_ref), tokenizer, rendered,
-                             max_new_tokens=cfg.max_new_tokens, temperature=cfg.temperature, top_p=cfg.top_p,
-                             n=cfg.samples_per_prompt, seed=recipe.seed, lora_rank=recipe.model.lora.r,
-                             gpu_memory_utilization=cfg.vllm_gpu_memory_utilization)
+        return generate_vllm( base_ref.path, adapter_path(adapter_ref), tokenizer, rendered,
+            max_new_tokens=cfg.max_new_tokens, temperature=cfg.temperature, top_p=cfg.top_p,
+            n=cfg.samples_per_prompt, seed=recipe.seed, lora_rank=recipe.model.lora.r,
+            gpu_memory_utilization=cfg.vllm_gpu_memory_utilization, stop_token_ids=stop_token_ids(tokenizer),
+            max_model_len=cfg.vllm_max_model_length)
     model = inference_model(base_ref.path, adapter_path(adapter_ref), recipe.model.dtype)
     return generate(model, tokenizer, rendered, max_new_tokens=cfg.max_new_tokens, temperature=cfg.temperature,
                     top_p=cfg.top_p, n=cfg.samples_per_prompt, batch_size=cfg.batch_size, seed=recipe.seed,
@@ -80,7 +82,8 @@ def run(call: StageCall) -> StageOutcome:
     def build(work: Path) -> StageResult:
         train = load_split(task_data_ref, "train").shuffle(seed=recipe.seed)
         train = list(train.select(range(min(cfg.prompts, len(train)))))
-        samples = sample(recipe, base_ref, adapter_ref, [r["prompt"] for r in train])
+        # on a GPU host in a process of its own: vLLM's memory is all back before SFT trains
+        samples = devices.on_one_gpu(sample, recipe, base_ref, adapter_ref, [r["prompt"] for r in train])
         removed: Counter[str] = Counter()
         seen: set[tuple[str, str]] = set()
         kept = []
