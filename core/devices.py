@@ -12,6 +12,7 @@ On a host without a GPU nothing of this runs: stages work in the calling process
 
 from __future__ import annotations
 
+import logging
 import multiprocessing
 import os
 from collections.abc import Callable
@@ -41,6 +42,8 @@ def _enter(env: dict[str, str]) -> None:
     # runs in the child before any of its imports touches CUDA: the device list is read once
     os.environ.clear()
     os.environ.update(env)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+                        datefmt="%H:%M:%S")  # a spawned child starts with no logging set up
 
 
 def run_isolated(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:

@@ -84,7 +84,7 @@ def _length(tokens: torch.Tensor, stops: list[int], pad_id: int) -> tuple[int, b
 def vllm_unavailable() -> str | None:
     """Why vLLM cannot generate here, or None when it can."""
     if importlib.util.find_spec("vllm") is None:
-        return "vLLM is not installed (pip install vllm)"
+        return "vLLM is not installed (docs/scale-out.md: no release TRL supports installs next to our pins yet)"
     if not torch.cuda.is_available():
         return "no CUDA GPU is visible"
     return None

@@ -92,7 +92,8 @@ def _train(trainer: Any, work: Path) -> dict[str, Any]:
         trainer.processing_class.save_pretrained(work / ADAPTER)
         (work / LOG_HISTORY).write_text(json.dumps(history, indent=1))
     return {"train_loss": result.training_loss, "steps": trainer.state.global_step,
-            "resumed_from": Path(last).name if last else None}
+            "resumed_from": Path(last).name if last else None,
+            "device": str(trainer.args.device)}  # where it trained (bench/gpu_smoke.py checks it)
 
 
 def train_sft(*, base: str, adapter: Path | None, lora: LoraSettings, dtype: str, dataset: datasets.Dataset,
@@ -193,6 +194,7 @@ def train_grpo(*, base: str, adapter: Path | None, lora: LoraSettings, dtype: st
                           processing_class=tokenizer, callbacks=list(callbacks))
     metrics = _train(trainer, work)
     metrics.update(reward_trend(trainer.state.log_history))
+    metrics["rollouts"] = "vllm" if args.use_vllm else "hf"
     return metrics
 
 

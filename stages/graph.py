@@ -51,7 +51,7 @@ STAGES: tuple[StageSpec, ...] = (
     StageSpec("rejection_sampling", rejection_sampling.run,
               "stage 3a: sample k per prompt, keep the verified single-language ones, mix in general rows",
               inputs={"task_data": TASK_DATA, "base": BASE, "adapter": "reasoning_rl"}, section="rejection_sampling",
-              uses=(TEMPLATE, LANGUAGE, SEED, *LORA_TRAINING), output="dataset"),
+              uses=(TEMPLATE, LANGUAGE, SEED, *LORA_TRAINING, "reward_model.dataset"), output="dataset"),
     StageSpec("sft", sft.run, "stage 3b: SFT on the rejection-sampled dataset",
               inputs={"base": BASE, "dataset": "rejection_sampling", "adapter": "reasoning_rl"}, section="sft",
               uses=(SEED, *LORA_TRAINING), evaluated=True),

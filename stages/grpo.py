@@ -20,6 +20,7 @@ from __future__ import annotations
 import json
 import logging
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -51,17 +52,21 @@ BEST = "best_adapter"
 # --- prompts -----------------------------------------------------------------------------------
 
 
-def general_task_rows(n: int, seed: int, preferences: PreferenceSource | None = None) -> list[dict[str, Any]]:
+def general_task_rows(n: int, seed: int, preferences: PreferenceSource | None = None,
+                      fits: Callable[[str], bool] = lambda prompt: True) -> list[dict[str, Any]]:
     """`n` prompts without a verifier: those of the reward model's preference dataset (what it
-    learned to judge) when the recipe names one, else the pocket world's general tasks."""
+    learned to judge) that `fits` keeps, when the recipe names one; else the pocket world's
+    general tasks."""
     if preferences is None:
         return general_rows(n, seed)
-    train, _ = dataset_pairs(preferences, n, 0, seed)
-    return [{"prompt": p, "answer": "", "task": "general", "metadata": "{}"} for p in pair_prompts(train)]
+    train, _ = dataset_pairs(preferences, 2 * n, 0, seed)  # room for prompts too long to keep
+    prompts = [p for p in pair_prompts(train) if fits(p)][:n]
+    return [{"prompt": p, "answer": "", "task": "general", "metadata": "{}"} for p in prompts]
 
 
 def training_prompts(cfg: GRPOStageConfig, task_data_ref: Ref, template: TemplateConfig, seed: int,
-                     preferences: PreferenceSource | None = None) -> datasets.Dataset:
+                     preferences: PreferenceSource | None = None,
+                     fits: Callable[[str], bool] = lambda prompt: True) -> datasets.Dataset:
     """The stage's training prompts: verifiable task prompts; an all-scenario stage adds its share
     of general prompts, every row tagged by `kind` (which rewards judge it: rewards/routing.py)."""
     verifiable = prompt_dataset(load_split(task_data_ref, "train"), template, cfg.prompts, seed)
@@ -69,10 +74,21 @@ def training_prompts(cfg: GRPOStageConfig, task_data_ref: Ref, template: Templat
         return verifiable
     verifiable = verifiable.add_column("kind", ["verifiable"] * len(verifiable))
     n_general = round(len(verifiable) * cfg.general_fraction / (1 - cfg.general_fraction))
-    general = prompt_dataset(datasets.Dataset.from_list(general_task_rows(n_general, seed + 1, preferences)),
+    general = prompt_dataset(datasets.Dataset.from_list(general_task_rows(n_general, seed + 1, preferences, fits)),
                              template)
     general = general.add_column("kind", ["general"] * len(general))
     return datasets.concatenate_datasets([verifiable, general.cast(verifiable.features)]).shuffle(seed=seed)
+
+
+def prompt_fits(base: str, template: TemplateConfig, cfg: GRPOStageConfig, eos_token: str | None) -> Callable[[str], bool]:
+    """Whether a general prompt leaves room for a whole completion in vLLM's context
+    (`vllm_max_model_length`; vLLM refuses longer prompts). Task prompts are checked by preflight."""
+    if not (cfg.use_vllm and cfg.vllm_max_model_length):
+        return lambda prompt: True
+    tokenizer = load_tokenizer(base, eos_token)
+    room = cfg.vllm_max_model_length - cfg.max_completion_length
+    return lambda prompt: len(tokenizer(render(tokenizer, messages(prompt, template)),
+                                        add_special_tokens=False)["input_ids"]) <= room
 
 
 # --- held-out accuracy while training ----------------------------------------------------------
@@ -188,7 +204,10 @@ def run(call: StageCall) -> StageOutcome:
     template, model = recipe.data.template, recipe.model
 
     def build(work: Path) -> StageResult:
-        data = training_prompts(cfg, task_data_ref, template, recipe.seed, recipe.reward_model.dataset)
+        # general prompts come from the reward model's preference data: an all-scenario stage's only
+        preferences = recipe.reward_model.dataset if isinstance(cfg, AllScenarioConfig) else None
+        fits = prompt_fits(base_ref.path, template, cfg, model.eos_token) if preferences else lambda prompt: True
+        data = training_prompts(cfg, task_data_ref, template, recipe.seed, preferences, fits)
         callbacks = heldout_callbacks(cfg, task_data_ref, base_ref.path, template, work, model.eos_token)
         context = {"reward_model_path": str(model_path(judge_ref))} if judge_ref else {}
         funcs, weights = grpo_rewards(cfg.rewards, **context)

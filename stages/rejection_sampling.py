@@ -21,6 +21,7 @@ from core.stage import StageCall
 from data.chat import messages, render
 from data.cold_start import conversation, file_conversations, general_completion
 from data.general import general_rows
+from data.preferences import dataset_pairs
 from data.saved import SFT_DATASET, load_split
 from data.split import prompt_key
 from rewards.accuracy import is_correct
@@ -40,31 +41,38 @@ def keep_or_reason(row: dict[str, Any], text: str, finished: bool, num_tokens: i
     return None
 
 
-def sample(recipe: Any, base_ref: Ref, adapter_ref: Ref, prompts: list[str]) -> list[list[Completion]]:
-    """The recipe's k samples per prompt from the adapter: vLLM when asked for and possible, else
-    batched HF generate (with a warning saying why when vLLM was asked for)."""
+def sample(recipe: Any, base_ref: Ref, adapter_ref: Ref, prompts: list[str]) -> tuple[str, list[list[Completion]]]:
+    """The recipe's k samples per prompt from the adapter, and what sampled them: vLLM when asked for
+    and possible, else batched HF generate on this process's accelerator (with a warning saying why
+    when vLLM was asked for)."""
     cfg = recipe.rejection_sampling
     tokenizer = load_tokenizer(base_ref.path, recipe.model.eos_token)
     rendered = [render(tokenizer, messages(p, recipe.data.template)) for p in prompts]
     if cfg.use_vllm and vllm_usable("rejection_sampling.use_vllm", "sampling with batched HF generate"):
-        return generate_vllm( base_ref.path, adapter_path(adapter_ref), tokenizer, rendered,
-            max_new_tokens=cfg.max_new_tokens, temperature=cfg.temperature, top_p=cfg.top_p,
-            n=cfg.samples_per_prompt, seed=recipe.seed, lora_rank=recipe.model.lora.r,
-            gpu_memory_utilization=cfg.vllm_gpu_memory_utilization, stop_token_ids=stop_token_ids(tokenizer),
-            max_model_len=cfg.vllm_max_model_length)
+        return "vllm", generate_vllm(
+            base_ref.path, adapter_path(adapter_ref), tokenizer, rendered, max_new_tokens=cfg.max_new_tokens,
+            temperature=cfg.temperature, top_p=cfg.top_p, n=cfg.samples_per_prompt, seed=recipe.seed,
+            lora_rank=recipe.model.lora.r, gpu_memory_utilization=cfg.vllm_gpu_memory_utilization,
+            stop_token_ids=stop_token_ids(tokenizer), max_model_len=cfg.vllm_max_model_length)
     model = inference_model(base_ref.path, adapter_path(adapter_ref), recipe.model.dtype)
-    return generate(model, tokenizer, rendered, max_new_tokens=cfg.max_new_tokens, temperature=cfg.temperature,
-                    top_p=cfg.top_p, n=cfg.samples_per_prompt, batch_size=cfg.batch_size, seed=recipe.seed,
-                    desc="rejection sampling")
+    return f"hf on {model.device}", generate(
+        model, tokenizer, rendered, max_new_tokens=cfg.max_new_tokens, temperature=cfg.temperature, top_p=cfg.top_p,
+        n=cfg.samples_per_prompt, batch_size=cfg.batch_size, seed=recipe.seed, desc="rejection sampling")
 
 
 def general_data(recipe: Any, n: int) -> list[dict[str, Any]]:
-    """`n` general rows as conversations: the recipe's file, or the pocket world's general tasks."""
-    cfg, template = recipe.rejection_sampling, recipe.data.template
+    """`n` general rows as conversations: the recipe's file; else the reward model's preference
+    dataset, each prompt with its chosen reply (in the answer tags, as the pocket world's general
+    rows: no chain of thought for a non-reasoning query); else the pocket world's general tasks."""
+    cfg, template, prefs = recipe.rejection_sampling, recipe.data.template, recipe.reward_model.dataset
+    no_gold = {"kind": "general", "answer": "", "task": "general", "metadata": "{}"}
     if cfg.general_dataset:
         ds = file_conversations(cfg.general_dataset, template).shuffle(seed=recipe.seed)
-        return [dict(r, kind="general", answer="", task="general", metadata="{}")
-                for r in ds.select(range(min(n, len(ds))))]
+        return [dict(r, **no_gold) for r in ds.select(range(min(n, len(ds))))]
+    if prefs is not None:
+        pairs, _ = dataset_pairs(prefs, n, 0, recipe.seed)
+        return [conversation(p["prompt"][-1]["content"], general_completion(p["chosen"][-1]["content"]), template)
+                | no_gold for p in pairs]
     return [conversation(r["prompt"], general_completion(r["answer"]), template) | _gold(r, "general")
             for r in general_rows(n, recipe.seed)]
 
@@ -83,7 +91,7 @@ def run(call: StageCall) -> StageOutcome:
         train = load_split(task_data_ref, "train").shuffle(seed=recipe.seed)
         train = list(train.select(range(min(cfg.prompts, len(train)))))
         # on a GPU host in a process of its own: vLLM's memory is all back before SFT trains
-        samples = devices.on_one_gpu(sample, recipe, base_ref, adapter_ref, [r["prompt"] for r in train])
+        sampler, samples = devices.on_one_gpu(sample, recipe, base_ref, adapter_ref, [r["prompt"] for r in train])
         removed: Counter[str] = Counter()
         seen: set[tuple[str, str]] = set()
         kept = []
@@ -104,6 +112,7 @@ def run(call: StageCall) -> StageOutcome:
         datasets.Dataset.from_list(rows).save_to_disk(str(work / SFT_DATASET))
         return StageResult(metrics={
             "prompts": len(train),
+            "sampler": sampler,
             "sampled": sum(len(s) for s in samples),
             **{f"removed_{k}": removed.get(k, 0) for k in ("overlong", "incorrect", "mixed_language", "duplicate")},
             "reasoning_rows": len(kept),

@@ -128,6 +128,7 @@ def train(cfg: RewardModelConfig, lora: LoraSettings, base_path: str | Path, out
         "lora": peft_config is not None,
         "parameters": model.num_parameters(),
         "train_s": round(train_s, 1),
+        "device": str(args.device),
     })
     log.info("reward model: held-out pair accuracy %.3f after %.1fs", metrics["heldout_accuracy"], train_s)
     return metrics
