@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from jinja2 import TemplateError
 from peft import LoraConfig, PeftModel, get_peft_model
 from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
@@ -51,8 +52,11 @@ def end_of_turn(tok: Any) -> str | None:
     if not getattr(tok, "chat_template", None):
         return None
     mark = "\x00END\x00"
-    text = tok.apply_chat_template([{"role": "user", "content": "q"}, {"role": "assistant", "content": mark}],
-                                   tokenize=False)
+    try:
+        text = tok.apply_chat_template([{"role": "user", "content": "q"}, {"role": "assistant", "content": mark}],
+                                       tokenize=False)
+    except (TemplateError, ValueError, TypeError):  # a template that wants another conversation shape
+        return None
     after = text.split(mark, 1)[1].strip() if mark in text else ""
     if not after:
         return None

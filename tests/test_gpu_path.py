@@ -269,8 +269,9 @@ def test_stage_4_general_prompts_and_general_sft_rows_come_from_the_preference_d
     from stages.grpo import general_task_rows
     from stages.rejection_sampling import general_data
 
-    rows = [{"prompt": f"tell me about {'a long story ' * 5 if i % 2 else ''}item {i}", "chosen": f"item {i} is fine",
-             "rejected": "no"} for i in range(12)]
+    # 3 of 12 too long: of the 6 drawn for 3 prompts, at least 3 fit
+    rows = [{"prompt": f"tell me about {'a long story ' * 5 if i % 4 == 0 else ''}item {i}",
+             "chosen": f"item {i} is fine", "rejected": "no"} for i in range(12)]
     src = PreferenceSource(kind="file", path=_jsonl(tmp_path / "prefs.jsonl", rows))
     prompts = [r["prompt"] for r in general_task_rows(3, 0, src, fits=lambda p: "long" not in p)]
     assert len(prompts) == 3 and all(p.startswith("tell me about item") for p in prompts)
