@@ -98,6 +98,9 @@ class ModelConfig(Section):
     pocket: PocketConfig = PocketConfig()
     dtype: Literal["float32", "bfloat16", "float16", "auto"] = "float32"
     lora: LoraSettings = LoraSettings()
+    eos_token: str | None = Field(
+        None, description="the token that ends a completion for every sampler and trainer; default: the chat "
+        "template's end-of-turn token (<|im_end|> for ChatML), else the tokenizer's EOS")
 
 
 # --- task data -----------------------------------------------------------------------------
@@ -138,6 +141,8 @@ class HubSource(Section):
     columns: ColumnMap = ColumnMap()
     answer_format: AnswerFormat = "plain"
     limit: int | None = Field(None, gt=0)
+    # a hub dataset is not ours to fix: a row without a readable answer is dropped and counted
+    on_bad_row: Literal["stop", "skip"] = "skip"
 
 
 SourceConfig = Annotated[ReasoningGymSource | FileSource | HubSource, Field(discriminator="kind")]
@@ -188,10 +193,39 @@ class RewardSpec(Section):
         "all", description="judge every row, only rows with a verifier, or only general rows")
 
 
+class PreferenceColumns(Section):
+    """Which columns hold a preference pair. Without a prompt column, `chosen` and `rejected` are
+    whole conversations whose shared opening is the prompt (TRL's implicit-prompt format)."""
+
+    prompt: str | None = "prompt"
+    chosen: str = "chosen"
+    rejected: str = "rejected"
+
+
+class PreferenceSource(Section):
+    """Preference pairs for the reward model: a local file or a `datasets` hub dataset."""
+
+    kind: Literal["file", "hub"]
+    path: str | None = Field(None, description="kind file: a .jsonl, .json or .parquet file")
+    name: str | None = Field(None, description="kind hub: a `datasets` name, e.g. trl-lib/ultrafeedback_binarized")
+    subset: str | None = None
+    split: str = "train"
+    columns: PreferenceColumns = PreferenceColumns()
+
+    @model_validator(mode="after")
+    def _where(self) -> PreferenceSource:
+        if (self.kind == "file") != (self.path is not None) or (self.kind == "hub") != (self.name is not None):
+            raise ValueError("a file source needs `path` (and no `name`), a hub source `name` (and no `path`)")
+        return self
+
+
 class RewardModelConfig(Section):
     """The trained reward model (TRL RewardTrainer) used for prompts that have no verifier."""
 
-    pairs: int = Field(2000, gt=0, description="generated preference pairs (pocket world)")
+    dataset: PreferenceSource | None = Field(
+        None, description="preference pairs to train on (real recipes); default: pairs generated from the pocket "
+        "world's general tasks")
+    pairs: int = Field(2000, gt=0, description="training pairs (generated, or the first of the shuffled dataset)")
     heldout_pairs: int = Field(200, gt=0)
     steps: int = Field(300, gt=0)
     batch_size: int = Field(32, gt=0)
@@ -204,6 +238,8 @@ class RewardModelConfig(Section):
     lora_above_parameters: int = Field(
         50_000_000, gt=0, description="with use_lora: auto, bases with more parameters train a LoRA adapter"
     )
+    bf16: bool = Field(False, description="bf16 mixed precision (GPU)")
+    gradient_checkpointing: bool = Field(False, description="recompute activations: less memory, more time")
 
 
 # --- training stages -------------------------------------------------------------------------
@@ -222,6 +258,9 @@ class TrainConfig(Section):
     save_total_limit: int = Field(2, gt=0, description="keep at most the last N checkpoints")
     bf16: bool = Field(False, description="bf16 mixed precision (GPU); fp32 measured faster for the pocket model on CPU")
     num_processes: int = Field(1, gt=0, description="processes for `accelerate launch` (DDP)")
+    gradient_checkpointing: bool = Field(
+        False, description="recompute activations in the backward pass: less GPU memory for long sequences, ~30% "
+        "more time (off for the tiny pocket model)")
 
 
 class SFTStageConfig(TrainConfig):
@@ -243,6 +282,8 @@ class SamplingConfig(Section):
     batch_size: int = Field(128, gt=0, description="completions per generation batch")
     use_vllm: bool = Field(False, description="sample with vLLM (needs vLLM and a GPU; else batched HF generate)")
     vllm_gpu_memory_utilization: float = Field(0.5, gt=0, le=1, description="share of the GPU vLLM may take")
+    vllm_max_model_length: int | None = Field(
+        None, gt=0, description="vLLM's context length (prompt + completion); default: the model's own")
     language_threshold: float = Field(1.0, ge=0, le=1, description="least share of target-language words")
     max_tokens: int | None = Field(None, gt=0, description="drop completions longer than this (default: unfinished)")
 
@@ -313,6 +354,12 @@ class GRPOStageConfig(TrainConfig):
     heldout_prompts: int = Field(64, gt=0, description="held-out prompts per measurement")
     use_vllm: bool = Field(False, description="vLLM rollouts (needs vLLM and a GPU; else HF generate)")
     vllm_mode: Literal["colocate", "server"] = "colocate"
+    vllm_gpu_memory_utilization: float = Field(
+        0.3, gt=0, le=1, description="colocate: share of the GPU vLLM reserves (weights + KV cache); the trainer "
+        "gets the rest")
+    vllm_max_model_length: int | None = Field(
+        None, gt=0, description="colocate: vLLM's context length (prompt + completion); default: the model's own, "
+        "whose KV cache may not fit the share above")
 
     @model_validator(mode="after")
     def _group_divides_batch(self) -> GRPOStageConfig:
@@ -345,6 +392,12 @@ class GuardConfig(Section):
 class AllScenarioConfig(GRPOStageConfig):
     """Stage 4: GRPO on mixed prompts; rule rewards where a verifier exists, the reward model elsewhere."""
 
+    # the section's own default, so a recipe that sets other keys of it keeps the reward model and
+    # language consistency (the paper's stage 4), not GRPOStageConfig's accuracy + format
+    rewards: list[RewardSpec] = Field(default_factory=lambda: [
+        RewardSpec(name="accuracy", rows="verifiable"), RewardSpec(name="format", weight=0.5),
+        RewardSpec(name="language_consistency", weight=0.5), RewardSpec(name="reward_model", rows="general"),
+    ])
     general_fraction: float = Field(0.25, ge=0, lt=1, description="share of general (unverifiable) prompts")
     guard: GuardConfig = GuardConfig()
 
@@ -387,10 +440,7 @@ class Recipe(Section):
     ])
     rejection_sampling: RejectionSamplingConfig = RejectionSamplingConfig()
     sft: SFTStageConfig = SFTStageConfig()
-    all_scenario_rl: AllScenarioConfig = AllScenarioConfig(rewards=[
-        RewardSpec(name="accuracy", rows="verifiable"), RewardSpec(name="format", weight=0.5),
-        RewardSpec(name="language_consistency", weight=0.5), RewardSpec(name="reward_model", rows="general"),
-    ])
+    all_scenario_rl: AllScenarioConfig = AllScenarioConfig()
     r1_zero: GRPOStageConfig = GRPOStageConfig()
     distill: DistillConfig = DistillConfig()
     eval: EvalConfig = EvalConfig()

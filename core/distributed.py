@@ -79,7 +79,7 @@ def accelerate_command(num_processes: int, spec: Path, config_file: str | None =
 
 def launch(kind: Kind, *, num_processes: int, base: str, adapter: Path | None, lora: Any, dtype: str,
            dataset: Any, cfg: Any, work: Path, seed: int, reward_funcs: Any = None,
-           reward_weights: Any = None, callbacks: Any = ()) -> dict[str, Any]:
+           reward_weights: Any = None, callbacks: Any = (), eos_token: str | None = None) -> dict[str, Any]:
     """Train under `accelerate launch` with `num_processes` processes; the same metrics as in-process.
 
     Callbacks run in every process (DDP needs each rank to take the same stop decisions); after
@@ -100,7 +100,7 @@ def launch(kind: Kind, *, num_processes: int, base: str, adapter: Path | None, l
         "kind": kind, "base": str(base), "adapter": str(adapter) if adapter else None,
         "lora": lora.model_dump(mode="json"), "dtype": dtype,
         "cfg_class": type(cfg).__name__, "cfg": cfg.model_dump(mode="json"),
-        "work": str(work), "seed": seed, "reward_weights": reward_weights,
+        "work": str(work), "seed": seed, "reward_weights": reward_weights, "eos_token": eos_token,
         "dataset": str(spec_dir / "dataset"), "objects": str(spec_dir / "objects.pkl") if has_objects else None,
         "result": str(spec_dir / "result.json"), "state": str(spec_dir / "callbacks.pkl"),
     }

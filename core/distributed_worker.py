@@ -25,7 +25,7 @@ def worker(spec_path: Path) -> None:
     kwargs = {"base": spec["base"], "adapter": Path(spec["adapter"]) if spec["adapter"] else None,
               "lora": schema.LoraSettings.model_validate(spec["lora"]), "dtype": spec["dtype"],
               "dataset": datasets.load_from_disk(spec["dataset"]), "cfg": cfg, "work": Path(spec["work"]),
-              "seed": spec["seed"], "report_to": "none"}
+              "seed": spec["seed"], "report_to": "none", "eos_token": spec.get("eos_token")}
     callbacks = objects.get("callbacks", [])
     if spec["kind"] == "sft":
         metrics = train_sft(**kwargs)

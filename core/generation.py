@@ -13,6 +13,8 @@ from typing import Any
 import torch
 from tqdm.auto import tqdm
 
+from core.modeling import stop_token_ids
+
 log = logging.getLogger(__name__)
 
 
@@ -45,6 +47,7 @@ def generate(
         torch.manual_seed(seed)
     tokenizer.padding_side = "left"
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    stops = stop_token_ids(tokenizer, model)
     model.eval()
     # Prompts of similar length batch together: less padding, same results per prompt.
     order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
@@ -59,20 +62,20 @@ def generate(
             {"do_sample": False}
         out = model.generate(
             **enc, max_new_tokens=max_new_tokens, num_return_sequences=n,
-            pad_token_id=pad_id, eos_token_id=tokenizer.eos_token_id, **sampling,
+            pad_token_id=pad_id, eos_token_id=stops, **sampling,
         )
         new = out[:, enc["input_ids"].shape[1]:]
         texts = tokenizer.batch_decode(new, skip_special_tokens=True)
         for j, (row, text) in enumerate(zip(new, texts, strict=True)):
-            length, finished = _length(row, tokenizer.eos_token_id, pad_id)
+            length, finished = _length(row, stops, pad_id)
             results[idx[j // n]].append(Completion(text, length, finished))
         bar.update(len(idx) * n)
     bar.close()
     return results
 
 
-def _length(tokens: torch.Tensor, eos_id: int, pad_id: int) -> tuple[int, bool]:
-    ends = (tokens == eos_id).nonzero()
+def _length(tokens: torch.Tensor, stops: list[int], pad_id: int) -> tuple[int, bool]:
+    ends = torch.isin(tokens, torch.tensor(stops, device=tokens.device)).nonzero()
     if len(ends):
         return int(ends[0, 0]) + 1, True
     return int((tokens != pad_id).sum()), False
@@ -81,7 +84,7 @@ def _length(tokens: torch.Tensor, eos_id: int, pad_id: int) -> tuple[int, bool]:
 def vllm_unavailable() -> str | None:
     """Why vLLM cannot generate here, or None when it can."""
     if importlib.util.find_spec("vllm") is None:
-        return "vLLM is not installed (pip install vllm)"
+        return "vLLM is not installed (docs/scale-out.md: no release TRL supports installs next to our pins yet)"
     if not torch.cuda.is_available():
         return "no CUDA GPU is visible"
     return None
@@ -109,18 +112,23 @@ def generate_vllm(
     seed: int,
     lora_rank: int,
     gpu_memory_utilization: float,
+    stop_token_ids: list[int],
+    max_model_len: int | None = None,
 ) -> list[list[Completion]]:
     """n completions per rendered prompt from vLLM, the LoRA adapter applied per request; the same
-    Completion records as `generate`. Frees the GPU afterwards: training stages follow in-process."""
+    Completion records as `generate`. vLLM stops at its model's own EOS and at `stop_token_ids` (the
+    end of turn). Frees what it can of the GPU afterwards; on a GPU host callers run it in a process
+    of its own (core/devices.py), which frees all of it."""
     # vLLM is optional (GPU hosts only): imported when a stage really generates with it
     from vllm import LLM, SamplingParams
     from vllm.lora.request import LoRARequest
 
     llm = LLM(model=base, tokenizer=base, seed=seed, enable_lora=adapter is not None,
               max_lora_rank=1 << max(3, (lora_rank - 1).bit_length()),  # vLLM takes powers of two from 8
-              gpu_memory_utilization=gpu_memory_utilization)
+              gpu_memory_utilization=gpu_memory_utilization, max_model_len=max_model_len)
     try:
-        params = SamplingParams(n=n, temperature=temperature, top_p=top_p, max_tokens=max_new_tokens, seed=seed)
+        params = SamplingParams(n=n, temperature=temperature, top_p=top_p, max_tokens=max_new_tokens, seed=seed,
+                                stop_token_ids=stop_token_ids)
         # token ids, as `generate` tokenizes: no special tokens added to the rendered chat
         requests = [{"prompt_token_ids": tokenizer(p, add_special_tokens=False)["input_ids"]} for p in prompts]
         lora = LoRARequest("adapter", 1, str(adapter)) if adapter is not None else None

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from jinja2 import TemplateError
 from peft import LoraConfig, PeftModel, get_peft_model
 from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
@@ -40,15 +41,60 @@ def adapter_path(ref: Ref) -> Path:
     return path / ADAPTER if (path / ADAPTER).is_dir() else path
 
 
-def load_tokenizer(base: str | Path) -> Any:
+def accelerator() -> torch.device:
+    """Where models run in this process: its first visible GPU, else the CPU."""
+    return torch.device("cuda", 0) if torch.cuda.is_available() else torch.device("cpu")
+
+
+def end_of_turn(tok: Any) -> str | None:
+    """The token the chat template closes an assistant turn with (ChatML's <|im_end|>, Llama 3's
+    <|eot_id|>), or None when the template closes turns with no single token of the vocabulary."""
+    if not getattr(tok, "chat_template", None):
+        return None
+    mark = "\x00END\x00"
+    try:
+        text = tok.apply_chat_template([{"role": "user", "content": "q"}, {"role": "assistant", "content": mark}],
+                                       tokenize=False)
+    except (TemplateError, ValueError, TypeError):  # a template that wants another conversation shape
+        return None
+    after = text.split(mark, 1)[1].strip() if mark in text else ""
+    if not after:
+        return None
+    first = tok(after, add_special_tokens=False)["input_ids"][:1]
+    token = tok.convert_ids_to_tokens(first[0]) if first else None
+    # only a token of its own (special or added), never the first piece of ordinary text
+    return token if token and token in tok.get_added_vocab() else None
+
+
+def load_tokenizer(base: str | Path, eos_token: str | None = None) -> Any:
+    """The base's tokenizer with its EOS set to where a completion ends: `eos_token` (the recipe's
+    model.eos_token) or the chat template's end-of-turn token. A base model's own EOS
+    (Qwen2.5 base: <|endoftext|>) is not what ends a chat turn, so samplers and trainers that stop
+    at it run past the answer; TRL and our generate stop at tokenizer.eos_token."""
     tok = AutoTokenizer.from_pretrained(str(base))
     if tok.pad_token is None:  # many base models ship without one; never pad with a real token id
         tok.pad_token = tok.eos_token
+    stop = eos_token or end_of_turn(tok)
+    if stop and stop != tok.eos_token:
+        if stop not in tok.get_vocab():
+            raise ModelError(f"model {str(base)!r}: eos_token {stop!r} is not a token of its tokenizer")
+        tok.eos_token = stop
     return tok
 
 
-def load_base(base: str | Path, dtype: str = "float32") -> Any:
-    return AutoModelForCausalLM.from_pretrained(str(base), dtype=DTYPES[dtype])
+def stop_token_ids(tokenizer: Any, model: Any | None = None) -> list[int]:
+    """Every token id that ends a completion: the tokenizer's EOS (the end of turn) and the model's
+    own EOS ids (a base model may still emit its document end)."""
+    ids = [tokenizer.eos_token_id]
+    own = getattr(getattr(model, "generation_config", None), "eos_token_id", None)
+    ids += own if isinstance(own, list) else [own] if own is not None else []
+    return list(dict.fromkeys(i for i in ids if i is not None))
+
+
+def load_base(base: str | Path, dtype: str = "float32", device: torch.device | str | None = None) -> Any:
+    """The base model in `dtype`, on `device` (None: left on the CPU, where a Trainer takes it over)."""
+    model = AutoModelForCausalLM.from_pretrained(str(base), dtype=DTYPES[dtype])
+    return model if device is None else model.to(device)
 
 
 def trainable_model(base: str | Path, adapter: Path | None, lora: LoraSettings, dtype: str = "float32") -> PeftModel:
@@ -61,17 +107,22 @@ def trainable_model(base: str | Path, adapter: Path | None, lora: LoraSettings, 
     return get_peft_model(model, config)
 
 
-def inference_model(base: str | Path, adapter: Path | None = None, dtype: str = "float32") -> Any:
-    """The base with the adapter merged in (fast generation), in eval mode."""
-    model = load_base(base, dtype)
+def inference_model(base: str | Path, adapter: Path | None = None, dtype: str = "float32",
+                    device: torch.device | str | None = None) -> Any:
+    """The base with the adapter merged in (fast generation), in eval mode, on `device` (default:
+    this process's accelerator; `generate` follows model.device)."""
+    model = load_base(base, dtype, device or accelerator())
     if adapter is not None:
         model = PeftModel.from_pretrained(model, str(adapter)).merge_and_unload()
     return model.eval()
 
 
-def merge(base: str | Path, adapter: Path, out: Path, dtype: str = "float32") -> Path:
+def merge(base: str | Path, adapter: Path, out: Path, dtype: str = "float32", eos_token: str | None = None) -> Path:
     """Merge the adapter into the base and save a plain HF model directory (model + tokenizer)."""
-    model = inference_model(base, adapter, dtype)
+    model = inference_model(base, adapter, dtype, device="cpu")  # merging is cheap; the GPU stays free
+    tokenizer = load_tokenizer(base, eos_token)
+    # the saved model stops where the pipeline's samplers did, in any HF or vLLM loader
+    model.generation_config.eos_token_id = stop_token_ids(tokenizer, model)
     model.save_pretrained(out)
-    load_tokenizer(base).save_pretrained(out)
+    tokenizer.save_pretrained(out)
     return out

@@ -24,10 +24,10 @@ from transformers.trainer import TRAINER_STATE_NAME
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 from trl import GRPOConfig, GRPOTrainer, SFTConfig, SFTTrainer
 
-from core import distributed, tracking
+from core import devices, distributed, tracking
 from core.config import GRPOStageConfig, LoraSettings, SFTStageConfig, TrainConfig
 from core.generation import vllm_usable
-from core.modeling import ADAPTER, load_tokenizer, trainable_model
+from core.modeling import ADAPTER, load_tokenizer, stop_token_ids, trainable_model
 from core.runstore import CHECKPOINTS
 
 log = logging.getLogger(__name__)
@@ -55,7 +55,8 @@ def _common_args(cfg: TrainConfig, work: Path, seed: int, report_to: str | list[
         "report_to": report_to,
         "dataloader_num_workers": 0,
         "disable_tqdm": False,
-        "gradient_checkpointing": False,  # the pocket model is tiny: recomputation only costs time
+        # recomputes activations in the backward: less memory for long completions, ~30% more time
+        "gradient_checkpointing": cfg.gradient_checkpointing,
     }
 
 
@@ -91,21 +92,30 @@ def _train(trainer: Any, work: Path) -> dict[str, Any]:
         trainer.processing_class.save_pretrained(work / ADAPTER)
         (work / LOG_HISTORY).write_text(json.dumps(history, indent=1))
     return {"train_loss": result.training_loss, "steps": trainer.state.global_step,
-            "resumed_from": Path(last).name if last else None}
+            "resumed_from": Path(last).name if last else None,
+            "device": str(trainer.args.device)}  # where it trained (bench/gpu_smoke.py checks it)
 
 
 def train_sft(*, base: str, adapter: Path | None, lora: LoraSettings, dtype: str, dataset: datasets.Dataset,
-              cfg: SFTStageConfig, work: Path, seed: int, report_to: str | list[str] | None = None) -> dict[str, Any]:
-    """SFT of the LoRA adapter on {prompt, completion} conversations; loss on the completion only."""
+              cfg: SFTStageConfig, work: Path, seed: int, report_to: str | list[str] | None = None,
+              eos_token: str | None = None) -> dict[str, Any]:
+    """SFT of the LoRA adapter on {prompt, completion} conversations; loss on the completion only.
+    `eos_token`: the recipe's model.eos_token (None: the chat template's end of turn)."""
     if distributed.should_launch(cfg.num_processes):
         metrics = distributed.launch("sft", num_processes=cfg.num_processes, base=base, adapter=adapter, lora=lora,
-                                     dtype=dtype, dataset=dataset, cfg=cfg, work=work, seed=seed)
+                                     dtype=dtype, dataset=dataset, cfg=cfg, work=work, seed=seed, eos_token=eos_token)
         tracking.log_history(work / LOG_HISTORY)
         return metrics
-    tokenizer = load_tokenizer(base)
+    if devices.should_isolate():  # a GPU host: one GPU, in a process of its own (core/devices.py)
+        metrics = devices.run_isolated(train_sft, base=base, adapter=adapter, lora=lora, dtype=dtype, dataset=dataset,
+                                       cfg=cfg, work=work, seed=seed, report_to="none", eos_token=eos_token)
+        tracking.log_history(work / LOG_HISTORY)  # the stage's W&B run is open here, not in the child
+        return metrics
+    tokenizer = load_tokenizer(base, eos_token)
     model = trainable_model(base, adapter, lora, dtype)
+    # TRL appends eos_token to each completion: the end-of-turn token the samplers stop at
     args = SFTConfig(**_common_args(cfg, work, seed, report_to), max_length=cfg.max_length,
-                     completion_only_loss=True, lr_scheduler_type="cosine")
+                     completion_only_loss=True, lr_scheduler_type="cosine", eos_token=tokenizer.eos_token)
     trainer = SFTTrainer(model=model, args=args, train_dataset=dataset, processing_class=tokenizer)
     return _train(trainer, work)
 
@@ -114,8 +124,11 @@ def train_sft(*, base: str, adapter: Path | None, lora: LoraSettings, dtype: str
 
 
 def grpo_args(cfg: GRPOStageConfig, work: Path, seed: int, weights: list[float],
-              report_to: str | list[str] | None = None) -> GRPOConfig:
-    """GRPOConfig with every knob set from the recipe (TRL's defaults are not what we mean)."""
+              report_to: str | list[str] | None = None, stop_ids: list[int] | None = None) -> GRPOConfig:
+    """GRPOConfig with every knob set from the recipe (TRL's defaults are not what we mean).
+    `stop_ids`: the token ids that end a completion; HF generate takes them from the tokenizer and
+    the model's generation config, vLLM (which loads its own tokenizer) from generation_kwargs."""
+    vllm_stops = {"stop_token_ids": stop_ids} if cfg.use_vllm and stop_ids else None
     return GRPOConfig(
         **_common_args(cfg, work, seed, report_to),
         num_generations=cfg.num_generations,
@@ -130,7 +143,11 @@ def grpo_args(cfg: GRPOStageConfig, work: Path, seed: int, weights: list[float],
         reward_weights=weights,
         use_vllm=cfg.use_vllm,
         vllm_mode=cfg.vllm_mode,
-        lr_scheduler_type="constant",
+        vllm_gpu_memory_utilization=cfg.vllm_gpu_memory_utilization,
+        vllm_max_model_length=cfg.vllm_max_model_length,
+        generation_kwargs=vllm_stops,
+        # constant after warmup_steps (plain "constant" would ignore them)
+        lr_scheduler_type="constant_with_warmup",
         shuffle_dataset=True,
     )
 
@@ -145,27 +162,45 @@ def vllm_or_fallback(cfg: GRPOStageConfig) -> GRPOStageConfig:
 def train_grpo(*, base: str, adapter: Path | None, lora: LoraSettings, dtype: str, dataset: datasets.Dataset,
                cfg: GRPOStageConfig, work: Path, seed: int, reward_funcs: Sequence[Callable[..., Any]],
                reward_weights: Sequence[float], callbacks: Sequence[TrainerCallback] = (),
-               report_to: str | list[str] | None = None) -> dict[str, Any]:
+               report_to: str | list[str] | None = None, eos_token: str | None = None) -> dict[str, Any]:
     """GRPO on the LoRA adapter with the given reward functions and weights (TRL's signature: a
-    weight of 0 logs a function without training on it). Under several processes the functions and
-    callbacks are pickled to the launched processes."""
+    weight of 0 logs a function without training on it). Under several processes, or in a process
+    of its own on a GPU host, the functions and callbacks are pickled to the training processes and
+    the callbacks' state comes back."""
     cfg = vllm_or_fallback(cfg)
     if distributed.should_launch(cfg.num_processes):
         metrics = distributed.launch("grpo", num_processes=cfg.num_processes, base=base, adapter=adapter, lora=lora,
                                      dtype=dtype, dataset=dataset, cfg=cfg, work=work, seed=seed,
                                      reward_funcs=list(reward_funcs), reward_weights=list(reward_weights),
-                                     callbacks=callbacks)
+                                     callbacks=callbacks, eos_token=eos_token)
+        tracking.log_history(work / LOG_HISTORY)
+        return metrics
+    if devices.should_isolate():  # one GPU, and TRL's vLLM engine and RANK variables end with the child
+        metrics, theirs = devices.run_isolated(
+            _grpo_with_callbacks, base=base, adapter=adapter, lora=lora, dtype=dtype, dataset=dataset, cfg=cfg,
+            work=work, seed=seed, reward_funcs=list(reward_funcs), reward_weights=list(reward_weights),
+            callbacks=list(callbacks), report_to="none", eos_token=eos_token)
+        for mine, state in zip(callbacks, theirs, strict=True):
+            mine.__dict__.update(state.__dict__)
         tracking.log_history(work / LOG_HISTORY)
         return metrics
     funcs, weights = list(reward_funcs), list(reward_weights)
-    tokenizer = load_tokenizer(base)
+    tokenizer = load_tokenizer(base, eos_token)
     model = trainable_model(base, adapter, lora, dtype)
-    args = grpo_args(cfg, work, seed, weights, report_to)
+    # HF generate in TRL stops at the tokenizer's EOS and at these
+    model.generation_config.eos_token_id = stop_token_ids(tokenizer, model)
+    args = grpo_args(cfg, work, seed, weights, report_to, stop_token_ids(tokenizer, model))
     trainer = GRPOTrainer(model=model, reward_funcs=funcs, args=args, train_dataset=dataset,
                           processing_class=tokenizer, callbacks=list(callbacks))
     metrics = _train(trainer, work)
     metrics.update(reward_trend(trainer.state.log_history))
+    metrics["rollouts"] = "vllm" if args.use_vllm else "hf"
     return metrics
+
+
+def _grpo_with_callbacks(**kwargs: Any) -> tuple[dict[str, Any], list[TrainerCallback]]:
+    # in the child: the callbacks' state (held-out curve, guard) travels back with the metrics
+    return train_grpo(**kwargs), kwargs["callbacks"]
 
 
 def reward_trend(history: list[dict[str, Any]], key: str = "reward") -> dict[str, float]:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import csv
 import json
 import logging
+from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any, TypedDict
@@ -110,29 +111,37 @@ def _utf8(path: Path) -> str:
         raise DataError(f"{path}:{line}: invalid UTF-8 at byte {exc.start}; expected UTF-8 text") from None
 
 
-def file_rows(src: FileSource, base_dir: Path | None = None) -> Iterator[TaskRow]:
+def _kept(records: Iterable[tuple[str, Mapping[str, Any] | DataError]], src: FileSource | HubSource, task: str,
+          skipped: Counter[str] | None) -> Iterator[TaskRow]:
+    """The rows that parse; a bad one stops the load or, with on_bad_row: skip, is counted in
+    `skipped` under the source's task and dropped."""
+    dropped = 0
+    for where, record in records:
+        try:
+            if isinstance(record, DataError):
+                raise record
+            yield _row(record, src.columns, src.answer_format, task, where)
+        except DataError as exc:
+            if src.on_bad_row == "stop":
+                raise DataError(f"{exc} (set on_bad_row: skip to drop such rows)") from None
+            dropped += 1
+            log.warning("skipping bad row: %s", exc)
+    if dropped:
+        log.warning("%s: skipped %d bad row(s)", task, dropped)
+        if skipped is not None:
+            skipped[task] += dropped
+
+
+def file_rows(src: FileSource, base_dir: Path | None = None, skipped: Counter[str] | None = None) -> Iterator[TaskRow]:
     path = Path(src.path)
     if not path.is_absolute() and base_dir is not None and not path.exists():
         path = base_dir / path
     if not path.is_file():
         raise DataError(f"{src.path}: data file not found")
-    task = src.task or path.stem
-    skipped = 0
-    for number, record in _records(path):
-        try:
-            if isinstance(record, DataError):
-                raise record
-            yield _row(record, src.columns, src.answer_format, task, f"{path}:{number}")
-        except DataError as exc:
-            if src.on_bad_row == "stop":
-                raise DataError(f"{exc} (set on_bad_row: skip to drop such rows)") from None
-            skipped += 1
-            log.warning("skipping bad row: %s", exc)
-    if skipped:
-        log.warning("%s: skipped %d bad row(s)", path, skipped)
+    yield from _kept(((f"{path}:{n}", r) for n, r in _records(path)), src, src.task or path.stem, skipped)
 
 
-def hub_rows(src: HubSource) -> Iterator[TaskRow]:
+def hub_rows(src: HubSource, skipped: Counter[str] | None = None) -> Iterator[TaskRow]:
     import datasets  # seconds to import: only recipes with a hub source need it here
 
     try:
@@ -143,8 +152,7 @@ def hub_rows(src: HubSource) -> Iterator[TaskRow]:
     if src.limit:
         ds = ds.select(range(min(src.limit, len(ds))))
     task = src.task or src.name.split("/")[-1]
-    for i, record in enumerate(ds):
-        yield _row(record, src.columns, src.answer_format, task, f"{src.name}[{src.split}] row {i}")
+    yield from _kept(((f"{src.name}[{src.split}] row {i}", r) for i, r in enumerate(ds)), src, task, skipped)
 
 
 def reasoning_gym_rows(src: ReasoningGymSource, seed: int) -> Iterator[TaskRow]:
@@ -159,12 +167,14 @@ def reasoning_gym_rows(src: ReasoningGymSource, seed: int) -> Iterator[TaskRow]:
                       metadata=json.dumps(entry["metadata"], default=str))
 
 
-def rows(sources: Iterable[SourceConfig], seed: int, base_dir: Path | None = None) -> Iterator[TaskRow]:
-    """All rows of all sources, in order (reasoning-gym sources are seeded from `seed`)."""
+def rows(sources: Iterable[SourceConfig], seed: int, base_dir: Path | None = None,
+         skipped: Counter[str] | None = None) -> Iterator[TaskRow]:
+    """All rows of all sources, in order (reasoning-gym sources are seeded from `seed`); rows a
+    source's on_bad_row: skip dropped are counted per task in `skipped`."""
     for i, src in enumerate(sources):
         if isinstance(src, ReasoningGymSource):
             yield from reasoning_gym_rows(src, seed + i)
         elif isinstance(src, FileSource):
-            yield from file_rows(src, base_dir)
+            yield from file_rows(src, base_dir, skipped)
         else:
-            yield from hub_rows(src)
+            yield from hub_rows(src, skipped)

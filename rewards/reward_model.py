@@ -31,8 +31,10 @@ def _load(path: str, version: int) -> tuple[Any, Any]:
         raise FileNotFoundError(f"reward model directory {path!r} not found; train it with the reward_model stage")
     tokenizer = AutoTokenizer.from_pretrained(path)
     tokenizer.truncation_side = "left"  # the score is read at the last token: keep the response's end
-    model = AutoModelForSequenceClassification.from_pretrained(path, dtype=torch.float32)
-    model.eval()
+    # on the GPU, in bf16 (scores only rank completions within a group; the CPU keeps fp32)
+    gpu = torch.cuda.is_available()
+    model = AutoModelForSequenceClassification.from_pretrained(path, dtype=torch.bfloat16 if gpu else torch.float32)
+    model.to("cuda" if gpu else "cpu").eval()
     return model, tokenizer
 
 
@@ -73,7 +75,7 @@ def score_texts(path: str | Path, prompts: list[Any], responses: list[str], batc
     with torch.inference_mode():
         for start in range(0, len(texts), batch_size):
             batch = tokenizer(texts[start : start + batch_size], return_tensors="pt", padding=True,
-                              truncation=True, max_length=limit, add_special_tokens=False)
+                              truncation=True, max_length=limit, add_special_tokens=False).to(model.device)
             scores.extend(model(**batch).logits[:, 0].float().tolist())
     return scores
 

@@ -27,11 +27,12 @@ from core.config import (
     RejectionSamplingConfig,
     RewardModelConfig,
     SFTStageConfig,
+    TrainConfig,
     load_recipe,
 )
 from core.stage import StageSpec, setting
 from stages import graph
-from stages.preflight import validate
+from stages.preflight import sections, validate
 
 
 @dataclass(frozen=True)
@@ -174,6 +175,56 @@ def build_plan(recipe: Recipe, source: str = "<recipe>") -> Plan:
     return plan
 
 
+def device_lines(recipe: Recipe) -> list[str]:
+    """Where the stages will run: the GPUs visible here and how stages use them."""
+    import torch  # preflight has loaded it already
+
+    procs = {k: c.num_processes for k, c in sections(recipe, TrainConfig).items() if c.num_processes > 1}
+    if not torch.cuda.is_available():
+        where = "devices: no CUDA GPU here; every stage would run on the CPU"
+    else:
+        names = ", ".join(torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count()))
+        where = (f"devices: {torch.cuda.device_count()} GPU(s) here ({names}); every single-process stage runs in "
+                 "a process of its own on the first one")
+    several = ", ".join(f"{k} x{n}" for k, n in procs.items()) or "none"
+    return [where, f"  stages over several processes (accelerate launch, one GPU each): {several}"]
+
+
+def memory_lines(recipe: Recipe) -> list[str]:
+    """The memory settings of the stages that use vLLM or train long sequences."""
+    lines = ["memory:"]
+    for key, cfg in sections(recipe, GRPOStageConfig).items():
+        vllm = (f"vLLM {cfg.vllm_mode} share {cfg.vllm_gpu_memory_utilization}, max model length "
+                f"{cfg.vllm_max_model_length or 'the model default'}") if cfg.use_vllm else "HF generate"
+        lines.append(f"  {key}: gradient checkpointing {'on' if cfg.gradient_checkpointing else 'off'}, "
+                     f"bf16 {'on' if cfg.bf16 else 'off'}, {vllm}")
+    for key, cfg in sections(recipe, SFTStageConfig).items():
+        lines.append(f"  {key}: gradient checkpointing {'on' if cfg.gradient_checkpointing else 'off'}, "
+                     f"bf16 {'on' if cfg.bf16 else 'off'}, max length {cfg.max_length}")
+    rs = recipe.rejection_sampling
+    lines.append("  rejection_sampling: " + (f"vLLM share {rs.vllm_gpu_memory_utilization}, max model length "
+                 f"{rs.vllm_max_model_length or 'the model default'}" if rs.use_vllm else
+                 f"HF generate, batches of {rs.batch_size}"))
+    return lines
+
+
+def reward_model_lines(recipe: Recipe) -> list[str]:
+    """What the reward model trains on and which stage-4 rewards use it."""
+    rm, prefs = recipe.reward_model, recipe.reward_model.dataset
+    if prefs is None:
+        data = "pairs generated from the pocket world's general tasks"
+    else:
+        cols = prefs.columns
+        where = prefs.path if prefs.kind == "file" else f"hub {prefs.name} ({prefs.subset or 'default'}/{prefs.split})"
+        data = (f"{where}, columns prompt={cols.prompt or '(shared opening)'} chosen={cols.chosen} "
+                f"rejected={cols.rejected}")
+    rewards = ", ".join(f"{r.name}" + (f" [{r.rows}]" if r.rows != "all" else "") for r in recipe.all_scenario_rl.rewards)
+    return [f"reward model: {rm.pairs} pairs from {data}; use_lora {rm.use_lora}, bf16 {'on' if rm.bf16 else 'off'}, "
+            f"gradient checkpointing {'on' if rm.gradient_checkpointing else 'off'}, max length {rm.max_length}",
+            f"  all_scenario_rl rewards: {rewards}",
+            f"stop token: {recipe.model.eos_token or 'the chat template end-of-turn token (else the tokenizer EOS)'}"]
+
+
 def _num(n: int | None) -> str:
     return "-" if n is None else f"{n:,}"
 
@@ -185,7 +236,8 @@ def format_plan(plan: Plan) -> str:
              f"model {r.model.base}, dtype {r.model.dtype}, LoRA r={r.model.lora.r} alpha={r.model.lora.alpha} "
              f"on {r.model.lora.target_modules}",
              f"data: {len(r.data.sources)} source(s), {_num(train_prompts(r)) if train_prompts(r) is not None else 'all'}"
-             f" training prompts after {r.data.heldout_size} held out; language {r.data.language}", ""]
+             f" training prompts after {r.data.heldout_size} held out; language {r.data.language}",
+             *device_lines(r), *memory_lines(r), *reward_model_lines(r), ""]
     header = ("flow", "stage", "steps", "procs", "prompts", "generations", "gen tokens (max)", "what")
     rows = [(s.flow, s.stage, _num(s.steps), str(s.processes), _num(s.prompts), _num(s.generations),
              _num(s.max_tokens), s.what) for s in plan.stages]

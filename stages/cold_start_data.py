@@ -12,7 +12,8 @@ from typing import Any
 
 import datasets
 
-from core.modeling import load_tokenizer
+from core import devices
+from core.modeling import adapter_path, load_tokenizer
 from core.runstore import Ref, StageOutcome, StageResult
 from core.stage import StageCall
 from data.chat import messages, render
@@ -78,18 +79,21 @@ def collected(call: StageCall, task_data_ref: Ref, base_ref: Ref,
         conversations = [few_shot_messages(r["prompt"], exemplars, template) for r in rows]
     else:
         conversations = [messages(r["prompt"], template) for r in rows]
-    tokenizer = load_tokenizer(base_ref.path)
+    tokenizer = load_tokenizer(base_ref.path, recipe.model.eos_token)
     rendered = [render(tokenizer, c) for c in conversations]
     prefilled = bool(rendered) and rendered[0].rstrip().endswith("<think>")
-    samples = sampling.sample(cfg, "cold_start.collect", base_ref, adapter_ref, tokenizer, rendered,
-                              model=recipe.model, seed=recipe.seed, desc=f"collecting the cold start ({start.source})")
+    # on a GPU host in a process of its own, so vLLM's memory is all back before the cold start trains
+    sampler, samples = devices.on_one_gpu(
+        sampling.sample, cfg, "cold_start.collect", base_ref.path, adapter_path(adapter_ref) if adapter_ref else None,
+        rendered, dtype=recipe.model.dtype, lora_rank=recipe.model.lora.r, eos_token=recipe.model.eos_token,
+        seed=recipe.seed, desc=f"collecting the cold start ({start.source})")
     kept, removed = collect(rows, samples, cfg, start.examples, recipe.data.language, template, recipe.seed,
                             start.source, prefilled)
     if not kept:
         raise ValueError(f"cold_start.source {start.source}: no sampled completion was both verified and readable "
                          f"({dict(removed)}); sample more (cold_start.collect.prompts / samples_per_prompt) or "
                          "use another source")
-    metrics = {"prompts": len(rows), "sampled": sum(len(s) for s in samples),
+    metrics = {"prompts": len(rows), "sampler": sampler, "sampled": sum(len(s) for s in samples),
                **{f"removed_{k}": removed.get(k, 0) for k in REMOVED},
                "prompts_with_a_kept_sample": len({r["prompt"][-1]["content"] for r in kept}),
                "mean_kept_tokens": sum(len(tokenizer(r["completion"][0]["content"])["input_ids"]) for r in kept)

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from core import devices
 from core.config import EvalConfig, TemplateConfig
 from core.generation import Completion, generate
 from core.modeling import ModelError, adapter_path, inference_model, load_tokenizer
@@ -184,6 +185,23 @@ def import_adapter(store: RunStore, run_id: str, path: str) -> Ref:
                            lambda work: StageResult(artifact=adapter.resolve())).ref
 
 
+def evaluate(recipe: Any, cfg: EvalConfig, task_data_ref: Ref, base_ref: Ref, adapter_ref: Ref | None,
+             name: str) -> dict[str, Any]:
+    """eval.json's content: the held-out metrics of the base (with the adapter), and the harder
+    split's overall figures when the task data has one."""
+    tokenizer = load_tokenizer(base_ref.path, recipe.model.eos_token)
+    model = inference_model(base_ref.path, adapter_path(adapter_ref) if adapter_ref else None, recipe.model.dtype)
+    results = heldout_metrics(model, tokenizer, heldout_rows(cfg, task_data_ref), cfg, recipe.data.template,
+                              recipe.data.language, seed=recipe.seed, desc=f"evaluating {name}")
+    harder = heldout_rows(cfg, task_data_ref, "harder")
+    if harder:
+        results["harder"] = heldout_metrics(model, tokenizer, harder, cfg, recipe.data.template,
+                                            recipe.data.language, seed=recipe.seed,
+                                            desc=f"evaluating {name} (harder)")["overall"]
+    results["device"] = str(model.device)  # where it ran (bench/gpu_smoke.py checks it)
+    return results
+
+
 def run(call: StageCall) -> StageOutcome:
     """Evaluate the `base` input, with the `adapter` input applied when there is one."""
     cfg, recipe = call.cfg, call.recipe
@@ -191,15 +209,8 @@ def run(call: StageCall) -> StageOutcome:
     name = evaluated_name(call.spec.name)
 
     def build(work: Path) -> StageResult:
-        tokenizer = load_tokenizer(base_ref.path)
-        model = inference_model(base_ref.path, adapter_path(adapter_ref) if adapter_ref else None, recipe.model.dtype)
-        results = heldout_metrics(model, tokenizer, heldout_rows(cfg, task_data_ref), cfg, recipe.data.template,
-                                  recipe.data.language, seed=recipe.seed, desc=f"evaluating {name}")
-        harder = heldout_rows(cfg, task_data_ref, "harder")
-        if harder:
-            results["harder"] = heldout_metrics(model, tokenizer, harder, cfg, recipe.data.template,
-                                                recipe.data.language, seed=recipe.seed,
-                                                desc=f"evaluating {name} (harder)")["overall"]
+        # on a GPU host in a process of its own: the next stage gets the whole GPU back
+        results = devices.on_one_gpu(evaluate, recipe, cfg, task_data_ref, base_ref, adapter_ref, name)
         (work / RESULTS).write_text(json.dumps(results, indent=2))
         (work / "table.md").write_text(format_table({name: results}) + "\n")
         return StageResult(metrics=results["overall"])

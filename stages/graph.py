@@ -34,8 +34,8 @@ from stages import (
 
 TASK_DATA, BASE = "task_data", "base"
 TEMPLATE, LANGUAGE, SEED = "data.template", "data.language", "seed"
-LORA_TRAINING = ("model.dtype", "model.lora")  # what a stage that trains the LoRA adapter uses of the model
-
+# what a stage that trains (or samples) the LoRA adapter uses of the model
+LORA_TRAINING = ("model.dtype", "model.lora", "model.eos_token")
 
 
 def collects_from_r1_zero(recipe: Any) -> bool:
@@ -67,7 +67,7 @@ STAGES: tuple[StageSpec, ...] = (
     StageSpec("rejection_sampling", rejection_sampling.run,
               "stage 3a: sample k per prompt, keep the verified single-language ones, mix in general rows",
               inputs={"task_data": TASK_DATA, "base": BASE, "adapter": "reasoning_rl"}, section="rejection_sampling",
-              uses=(TEMPLATE, LANGUAGE, SEED, *LORA_TRAINING), output="dataset"),
+              uses=(TEMPLATE, LANGUAGE, SEED, *LORA_TRAINING, "reward_model.dataset"), output="dataset"),
     StageSpec("sft", sft.run, "stage 3b: SFT on the rejection-sampled dataset",
               inputs={"base": BASE, "dataset": "rejection_sampling", "adapter": "reasoning_rl"}, section="sft",
               uses=(SEED, *LORA_TRAINING), evaluated=True),
@@ -76,9 +76,9 @@ STAGES: tuple[StageSpec, ...] = (
     StageSpec("all_scenario_rl", grpo.run,
               "stage 4: GRPO on mixed prompts, rule rewards + the reward model, reward-hacking guard",
               inputs={"task_data": TASK_DATA, "base": BASE, "adapter": "sft", "reward_model": "reward_model"},
-              section="all_scenario_rl", uses=(TEMPLATE, SEED, *LORA_TRAINING), evaluated=True),
+              section="all_scenario_rl", uses=(TEMPLATE, SEED, *LORA_TRAINING, "reward_model.dataset"), evaluated=True),
     StageSpec("merged", merged.run, "the final adapter merged into the base: a plain HF model directory",
-              inputs={"base": BASE, "adapter": "all_scenario_rl"}, uses=("model.dtype",), output="model"),
+              inputs={"base": BASE, "adapter": "all_scenario_rl"}, uses=("model.dtype", "model.eos_token"), output="model"),
     StageSpec("student_base", base.run_student, "the smaller student: a pocket base built like the base, or a user's",
               inputs={"task_data": TASK_DATA}, section="distill.student", uses=("distill.student_model", TEMPLATE),
               output="base_model", evaluated=True),
@@ -155,7 +155,7 @@ def evaluation_spec(name: str, base_stage: str = BASE, adapter_stage: str | None
     applied when there is one. For a stage of the graph use `evaluation_of`."""
     inputs = {"task_data": TASK_DATA, "base": base_stage} | ({"adapter": adapter_stage} if adapter_stage else {})
     return StageSpec(evaluation.stage_name(name), evaluation.run, f"held-out evaluation of {name}", inputs=inputs,
-                     section="eval", uses=(TEMPLATE, LANGUAGE, SEED, "model.dtype"), output="eval", retries=1)
+                     section="eval", uses=(TEMPLATE, LANGUAGE, SEED, "model.dtype", "model.eos_token"), output="eval", retries=1)
 
 
 def evaluation_of(name: str) -> StageSpec:

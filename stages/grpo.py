@@ -20,13 +20,14 @@ from __future__ import annotations
 import json
 import logging
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import datasets
 from transformers import TrainerCallback
 
-from core.config import AllScenarioConfig, GRPOStageConfig, GuardConfig, TemplateConfig
+from core.config import AllScenarioConfig, GRPOStageConfig, GuardConfig, PreferenceSource, TemplateConfig
 from core.generation import generate
 from core.modeling import ADAPTER, adapter_path, load_tokenizer
 from core.resources import trainer_stage_bytes
@@ -35,6 +36,7 @@ from core.stage import StageCall
 from core.trainers import train_grpo
 from data.chat import messages, prompt_dataset, render
 from data.general import general_rows
+from data.preferences import dataset_pairs, pair_prompts
 from data.saved import load_split
 from rewards.accuracy import is_correct
 from rewards.extract import extract_answer
@@ -50,7 +52,21 @@ BEST = "best_adapter"
 # --- prompts -----------------------------------------------------------------------------------
 
 
-def training_prompts(cfg: GRPOStageConfig, task_data_ref: Ref, template: TemplateConfig, seed: int) -> datasets.Dataset:
+def general_task_rows(n: int, seed: int, preferences: PreferenceSource | None = None,
+                      fits: Callable[[str], bool] = lambda prompt: True) -> list[dict[str, Any]]:
+    """`n` prompts without a verifier: those of the reward model's preference dataset (what it
+    learned to judge) that `fits` keeps, when the recipe names one; else the pocket world's
+    general tasks."""
+    if preferences is None:
+        return general_rows(n, seed)
+    train, _ = dataset_pairs(preferences, 2 * n, 0, seed)  # room for prompts too long to keep
+    prompts = [p for p in pair_prompts(train) if fits(p)][:n]
+    return [{"prompt": p, "answer": "", "task": "general", "metadata": "{}"} for p in prompts]
+
+
+def training_prompts(cfg: GRPOStageConfig, task_data_ref: Ref, template: TemplateConfig, seed: int,
+                     preferences: PreferenceSource | None = None,
+                     fits: Callable[[str], bool] = lambda prompt: True) -> datasets.Dataset:
     """The stage's training prompts: verifiable task prompts; an all-scenario stage adds its share
     of general prompts, every row tagged by `kind` (which rewards judge it: rewards/routing.py)."""
     verifiable = prompt_dataset(load_split(task_data_ref, "train"), template, cfg.prompts, seed)
@@ -58,9 +74,21 @@ def training_prompts(cfg: GRPOStageConfig, task_data_ref: Ref, template: Templat
         return verifiable
     verifiable = verifiable.add_column("kind", ["verifiable"] * len(verifiable))
     n_general = round(len(verifiable) * cfg.general_fraction / (1 - cfg.general_fraction))
-    general = prompt_dataset(datasets.Dataset.from_list(general_rows(n_general, seed + 1)), template)
+    general = prompt_dataset(datasets.Dataset.from_list(general_task_rows(n_general, seed + 1, preferences, fits)),
+                             template)
     general = general.add_column("kind", ["general"] * len(general))
     return datasets.concatenate_datasets([verifiable, general.cast(verifiable.features)]).shuffle(seed=seed)
+
+
+def prompt_fits(base: str, template: TemplateConfig, cfg: GRPOStageConfig, eos_token: str | None) -> Callable[[str], bool]:
+    """Whether a general prompt leaves room for a whole completion in vLLM's context
+    (`vllm_max_model_length`; vLLM refuses longer prompts). Task prompts are checked by preflight."""
+    if not (cfg.use_vllm and cfg.vllm_max_model_length):
+        return lambda prompt: True
+    tokenizer = load_tokenizer(base, eos_token)
+    room = cfg.vllm_max_model_length - cfg.max_completion_length
+    return lambda prompt: len(tokenizer(render(tokenizer, messages(prompt, template)),
+                                        add_special_tokens=False)["input_ids"]) <= room
 
 
 # --- held-out accuracy while training ----------------------------------------------------------
@@ -72,8 +100,8 @@ class HeldoutProbe(TrainerCallback):
     <work>/heldout_curve.json (the R1-Zero "aha" plots read it) and to W&B when a run is open."""
 
     def __init__(self, base: str, rows: list[dict[str, Any]], template: TemplateConfig, every: int,
-                 max_new_tokens: int, work: Path):
-        self.tokenizer = load_tokenizer(base)  # its own: generation pads on the left
+                 max_new_tokens: int, work: Path, eos_token: str | None = None):
+        self.tokenizer = load_tokenizer(base, eos_token)  # its own: generation pads on the left
         self.rows, self.every, self.work, self.max_new_tokens = rows, every, work, max_new_tokens
         self.prompts = [render(self.tokenizer, messages(r["prompt"], template)) for r in rows]
         self.history: list[dict[str, float]] = []
@@ -129,8 +157,8 @@ class RewardHackingGuard(HeldoutProbe):
     more than `margin` below the best."""
 
     def __init__(self, base: str, rows: list[dict[str, Any]], template: TemplateConfig, cfg: GuardConfig,
-                 max_new_tokens: int, work: Path):
-        super().__init__(base, rows, template, cfg.every, max_new_tokens, work)
+                 max_new_tokens: int, work: Path, eos_token: str | None = None):
+        super().__init__(base, rows, template, cfg.every, max_new_tokens, work, eos_token)
         self.margin = cfg.margin
         self.best, self.best_step, self.stopped_at = -1.0, 0, None
 
@@ -154,15 +182,15 @@ class RewardHackingGuard(HeldoutProbe):
 
 
 def heldout_callbacks(cfg: GRPOStageConfig, task_data_ref: Ref, base: str, template: TemplateConfig,
-                      work: Path) -> list[HeldoutProbe]:
+                      work: Path, eos_token: str | None = None) -> list[HeldoutProbe]:
     """The guard for an all-scenario stage; a probe where the stage asks for a held-out curve."""
     heldout = list(load_split(task_data_ref, "heldout"))
     if isinstance(cfg, AllScenarioConfig):
         return [RewardHackingGuard(base, heldout[: cfg.guard.prompts], template, cfg.guard,
-                                   cfg.max_completion_length, work)]
+                                   cfg.max_completion_length, work, eos_token)]
     if cfg.heldout_every:
         return [HeldoutProbe(base, heldout[: cfg.heldout_prompts], template, cfg.heldout_every,
-                             cfg.max_completion_length, work)]
+                             cfg.max_completion_length, work, eos_token)]
     return []
 
 
@@ -176,19 +204,22 @@ def run(call: StageCall) -> StageOutcome:
     template, model = recipe.data.template, recipe.model
 
     def build(work: Path) -> StageResult:
-        data = training_prompts(cfg, task_data_ref, template, recipe.seed)
-        callbacks = heldout_callbacks(cfg, task_data_ref, base_ref.path, template, work)
+        # general prompts come from the reward model's preference data: an all-scenario stage's only
+        preferences = recipe.reward_model.dataset if isinstance(cfg, AllScenarioConfig) else None
+        fits = prompt_fits(base_ref.path, template, cfg, model.eos_token) if preferences else lambda prompt: True
+        data = training_prompts(cfg, task_data_ref, template, recipe.seed, preferences, fits)
+        callbacks = heldout_callbacks(cfg, task_data_ref, base_ref.path, template, work, model.eos_token)
         context = {"reward_model_path": str(model_path(judge_ref))} if judge_ref else {}
         funcs, weights = grpo_rewards(cfg.rewards, **context)
         metrics = train_grpo(
             base=base_ref.path, adapter=adapter_path(adapter_ref) if adapter_ref else None, lora=model.lora,
             dtype=model.dtype, dataset=data, cfg=cfg, work=work, seed=recipe.seed, reward_funcs=funcs,
-            reward_weights=weights, callbacks=callbacks,
+            reward_weights=weights, callbacks=callbacks, eos_token=model.eos_token,
         )
         metrics["prompts"] = len(data)
         for callback in callbacks:
             if isinstance(callback, RewardHackingGuard):
-                metrics |= keep_best_adapter(callback, work, base_ref.path)
+                metrics |= keep_best_adapter(callback, work, base_ref.path, model.eos_token)
                 metrics["general_prompts"] = sum(k == "general" for k in data["kind"])
             else:
                 metrics["heldout_curve"] = callback.history
@@ -199,12 +230,12 @@ def run(call: StageCall) -> StageOutcome:
     return call.run(build, needs_bytes=trainer_stage_bytes(base_ref.path, model.lora.r, kept))
 
 
-def keep_best_adapter(guard: RewardHackingGuard, work: Path, base: str) -> dict[str, Any]:
+def keep_best_adapter(guard: RewardHackingGuard, work: Path, base: str, eos_token: str | None = None) -> dict[str, Any]:
     """Restore the guard's best adapter when training ended below it; the guard's figures."""
     summary = guard.summary()
     if summary["guard_restored_best"]:
         shutil.rmtree(work / ADAPTER)
         shutil.copytree(work / BEST, work / ADAPTER)
-        load_tokenizer(base).save_pretrained(work / ADAPTER)
+        load_tokenizer(base, eos_token).save_pretrained(work / ADAPTER)
     shutil.rmtree(work / BEST, ignore_errors=True)
     return summary

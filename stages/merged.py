@@ -15,7 +15,8 @@ def run(call: StageCall) -> StageOutcome:
     base_ref, adapter_ref = call.inputs["base"], call.inputs["adapter"]
 
     def build(work: Path) -> StageResult:
-        merge(base_ref.path, adapter_path(adapter_ref), work / "model", call.recipe.model.dtype)
+        merge(base_ref.path, adapter_path(adapter_ref), work / "model", call.recipe.model.dtype,
+              call.recipe.model.eos_token)
         return StageResult(metrics={"from": f"{adapter_ref.stage} v{adapter_ref.version}"})
 
     return call.run(build, needs_bytes=model_copy_bytes(base_ref.path))

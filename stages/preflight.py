@@ -66,6 +66,11 @@ def _fail(source: str, errors: list[str]) -> None:
 HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$")
 
 
+def collects(recipe: Recipe) -> bool:
+    """Whether the cold start is sampled (its collect settings are in use)."""
+    return recipe.cold_start.source in ("r1_zero", "few_shot")
+
+
 def sections(recipe: Recipe, kind: type) -> dict[str, Any]:
     """Recipe key -> section of every stage in the graph whose section is a `kind` config."""
     found = {s.section: setting(recipe, s.section) for s in graph.STAGES if s.section}
@@ -126,13 +131,20 @@ def validate(recipe: Recipe, source: str = "<recipe>") -> list[str]:
         notes.append(f"cold_start.source: r1_zero: the cold start is collected from {where} R1-Zero adapter")
     _file_check(start.dataset, "cold_start.dataset", notes)
     _file_check(recipe.rejection_sampling.general_dataset, "rejection_sampling.general_dataset", notes)
+    prefs = recipe.reward_model.dataset
+    if prefs is not None and prefs.kind == "file":
+        _file_check(prefs.path, "reward_model.dataset.path", notes)
+    elif prefs is not None:
+        notes.append(f"reward_model.dataset: hub dataset {prefs.name!r} ({prefs.subset or 'default'}/{prefs.split}) "
+                     "is read at run time (needs network or the local datasets cache)")
     if reason := vllm_unavailable():
         if any(cfg.use_vllm for cfg in grpo.values()):
             notes.append(f"use_vllm: {reason}; GRPO rollouts will fall back to HF generate")
         for key, cfg in sections(recipe, SamplingConfig).items():
-            if cfg.use_vllm:
+            if cfg.use_vllm and (key != "cold_start.collect" or collects(recipe)):
                 notes.append(f"{key}.use_vllm: {reason}; sampling will fall back to batched HF generate")
-    if any(c.bf16 for c in sections(recipe, TrainConfig).values()) and not torch.cuda.is_available():
+    bf16 = [c.bf16 for c in sections(recipe, TrainConfig).values()] + [recipe.reward_model.bf16]
+    if any(bf16) and not torch.cuda.is_available():
         notes.append("bf16: true but no CUDA GPU here; a CPU run would need bf16: false")
     if errors:
         raise RecipeError(f"{source}: the recipe cannot run\n  " + "\n  ".join(errors))
@@ -199,7 +211,7 @@ def generation_budgets(recipe: Recipe) -> dict[str, list[tuple[str, int]]]:
             budgets["train"].append((f"{spec.section}.max_completion_length", cfg.max_completion_length))
             if cfg.heldout_every or isinstance(cfg, AllScenarioConfig):
                 budgets["heldout"].append((f"{spec.section}.max_completion_length", cfg.max_completion_length))
-        elif isinstance(cfg, SamplingConfig):
+        elif isinstance(cfg, SamplingConfig) and (cfg is not recipe.cold_start.collect or collects(recipe)):
             budgets["train"].append((f"{spec.section}.max_new_tokens", cfg.max_new_tokens))
     budgets["heldout"].insert(0, ("eval.max_new_tokens", recipe.eval.max_new_tokens))
     return budgets

@@ -12,14 +12,16 @@ from typing import Any
 
 import datasets
 
+from core import devices
 from core.config import RejectionSamplingConfig
 from core.generation import Completion
-from core.modeling import load_tokenizer
+from core.modeling import adapter_path, load_tokenizer
 from core.runstore import Ref, StageOutcome, StageResult
 from core.stage import StageCall
 from data.chat import messages, render
 from data.cold_start import conversation, file_conversations, general_completion
 from data.general import general_rows
+from data.preferences import dataset_pairs
 from data.saved import SFT_DATASET, load_split
 from data.split import prompt_key
 from rewards.accuracy import is_correct
@@ -40,21 +42,30 @@ def keep_or_reason(row: dict[str, Any], text: str, finished: bool, num_tokens: i
     return None
 
 
-def sample(recipe: Any, base_ref: Ref, adapter_ref: Ref, prompts: list[str]) -> list[list[Completion]]:
-    """The recipe's k samples per prompt from the adapter."""
-    tokenizer = load_tokenizer(base_ref.path)
+def sample(recipe: Any, base_ref: Ref, adapter_ref: Ref, prompts: list[str]) -> tuple[str, list[list[Completion]]]:
+    """What sampled, and the recipe's k samples per prompt from the adapter; on a GPU host in a process
+    of its own, so vLLM's memory is all back before SFT trains."""
+    tokenizer = load_tokenizer(base_ref.path, recipe.model.eos_token)
     rendered = [render(tokenizer, messages(p, recipe.data.template)) for p in prompts]
-    return sampling.sample(recipe.rejection_sampling, "rejection_sampling", base_ref, adapter_ref, tokenizer,
-                           rendered, model=recipe.model, seed=recipe.seed, desc="rejection sampling")
+    return devices.on_one_gpu(sampling.sample, recipe.rejection_sampling, "rejection_sampling", base_ref.path,
+                              adapter_path(adapter_ref), rendered, dtype=recipe.model.dtype,
+                              lora_rank=recipe.model.lora.r, eos_token=recipe.model.eos_token, seed=recipe.seed,
+                              desc="rejection sampling")
 
 
 def general_data(recipe: Any, n: int) -> list[dict[str, Any]]:
-    """`n` general rows as conversations: the recipe's file, or the pocket world's general tasks."""
-    cfg, template = recipe.rejection_sampling, recipe.data.template
+    """`n` general rows as conversations: the recipe's file; else the reward model's preference
+    dataset, each prompt with its chosen reply (in the answer tags, as the pocket world's general
+    rows: no chain of thought for a non-reasoning query); else the pocket world's general tasks."""
+    cfg, template, prefs = recipe.rejection_sampling, recipe.data.template, recipe.reward_model.dataset
+    no_gold = {"kind": "general", "answer": "", "task": "general", "metadata": "{}"}
     if cfg.general_dataset:
         ds = file_conversations(cfg.general_dataset, template).shuffle(seed=recipe.seed)
-        return [dict(r, kind="general", answer="", task="general", metadata="{}")
-                for r in ds.select(range(min(n, len(ds))))]
+        return [dict(r, **no_gold) for r in ds.select(range(min(n, len(ds))))]
+    if prefs is not None:
+        pairs, _ = dataset_pairs(prefs, n, 0, recipe.seed)
+        return [conversation(p["prompt"][-1]["content"], general_completion(p["chosen"][-1]["content"]), template)
+                | no_gold for p in pairs]
     return [conversation(r["prompt"], general_completion(r["answer"]), template) | _gold(r, "general")
             for r in general_rows(n, recipe.seed)]
 
@@ -72,7 +83,7 @@ def run(call: StageCall) -> StageOutcome:
     def build(work: Path) -> StageResult:
         train = load_split(task_data_ref, "train").shuffle(seed=recipe.seed)
         train = list(train.select(range(min(cfg.prompts, len(train)))))
-        samples = sample(recipe, base_ref, adapter_ref, [r["prompt"] for r in train])
+        sampler, samples = sample(recipe, base_ref, adapter_ref, [r["prompt"] for r in train])
         removed: Counter[str] = Counter()
         seen: set[tuple[str, str]] = set()
         kept = []
@@ -93,6 +104,7 @@ def run(call: StageCall) -> StageOutcome:
         datasets.Dataset.from_list(rows).save_to_disk(str(work / SFT_DATASET))
         return StageResult(metrics={
             "prompts": len(train),
+            "sampler": sampler,
             "sampled": sum(len(s) for s in samples),
             **{f"removed_{k}": removed.get(k, 0) for k in ("overlong", "incorrect", "mixed_language", "duplicate")},
             "reasoning_rows": len(kept),

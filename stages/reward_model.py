@@ -1,6 +1,7 @@
 """Stage: the reward model (for prompts with no verifier, used in the all-scenario RL stage).
 
-Reads like a recipe: preference pairs from the pocket world's general tasks (data/preferences.py),
+Reads like a recipe: preference pairs from the recipe's preference dataset (`reward_model.dataset`,
+real recipes) or generated from the pocket world's general tasks (data/preferences.py),
 a sequence classifier (num_labels=1) initialised from the base model, TRL's RewardTrainer, save,
 then the held-out pair accuracy (how often the preferred answer scores higher) as the stage's
 metric. Small bases are fully fine-tuned; large ones train a LoRA adapter (task SEQ_CLS) that is
@@ -22,13 +23,13 @@ from peft import LoraConfig
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 from trl import RewardConfig, RewardTrainer
 
-from core import tracking
+from core import devices, tracking
 from core.config import LoraSettings, RewardModelConfig
 from core.resources import model_copy_bytes
 from core.runstore import Ref, StageOutcome, StageResult
 from core.stage import StageCall
 from data.general import general_rows
-from data.preferences import preference_pairs
+from data.preferences import dataset_pairs, preference_pairs
 from data.split import prompt_key
 from rewards.reward_model import score_texts
 
@@ -43,6 +44,8 @@ def model_path(ref: Ref) -> Path:
 
 def pairs(cfg: RewardModelConfig) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """(train, held-out) preference pairs; no held-out prompt appears in training."""
+    if cfg.dataset is not None:
+        return dataset_pairs(cfg.dataset, cfg.pairs, cfg.heldout_pairs, cfg.seed)
     train = preference_pairs(general_rows(cfg.pairs, cfg.seed), cfg.seed)
     seen = {prompt_key(p["prompt"][0]["content"]) for p in train}
     candidates = preference_pairs(general_rows(cfg.heldout_pairs * 4, cfg.seed + 1), cfg.seed + 1)
@@ -53,12 +56,13 @@ def pairs(cfg: RewardModelConfig) -> tuple[list[dict[str, Any]], list[dict[str, 
 def pair_accuracy(path: str | Path, heldout: list[dict[str, Any]]) -> dict[str, float]:
     """Share of held-out pairs whose chosen reply outscores the rejected one, overall and per spoil kind."""
     prompts = [p["prompt"] for p in heldout]
-    chosen = score_texts(path, prompts, [p["chosen"][0]["content"] for p in heldout])
-    rejected = score_texts(path, prompts, [p["rejected"][0]["content"] for p in heldout])
+    chosen = score_texts(path, prompts, [p["chosen"][-1]["content"] for p in heldout])
+    rejected = score_texts(path, prompts, [p["rejected"][-1]["content"] for p in heldout])
     wins: dict[str, list[bool]] = {}
     for pair, c, r in zip(heldout, chosen, rejected, strict=True):
-        for key in ("all", pair["kind"]):
-            wins.setdefault(key, []).append(c > r)
+        for key in ("all", pair["kind"]):  # a dataset's pairs have no spoil kind (None)
+            if key:
+                wins.setdefault(key, []).append(c > r)
     return {f"heldout_accuracy_{k}" if k != "all" else "heldout_accuracy": sum(v) / len(v)
             for k, v in sorted(wins.items())}
 
@@ -95,7 +99,8 @@ def train(cfg: RewardModelConfig, lora: LoraSettings, base_path: str | Path, out
         save_strategy="no",
         report_to=tracking.report_to(),  # TRL curves go to the stage's W&B run when one is open
         use_cpu=not torch.cuda.is_available(),
-        bf16=False,
+        bf16=cfg.bf16,
+        gradient_checkpointing=cfg.gradient_checkpointing,
         seed=cfg.seed,
         disable_tqdm=True,
     )
@@ -123,6 +128,7 @@ def train(cfg: RewardModelConfig, lora: LoraSettings, base_path: str | Path, out
         "lora": peft_config is not None,
         "parameters": model.num_parameters(),
         "train_s": round(train_s, 1),
+        "device": str(args.device),
     })
     log.info("reward model: held-out pair accuracy %.3f after %.1fs", metrics["heldout_accuracy"], train_s)
     return metrics
@@ -133,7 +139,10 @@ def run(call: StageCall) -> StageOutcome:
     base_ref = call.inputs["base"]
 
     def build(work: Path) -> StageResult:
-        metrics = train(call.cfg, call.recipe.model.lora, base_ref.path, work)
+        if devices.should_isolate():  # one GPU (no DataParallel), its memory back when done
+            metrics = devices.run_isolated(train, call.cfg, call.recipe.model.lora, base_ref.path, work)
+        else:
+            metrics = train(call.cfg, call.recipe.model.lora, base_ref.path, work)
         (work / "metrics.json").write_text(json.dumps(metrics, indent=2))
         return StageResult(metrics=metrics)
 

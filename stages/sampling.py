@@ -1,26 +1,32 @@
 """k completions per rendered prompt from a base model and an optional adapter, for the stages that
 sample a dataset (rejection sampling, a collected cold start): vLLM when the recipe asks for it and
-it can run here, else batched HF generate (with a warning saying why when vLLM was asked for)."""
+it can run here, else batched HF generate on this process's accelerator (with a warning saying why
+when vLLM was asked for). Every sampler stops at the end of turn (core/modeling.py, stop tokens).
+On a GPU host callers run `sample` in a process of its own (core/devices.py), so vLLM's memory is
+all back before the next stage trains; its arguments are plain values, so they pickle."""
 
 from __future__ import annotations
 
-from typing import Any
+from pathlib import Path
 
 from core.config import SamplingConfig
 from core.generation import Completion, generate, generate_vllm, vllm_usable
-from core.modeling import adapter_path, inference_model
-from core.runstore import Ref
+from core.modeling import inference_model, load_tokenizer, stop_token_ids
 
 
-def sample(cfg: SamplingConfig, setting: str, base_ref: Ref, adapter_ref: Ref | None, tokenizer: Any,
-           rendered: list[str], *, model: Any, seed: int, desc: str) -> list[list[Completion]]:
-    """`cfg.samples_per_prompt` completions of each rendered prompt; `setting` names cfg in messages,
-    `model` is the recipe's model section (dtype, LoRA rank)."""
-    adapter = adapter_path(adapter_ref) if adapter_ref is not None else None
+def sample(cfg: SamplingConfig, setting: str, base: str, adapter: Path | None, rendered: list[str], *,
+           dtype: str, lora_rank: int, eos_token: str | None, seed: int,
+           desc: str) -> tuple[str, list[list[Completion]]]:
+    """(what sampled, `cfg.samples_per_prompt` completions of each rendered prompt); `setting` names
+    cfg in messages."""
+    tokenizer = load_tokenizer(base, eos_token)
     if cfg.use_vllm and vllm_usable(f"{setting}.use_vllm", "sampling with batched HF generate"):
-        return generate_vllm(base_ref.path, adapter, tokenizer, rendered, max_new_tokens=cfg.max_new_tokens,
-                             temperature=cfg.temperature, top_p=cfg.top_p, n=cfg.samples_per_prompt, seed=seed,
-                             lora_rank=model.lora.r, gpu_memory_utilization=cfg.vllm_gpu_memory_utilization)
-    llm = inference_model(base_ref.path, adapter, model.dtype)
-    return generate(llm, tokenizer, rendered, max_new_tokens=cfg.max_new_tokens, temperature=cfg.temperature,
-                    top_p=cfg.top_p, n=cfg.samples_per_prompt, batch_size=cfg.batch_size, seed=seed, desc=desc)
+        return "vllm", generate_vllm(
+            base, adapter, tokenizer, rendered, max_new_tokens=cfg.max_new_tokens, temperature=cfg.temperature,
+            top_p=cfg.top_p, n=cfg.samples_per_prompt, seed=seed, lora_rank=lora_rank,
+            gpu_memory_utilization=cfg.vllm_gpu_memory_utilization, stop_token_ids=stop_token_ids(tokenizer),
+            max_model_len=cfg.vllm_max_model_length)
+    model = inference_model(base, adapter, dtype)
+    return f"hf on {model.device}", generate(
+        model, tokenizer, rendered, max_new_tokens=cfg.max_new_tokens, temperature=cfg.temperature, top_p=cfg.top_p,
+        n=cfg.samples_per_prompt, batch_size=cfg.batch_size, seed=seed, desc=desc)

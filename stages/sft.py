@@ -28,7 +28,8 @@ def run(call: StageCall) -> StageOutcome:
             raise ValueError(f"{call.spec.name}: its dataset is empty: no sample passed the filters "
                              "(see the dataset stage's manifest, its removed_* counts)")
         metrics = train_sft(base=base_ref.path, adapter=adapter_path(adapter_ref) if adapter_ref else None,
-                            lora=model.lora, dtype=model.dtype, dataset=data, cfg=cfg, work=work, seed=recipe.seed)
+                            lora=model.lora, dtype=model.dtype, dataset=data, cfg=cfg, work=work, seed=recipe.seed,
+                            eos_token=model.eos_token)
         return StageResult(metrics={**metrics, "examples": len(data)})
 
     inputs = {"base": base_ref, "dataset": dataset_ref} | ({"adapter": adapter_ref} if adapter_ref else {})

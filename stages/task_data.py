@@ -19,7 +19,8 @@ def run(call: StageCall) -> StageOutcome:
 
     def build(work: Path) -> StageResult:
         datasets.disable_progress_bars()  # saving a few hundred rows needs no bar
-        train, heldout = split(sources.rows(data.sources, data.seed), data.heldout_size, data.seed)
+        skipped: Counter[str] = Counter()
+        train, heldout = split(sources.rows(data.sources, data.seed, skipped=skipped), data.heldout_size, data.seed)
         seen = {prompt_key(r["prompt"]) for r in train + heldout}
         harder = list({prompt_key(r["prompt"]): r for r in sources.rows(data.harder, data.seed)
                        if prompt_key(r["prompt"]) not in seen}.values())
@@ -32,6 +33,7 @@ def run(call: StageCall) -> StageOutcome:
             "heldout_rows": len(heldout),
             "harder_rows": len(harder),
             "train_tasks": dict(Counter(r["task"] for r in train)),
+            "skipped_rows": dict(skipped),  # rows dropped by a source's on_bad_row: skip, per task
         })
 
     return call.run(build)
