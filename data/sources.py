@@ -110,26 +110,36 @@ def _utf8(path: Path) -> str:
         raise DataError(f"{path}:{line}: invalid UTF-8 at byte {exc.start}; expected UTF-8 text") from None
 
 
+MAX_BAD_ROWS = 20  # bad rows listed in one error; the rest are counted
+
+
 def file_rows(src: FileSource, base_dir: Path | None = None) -> Iterator[TaskRow]:
+    """The rows of a local file. With on_bad_row: stop, the whole file is read first and every bad
+    row is reported at once (the first MAX_BAD_ROWS with their line numbers, then a count)."""
     path = Path(src.path)
     if not path.is_absolute() and base_dir is not None and not path.exists():
         path = base_dir / path
     if not path.is_file():
         raise DataError(f"{src.path}: data file not found")
     task = src.task or path.stem
-    skipped = 0
+    good: list[TaskRow] = []
+    bad: list[DataError] = []
     for number, record in _records(path):
         try:
             if isinstance(record, DataError):
                 raise record
-            yield _row(record, src.columns, src.answer_format, task, f"{path}:{number}")
+            good.append(_row(record, src.columns, src.answer_format, task, f"{path}:{number}"))
         except DataError as exc:
-            if src.on_bad_row == "stop":
-                raise DataError(f"{exc} (set on_bad_row: skip to drop such rows)") from None
-            skipped += 1
-            log.warning("skipping bad row: %s", exc)
-    if skipped:
-        log.warning("%s: skipped %d bad row(s)", path, skipped)
+            bad.append(exc)
+            if src.on_bad_row == "skip":
+                log.warning("skipping bad row: %s", exc)
+    if bad and src.on_bad_row == "stop":
+        listed = "\n  ".join(str(e) for e in bad[:MAX_BAD_ROWS])
+        more = f"\n  ... and {len(bad) - MAX_BAD_ROWS} more bad row(s)" if len(bad) > MAX_BAD_ROWS else ""
+        raise DataError(f"{path}: {len(bad)} bad row(s) (set on_bad_row: skip to drop them)\n  {listed}{more}")
+    if bad:
+        log.warning("%s: skipped %d bad row(s)", path, len(bad))
+    yield from good
 
 
 def hub_rows(src: HubSource) -> Iterator[TaskRow]:
