@@ -11,6 +11,7 @@ the same page with the plots embedded (one file a browser opens, served by `make
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 import logging
 import math
@@ -25,6 +26,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 from markdown_it import MarkdownIt  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 
+from core import tracking  # noqa: E402
+from core.atomic import write_json_atomic  # noqa: E402
 from core.runstore import RunStore  # noqa: E402
 from core.trainers import LOG_HISTORY  # noqa: E402
 from rewards.monitors import NAMES as MONITORS  # noqa: E402 (zero-weight statistics, not rewards)
@@ -231,8 +234,39 @@ def build_report(store: RunStore, run_id: str) -> Path:
     index = out / "index.md"
     index.write_text(_index(store, run_id, results, drawn))
     (out / HTML).write_text(_html(run_id, _index(store, run_id, results, drawn, embed=True)))
+    shown = sorted((m["stage"], m["ref"]["version"], m["ref"]["sha256"]) for m in store.stages(run_id))
+    log_to_wandb(store.root, run_id, {p.stem: p for _, p in drawn}, hashlib.sha256(repr(shown).encode()).hexdigest())
     log.info("report for %s: %s", run_id, index)
     return index
+
+
+WANDB_MARK = "report.json"  # runs/<run_id>/wandb/report.json: what the plots in W&B were drawn from
+
+
+def log_to_wandb(store_root: Path, run_id: str, images: dict[str, Path], drawn_from: str) -> bool:
+    """Log the report's plots as images in a W&B run of the run's group (job_type `report`), once
+    per `drawn_from` (a digest of the stages they show): rebuilding the report of an unchanged run,
+    as a resume does, opens no new W&B run. Returns whether it logged."""
+    run_root = store_root / run_id
+    mark = run_root / "wandb" / WANDB_MARK
+    if not tracking.enabled() or not images or (
+            mark.is_file() and json.loads(mark.read_text()).get("drawn_from") == drawn_from):
+        return False
+    try:
+        import wandb
+
+        run = wandb.init(project=os.environ.get("WANDB_PROJECT", tracking.PROJECT), group=run_id,
+                         job_type="report", name=f"{run_id}/report", dir=str(run_root), mode=tracking.mode(),
+                         reinit="finish_previous",
+                         settings=wandb.Settings(silent=True, x_disable_stats=True, console="off"))
+        run.log({f"report/{name}": wandb.Image(str(path), caption=name) for name, path in images.items()})
+        run.finish()
+        mark.parent.mkdir(parents=True, exist_ok=True)
+        write_json_atomic(mark, {"drawn_from": drawn_from, "wandb_run": run.id})
+        return True
+    except Exception as exc:  # tracking never fails a run
+        log.warning("W&B: could not log the report of %s: %s", run_id, exc)
+        return False
 
 
 HTML = "index.html"
