@@ -1,5 +1,6 @@
 # r1-pipeline: `make pipeline` runs the pocket pipeline, `make test` the test suite.
 # Both install what they need first (a .venv beside this file). `make lint`: ruff and the import layers.
+# `make r1-zero` and `make distill` run the other two training flows.
 PYTHON ?= python3.11
 VENV   := .venv
 PY     := $(VENV)/bin/python
@@ -14,7 +15,7 @@ export TOKENIZERS_PARALLELISM ?= false
 # The temporary Prefect server needs more than its default 20 s to answer on a busy 2-core machine.
 export PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS ?= 120
 
-.PHONY: install sandbox-tool test pipeline lint format runs clean bench-paper bench-stage2 serve deploy stop report bench dry-run doctor
+.PHONY: install sandbox-tool test pipeline r1-zero distill lint format runs clean bench-paper bench-stage2 serve deploy stop report bench dry-run doctor
 
 install: $(STAMP) sandbox-tool
 
@@ -41,8 +42,17 @@ test: install
 	$(VENV)/bin/lint-imports
 	$(PY) -m pytest -q
 
+# The three training flows from the terminal: make r1-zero RECIPE=configs/pocket-test.yaml; RUN_ID=<id>
+# resumes a run. Ctrl-C stops a run and prints the command that resumes it.
+RUN_ARGS = --recipe $(RECIPE) $(if $(RUN_ID),--run-id $(RUN_ID))
 pipeline: install
-	$(PY) -m shell.cli pipeline --recipe $(RECIPE)
+	$(PY) -m shell.cli pipeline $(RUN_ARGS)
+
+r1-zero: install
+	$(PY) -m shell.cli r1-zero $(RUN_ARGS)
+
+distill: install
+	$(PY) -m shell.cli distill $(RUN_ARGS)
 
 # A local Prefect server (SQLite under .prefect/) and a process worker in the background; waits until
 # both answer, then deploys prefect.yaml. UI: http://127.0.0.1:$(PREFECT_PORT)

@@ -500,8 +500,24 @@ def parse_recipe(data: Any, source: str = "<recipe>", overrides: list[str] | Non
     try:
         return Recipe.model_validate(data)
     except ValidationError as exc:
-        lines = [_describe(e, Recipe) for e in exc.errors()]
-        raise RecipeError(f"{source}: invalid recipe\n  " + "\n  ".join(lines)) from None
+        lines, from_file = [], False
+        for err in exc.errors():
+            origin = _override_of(err, overrides or [])
+            from_file = from_file or origin is None
+            lines.append(_describe(err, Recipe) + (f" (from override {origin!r})" if origin else ""))
+        # A key the user typed on the command line is blamed on the override, not on the file.
+        head = f"{source}: invalid recipe" if from_file else "invalid override" + ("s" if len(lines) > 1 else "")
+        raise RecipeError(f"{head}\n  " + "\n  ".join(lines)) from None
+
+
+def _override_of(err: dict[str, Any], overrides: list[str]) -> str | None:
+    """The last KEY=VALUE override that set the key at (or above) this error's location, if any."""
+    loc = [str(p) for p in err["loc"] if not str(p).startswith(("function-", "tagged-union"))]
+    for override in reversed(overrides):
+        key = override.split("=", 1)[0].strip().split(".")
+        if loc[:len(key)] == key:
+            return override
+    return None
 
 
 def load_recipe(path: str | Path, overrides: list[str] | None = None) -> Recipe:

@@ -18,6 +18,7 @@ FSDP) for GPU hosts; without it the launch is plain DDP.
 from __future__ import annotations
 
 import collections
+import contextlib
 import json
 import logging
 import os
@@ -126,9 +127,33 @@ def _run(cmd: list[str], env: dict[str, str]) -> None:
     with subprocess.Popen(cmd, env=env, cwd=PROJECT_ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                           text=True, errors="replace") as proc:
         assert proc.stdout is not None
-        for line in proc.stdout:
-            sys.stderr.write(line)
-            tail.append(line)
+        try:
+            for line in proc.stdout:
+                sys.stderr.write(line)
+                tail.append(line)
+        except BaseException:
+            # An interrupt of this process alone (SIGINT or SIGTERM to its pid: KeyboardInterrupt here)
+            # must stop the launcher and its trainers too; Popen's exit would wait for them to finish.
+            _stop_tree(proc.pid)
+            raise
     if proc.returncode:
         raise DistributedError(f"`accelerate launch` exited with {proc.returncode}; last output:\n"
                                + "".join(tail))
+
+
+def _stop_tree(pid: int, grace_s: float = 10) -> None:
+    """SIGTERM a process and its descendants, SIGKILL those still alive after `grace_s`."""
+    import psutil  # only on an interrupt
+
+    try:
+        root = psutil.Process(pid)
+        procs = [root, *root.children(recursive=True)]
+    except psutil.NoSuchProcess:
+        return
+    for p in procs:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            p.terminate()
+    _, alive = psutil.wait_procs(procs, timeout=grace_s)
+    for p in alive:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            p.kill()

@@ -111,25 +111,34 @@ def _utf8(path: Path) -> str:
         raise DataError(f"{path}:{line}: invalid UTF-8 at byte {exc.start}; expected UTF-8 text") from None
 
 
+MAX_BAD_ROWS = 20  # bad rows listed in one error; the rest are counted
+
+
 def _kept(records: Iterable[tuple[str, Mapping[str, Any] | DataError]], src: FileSource | HubSource, task: str,
-          skipped: Counter[str] | None) -> Iterator[TaskRow]:
-    """The rows that parse; a bad one stops the load or, with on_bad_row: skip, is counted in
-    `skipped` under the source's task and dropped."""
-    dropped = 0
+          name: str, skipped: Counter[str] | None) -> Iterator[TaskRow]:
+    """The rows that parse. With on_bad_row: stop, every record is read first and every bad row is
+    reported at once (the first MAX_BAD_ROWS with where they are, then a count); with skip, bad rows
+    are dropped and counted in `skipped` under the source's task."""
+    good: list[TaskRow] = []
+    bad: list[DataError] = []
     for where, record in records:
         try:
             if isinstance(record, DataError):
                 raise record
-            yield _row(record, src.columns, src.answer_format, task, where)
+            good.append(_row(record, src.columns, src.answer_format, task, where))
         except DataError as exc:
-            if src.on_bad_row == "stop":
-                raise DataError(f"{exc} (set on_bad_row: skip to drop such rows)") from None
-            dropped += 1
-            log.warning("skipping bad row: %s", exc)
-    if dropped:
-        log.warning("%s: skipped %d bad row(s)", task, dropped)
+            bad.append(exc)
+            if src.on_bad_row == "skip":
+                log.warning("skipping bad row: %s", exc)
+    if bad and src.on_bad_row == "stop":
+        listed = "\n  ".join(str(e) for e in bad[:MAX_BAD_ROWS])
+        more = f"\n  ... and {len(bad) - MAX_BAD_ROWS} more bad row(s)" if len(bad) > MAX_BAD_ROWS else ""
+        raise DataError(f"{name}: {len(bad)} bad row(s) (set on_bad_row: skip to drop them)\n  {listed}{more}")
+    if bad:
+        log.warning("%s: skipped %d bad row(s)", name, len(bad))
         if skipped is not None:
-            skipped[task] += dropped
+            skipped[task] += len(bad)
+    yield from good
 
 
 def file_rows(src: FileSource, base_dir: Path | None = None, skipped: Counter[str] | None = None) -> Iterator[TaskRow]:
@@ -138,7 +147,7 @@ def file_rows(src: FileSource, base_dir: Path | None = None, skipped: Counter[st
         path = base_dir / path
     if not path.is_file():
         raise DataError(f"{src.path}: data file not found")
-    yield from _kept(((f"{path}:{n}", r) for n, r in _records(path)), src, src.task or path.stem, skipped)
+    yield from _kept(((f"{path}:{n}", r) for n, r in _records(path)), src, src.task or path.stem, str(path), skipped)
 
 
 def hub_rows(src: HubSource, skipped: Counter[str] | None = None) -> Iterator[TaskRow]:
@@ -152,7 +161,8 @@ def hub_rows(src: HubSource, skipped: Counter[str] | None = None) -> Iterator[Ta
     if src.limit:
         ds = ds.select(range(min(src.limit, len(ds))))
     task = src.task or src.name.split("/")[-1]
-    yield from _kept(((f"{src.name}[{src.split}] row {i}", r) for i, r in enumerate(ds)), src, task, skipped)
+    yield from _kept(((f"{src.name}[{src.split}] row {i}", r) for i, r in enumerate(ds)), src, task,
+                     f"hub dataset {src.name!r}", skipped)
 
 
 def reasoning_gym_rows(src: ReasoningGymSource, seed: int) -> Iterator[TaskRow]:

@@ -12,11 +12,11 @@ from typing import Any
 
 from prefect import flow
 
-from flows.prefect_tasks import flow_run_name, run_flow
+from flows.prefect_tasks import FLOW_OPTIONS, run_flow
 from stages.graph import FLOWS
 
 
-@flow(name="distill", flow_run_name=flow_run_name, log_prints=True)
+@flow(name="distill", **FLOW_OPTIONS)
 def distill(recipe: str = "pocket", overrides: list[str] | None = None, run_id: str | None = None,
             force: list[str] | None = None) -> dict[str, Any]:
     """Distil the teacher's reasoning into the recipe's student; `run_id` reuses a teacher run."""

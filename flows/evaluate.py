@@ -7,11 +7,11 @@ from typing import Any
 
 from prefect import flow
 
-from flows.prefect_tasks import evaluate_stages, flow_run_name, report, run_stages, start
+from flows.prefect_tasks import FLOW_OPTIONS, evaluate_stages, report, run_stages, start
 from stages import graph
 
 
-@flow(name="evaluate", flow_run_name=flow_run_name, log_prints=True)
+@flow(name="evaluate", **FLOW_OPTIONS)
 def evaluate(recipe: str = "pocket", overrides: list[str] | None = None, run_id: str | None = None,
              force: list[str] | None = None, stages: list[str] | None = None) -> dict[str, Any]:
     """Evaluate `stages` (default: every finished evaluated stage of the run built on the base, and the base)."""

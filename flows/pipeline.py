@@ -14,11 +14,11 @@ from typing import Any
 
 from prefect import flow
 
-from flows.prefect_tasks import flow_run_name, run_flow
+from flows.prefect_tasks import FLOW_OPTIONS, run_flow
 from stages.graph import FLOWS
 
 
-@flow(name="r1-pipeline", flow_run_name=flow_run_name, log_prints=True)
+@flow(name="r1-pipeline", **FLOW_OPTIONS)
 def r1_pipeline(recipe: str = "pocket", overrides: list[str] | None = None, run_id: str | None = None,
                 force: list[str] | None = None) -> dict[str, Any]:
     """Train DeepSeek-R1's four stages on a recipe (a configs/ name or a path); KEY=VALUE overrides;

@@ -12,28 +12,39 @@ Prefect table artifact with its metrics and output paths.
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from prefect import Task, task
+from prefect import Task, get_run_logger, task
 from prefect.artifacts import create_link_artifact, create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
 from prefect.client.orchestration import get_client
 from prefect.context import FlowRunContext
+from prefect.exceptions import MissingContextError
 from prefect.runtime import flow_run
 
-from core.config import Recipe, RecipeError, load_recipe
+from core.config import Recipe, load_recipe
 from core.runstore import Ref, RunStore, StageOutcome
 from core.stage import StageCall, StageSpec
-from data.sources import DataError
-from flows.report import build_report
+from flows.report import HTML, build_report, report_url
+from flows.user_errors import quiet_prefect_tracebacks, user_error
 from stages import graph, preflight
 from stages.evaluation import format_table, load_results
 
 log = logging.getLogger(__name__)
+quiet_prefect_tracebacks()  # every flow imports this module, a worker's flow runs included
+
+
+def run_log() -> logging.Logger | logging.LoggerAdapter:
+    """Prefect's logger of the current flow or task run (its lines reach the UI), else this module's."""
+    try:
+        return get_run_logger()
+    except MissingContextError:
+        return log
 
 
 @dataclass(frozen=True)
@@ -59,9 +70,11 @@ def start(recipe: str, overrides: list[str] | None, run_id: str | None, force: l
     resolved = load_recipe(recipe, overrides or [])
     preflight.check_recipe(resolved, str(recipe))  # rewards, model paths, causal LM: before a run dir exists
     store = RunStore()
+    resumed = bool(run_id and store.stages(run_id))
     run_id = run_id or store.new_run_id(resolved.name)
-    log.info("run %s (recipe %s, store %s)", run_id, resolved.name, store.root)
-    _rename_flow_run(resolved.name, run_id)
+    run_log().info("%s run %s (recipe %s, store %s)", "resuming" if resumed else "new", run_id, resolved.name,
+                   store.root)
+    _rename_flow_run(resolved.name, run_id, resumed)
     return PipelineRun(resolved, store, run_id, frozenset(force or []))
 
 
@@ -72,27 +85,36 @@ def flow_run_name() -> str:
     return f"{flow_run.flow_name} · {recipe} · {params.get('run_id') or 'new run'}"
 
 
-def _rename_flow_run(recipe: str, run_id: str) -> None:
+# What every flow passes to @flow. Prints are not captured as logs (log_prints=False): Prefect's
+# capture also took the prints dill makes while it redirects stdout to read a function's bytecode
+# (datasets' fingerprinting calls dill.detect), so the disassembly flooded the logs and dill read
+# nothing. Progress reaches the logs through run_log() instead: each stage's start and end.
+FLOW_OPTIONS: dict[str, Any] = {"flow_run_name": flow_run_name, "log_prints": False}
+
+
+def _rename_flow_run(recipe: str, run_id: str, resumed: bool) -> None:
+    """`<flow> · <recipe> · <run id>`, plus `· resume HH:MM:SS` when the run had finished stages, so
+    the runs list tells a resume from the original and resumes from each other."""
     ctx = FlowRunContext.get()
     if ctx is None or ctx.flow_run is None:
         return
+    name = f"{ctx.flow.name} · {recipe} · {run_id}"
+    if resumed:
+        name += f" · resume {dt.datetime.now():%H:%M:%S}"
     try:
         with get_client(sync_client=True) as client:
-            client.update_flow_run(ctx.flow_run.id, name=f"{ctx.flow.name} · {recipe} · {run_id}")
+            client.update_flow_run(ctx.flow_run.id, name=name)
     except Exception as exc:  # a cosmetic step: never fail a run for it
         log.warning("could not rename the flow run: %s", exc)
 
 
 def not_a_config_error(task: Any, task_run: Any, state: Any) -> bool:
-    """Retry unless the failure (or its cause) is a recipe or data error: retrying cannot fix those."""
+    """Retry unless the failure (or its cause) is a user error (recipe, data, model path, disk):
+    retrying cannot fix those."""
     try:
         state.result()
     except Exception as exc:
-        err: BaseException | None = exc
-        while err is not None:
-            if isinstance(err, RecipeError | DataError):
-                return False
-            err = err.__cause__
+        return user_error(exc) is None
     return True
 
 
@@ -125,10 +147,24 @@ TRAIN = {"retries": 0, "cache_policy": NO_CACHE}
 @task(task_run_name=NAME, **TRAIN)
 def run_stage(run: PipelineRun, spec: StageSpec, inputs: dict[str, Ref]) -> Ref:
     """One stage: build it in the run store or reuse it, say which, publish its artifact."""
+    logger = run_log()
+    logger.info("%s: started", spec.name)
     outcome = spec.run(StageCall(spec, run.recipe, run.store, run.run_id, inputs, force=run.forced(spec.name)))
-    log.info("%s: %s (v%s)", spec.name, "reused" if outcome.reused else "built", outcome.ref.version)
+    logger.info(stage_summary(run, outcome))
     publish_stage(run, outcome)
     return outcome.ref
+
+
+def stage_summary(run: PipelineRun, outcome: StageOutcome, max_metrics: int = 6) -> str:
+    """One log line per finished stage: built or reused, its version, wall time and first metrics."""
+    ref = outcome.ref
+    manifest = run.store.manifest(run.run_id, ref.stage) or {}
+    if outcome.reused:
+        return f"{ref.stage}: reused v{ref.version} (built {manifest.get('finished_at', '?')})"
+    numbers = [(k, v) for k, v in (manifest.get("metrics") or {}).items()
+               if isinstance(v, int | float) and not isinstance(v, bool)][:max_metrics]
+    metrics = ", ".join(f"{k} {v:.4g}" for k, v in numbers)
+    return f"{ref.stage}: built v{ref.version} in {manifest.get('wall_s', 0):.1f} s" + (f"; {metrics}" if metrics else "")
 
 
 def stage_task(spec: StageSpec) -> Task:
@@ -178,13 +214,16 @@ def run_flow(flow: graph.Flow, recipe: str, overrides: list[str] | None, run_id:
 @task(name="report", task_run_name="{run.recipe.name} · {run.run_id} · report", **IO)
 def report(run: PipelineRun, evals: dict[str, Ref]) -> str:
     """The eval table across stages and the run report, published as Prefect artifacts; returns the
-    report's index path."""
+    path of the report's HTML page."""
     results = {name: load_results(ref) for name, ref in evals.items()}
     if results:
         create_markdown_artifact(f"# Evaluation, run {run.run_id}\n\n{format_table(results)}\n",
                                  key=_key(run.name, "eval"), description=f"held-out evaluation of run {run.run_id}")
     index = build_report(run.store, run.run_id)
-    create_link_artifact(index.resolve().as_uri(), link_text=f"run report {run.run_id}", key=_key(run.name, "report"),
-                         description=f"plots and tables of run {run.run_id}: {index}")
-    log.info("report: %s", index)
-    return str(index)
+    # An http link: browsers refuse file:// links from a web page. `make serve` serves the reports.
+    url = report_url(run.run_id)
+    create_link_artifact(url, link_text=f"run report {run.run_id}", key=_key(run.name, "report"),
+                         description=f"plots and tables of run {run.run_id} (served by `make serve`; "
+                                     f"file: {index.with_name(HTML)})")
+    run_log().info("report: %s (file %s)", url, index.with_name(HTML))
+    return str(index.with_name(HTML))

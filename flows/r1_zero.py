@@ -7,11 +7,11 @@ from typing import Any
 
 from prefect import flow
 
-from flows.prefect_tasks import flow_run_name, run_flow
+from flows.prefect_tasks import FLOW_OPTIONS, run_flow
 from stages.graph import FLOWS
 
 
-@flow(name="r1-zero", flow_run_name=flow_run_name, log_prints=True)
+@flow(name="r1-zero", **FLOW_OPTIONS)
 def r1_zero(recipe: str = "pocket", overrides: list[str] | None = None, run_id: str | None = None,
             force: list[str] | None = None) -> dict[str, Any]:
     """R1-Zero on a recipe; `run_id` resumes (or joins) a run; `force` lists stages to rebuild."""

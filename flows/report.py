@@ -4,14 +4,18 @@ Every flow ends with it (flows/prefect_tasks.py); `r1 report RUN_ID` rebuilds it
 Everything is read back from the run store (each stage's log_history.json and manifest, each
 evaluation's eval.json), so a report can be rebuilt for any run at any time: `r1 report RUN_ID`.
 One figure per metric, one line per training stage (x = the stage's own optimizer step), plus a
-bar chart of the held-out evaluation across stages; index.md ties them together.
+bar chart of the held-out evaluation across stages; index.md ties them together, and index.html is
+the same page with the plots embedded (one file a browser opens, served by `make serve`).
 """
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import json
 import logging
 import math
+import os
 from pathlib import Path
 from typing import Any
 
@@ -19,8 +23,11 @@ import matplotlib
 
 matplotlib.use("Agg")  # files only: no display on servers and workers
 import matplotlib.pyplot as plt  # noqa: E402
+from markdown_it import MarkdownIt  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 
+from core import tracking  # noqa: E402
+from core.atomic import write_json_atomic  # noqa: E402
 from core.runstore import RunStore  # noqa: E402
 from core.trainers import LOG_HISTORY  # noqa: E402
 from rewards.monitors import NAMES as MONITORS  # noqa: E402 (zero-weight statistics, not rewards)
@@ -223,14 +230,70 @@ def build_report(store: RunStore, run_id: str) -> Path:
     results = eval_results(store, run_id)
     figures.append(("Held-out evaluation", eval_figure(results, out / "eval.png")))
 
+    drawn = [(t, p) for t, p in figures if p is not None]
     index = out / "index.md"
-    index.write_text(_index(store, run_id, results, [(t, p) for t, p in figures if p is not None]))
+    index.write_text(_index(store, run_id, results, drawn))
+    (out / HTML).write_text(_html(run_id, _index(store, run_id, results, drawn, embed=True)))
+    shown = sorted((m["stage"], m["ref"]["version"], m["ref"]["sha256"]) for m in store.stages(run_id))
+    log_to_wandb(store.root, run_id, {p.stem: p for _, p in drawn}, hashlib.sha256(repr(shown).encode()).hexdigest())
     log.info("report for %s: %s", run_id, index)
     return index
 
 
+WANDB_MARK = "report.json"  # runs/<run_id>/wandb/report.json: what the plots in W&B were drawn from
+
+
+def log_to_wandb(store_root: Path, run_id: str, images: dict[str, Path], drawn_from: str) -> bool:
+    """Log the report's plots as images in a W&B run of the run's group (job_type `report`), once
+    per `drawn_from` (a digest of the stages they show): rebuilding the report of an unchanged run,
+    as a resume does, opens no new W&B run. Returns whether it logged."""
+    run_root = store_root / run_id
+    mark = run_root / "wandb" / WANDB_MARK
+    if not tracking.enabled() or not images or (
+            mark.is_file() and json.loads(mark.read_text()).get("drawn_from") == drawn_from):
+        return False
+    try:
+        import wandb
+
+        run = wandb.init(project=os.environ.get("WANDB_PROJECT", tracking.PROJECT), group=run_id,
+                         job_type="report", name=f"{run_id}/report", dir=str(run_root), mode=tracking.mode(),
+                         reinit="finish_previous",
+                         settings=wandb.Settings(silent=True, x_disable_stats=True, console="off"))
+        run.log({f"report/{name}": wandb.Image(str(path), caption=name) for name, path in images.items()})
+        run.finish()
+        mark.parent.mkdir(parents=True, exist_ok=True)
+        write_json_atomic(mark, {"drawn_from": drawn_from, "wandb_run": run.id})
+        return True
+    except Exception as exc:  # tracking never fails a run
+        log.warning("W&B: could not log the report of %s: %s", run_id, exc)
+        return False
+
+
+HTML = "index.html"
+REPORT_PORT = 4201  # the report server's default port (shell/report_server.py, started by `make serve`)
+REPORT_URL_ENV = "R1_REPORT_URL"
+
+
+def report_url(run_id: str) -> str:
+    """Where the report server shows a run's HTML report: R1_REPORT_URL (set by `make serve` for its
+    worker), else the default port on this machine."""
+    base = os.environ.get(REPORT_URL_ENV, f"http://127.0.0.1:{REPORT_PORT}").rstrip("/")
+    return f"{base}/{run_id}/report/{HTML}"
+STYLE = ("body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222}"
+         "table{border-collapse:collapse;margin:1em 0}th,td{border:1px solid #ccc;padding:3px 8px;text-align:right}"
+         "th:first-child,td:first-child{text-align:left}img{max-width:100%}code{font-size:90%}")
+
+
+def _html(run_id: str, markdown: str) -> str:
+    """index.md as one self-contained page: the plots are embedded, so the file works anywhere."""
+    body = MarkdownIt("commonmark").enable("table").render(markdown)
+    return (f"<!doctype html>\n<html><head><meta charset='utf-8'><title>run report {run_id}</title>"
+            f"<style>{STYLE}</style></head><body>\n{body}</body></html>\n")
+
+
 def _index(store: RunStore, run_id: str, results: dict[str, dict[str, Any]],
-           figures: list[tuple[str, Path]]) -> str:
+           figures: list[tuple[str, Path]], embed: bool = False) -> str:
+    """The report as Markdown; `embed` puts each PNG in as a data URI instead of linking the file."""
     manifests = sorted(store.stages(run_id), key=lambda m: (m["finished_at"]))
     stage_rows = [[m["stage"], m["ref"]["version"], m["ref"]["sha256"][:12], m.get("wall_s", "-"),
                    f"`{m['ref']['path']}`"] for m in manifests]
@@ -242,5 +305,6 @@ def _index(store: RunStore, run_id: str, results: dict[str, dict[str, Any]],
              "## Stages", "", _table(["stage", "version", "sha256", "wall s", "output"], stage_rows), ""]
     parts += ["## Plots", ""] if figures else []
     for title, path in figures:
-        parts += [f"### {title}", "", f"![{title}]({path.name})", ""]
+        src = f"data:image/png;base64,{base64.b64encode(path.read_bytes()).decode()}" if embed else path.name
+        parts += [f"### {title}", "", f"![{title}]({src})", ""]
     return "\n".join(parts)

@@ -1,12 +1,17 @@
 """`r1`: the command line of r1-pipeline.
 
   r1 pipeline --recipe configs/pocket.yaml     run the pipeline on a recipe
+  r1 r1-zero --recipe configs/pocket.yaml      run R1-Zero (GRPO straight from the base)
+  r1 distill --recipe configs/pocket.yaml      distil the teacher's samples into the student
   r1 evaluate --model DIR [--adapter DIR]      evaluate any model / adapter on the held-out prompts
   r1 report RUN_ID                             write the run's report (PNG plots + index.md)
   r1 runs                                      list runs in the run store
   r1 lineage RUN_ID                            show what each stage of a run was built from
   r1 dry-run --recipe configs/X.yaml           validate a recipe and print its plan (no weights loaded)
   r1 doctor                                    check versions, device, disk, Prefect server and W&B mode
+
+A mistake in a recipe, override or data file prints its message and exits with status 2; --debug
+(or R1_DEBUG=1) also prints the traceback. Ctrl-C stops a run and prints how to resume it.
 """
 
 from __future__ import annotations
@@ -15,17 +20,18 @@ import argparse
 import json
 import logging
 import os
+import shlex
 import sys
+import traceback
 
-from core.config import RecipeError, load_recipe
-from core.modeling import ModelError
-from core.runstore import PROJECT_ROOT, RunStore, StageError
+from core.config import load_recipe
+from core.runstore import PROJECT_ROOT, RunStore
 from core.stage import StageCall
-from data.sources import DataError
 from flows.report import build_report, eval_results
-from shell import doctor
+from flows.user_errors import DEBUG_ENV, debug, user_error
+from shell import doctor, interrupts
 from shell.plan import dry_run
-from stages import graph
+from stages import graph, preflight
 from stages.evaluation import format_table, import_adapter, load_results
 
 
@@ -40,19 +46,56 @@ def _recipe_args(p: argparse.ArgumentParser) -> None:
                         f"{', '.join(graph.BY_NAME)}, and eval_<stage> for an evaluation")
 
 
-def cmd_pipeline(args: argparse.Namespace) -> int:
-    """The r1-pipeline Prefect flow, called directly (no server or worker needed), then the eval table."""
+FLOW_COMMANDS = {  # command -> (Prefect flow, help)
+    "pipeline": ("r1-pipeline", "run the pipeline (cold start, reasoning RL, rejection sampling, SFT, "
+                                "all-scenario RL) on a recipe"),
+    "r1-zero": ("r1-zero", "run R1-Zero: GRPO straight from the base, evaluated against it"),
+    "distill": ("distill", "distil the teacher's rejection-sampled data into the recipe's student, "
+                           "against the student trained by RL alone"),
+}
+
+
+def _flow(name: str):
+    # Imported here, after the settings in cmd_flow: importing Prefect reads them and installs its
+    # logging handlers, which the other commands do not need.
+    if name == "r1-zero":
+        from flows.r1_zero import r1_zero
+        return r1_zero
+    if name == "distill":
+        from flows.distill import distill
+        return distill
+    from flows.pipeline import r1_pipeline
+    return r1_pipeline
+
+
+def resume_command(args: argparse.Namespace, run_id: str) -> str:
+    """The command line that resumes this run: same command, recipe and overrides, this run id."""
+    words = ["r1", args.command, "--recipe", args.recipe]
+    for override in args.overrides:
+        words += ["--set", override]
+    return shlex.join([*words, "--run-id", run_id])
+
+
+def cmd_flow(args: argparse.Namespace) -> int:
+    """A Prefect flow (pipeline, r1-zero, distill), called directly (no server or worker needed),
+    then the eval table. Ctrl-C or SIGTERM stops it and prints how to resume."""
     # Prefect's local state (its temporary server's SQLite database) stays in the project by default.
     os.environ.setdefault("PREFECT_HOME", str(PROJECT_ROOT / ".prefect"))
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per Prefect API call otherwise
-    # Imported here, after the settings above: importing Prefect reads them and installs its logging
-    # handlers, which the other commands do not need.
-    from flows.pipeline import r1_pipeline
-
-    load_recipe(args.recipe, args.overrides)  # a config error stops here, before Prefect starts
-    out = r1_pipeline(recipe=args.recipe, overrides=args.overrides, run_id=args.run_id, force=args.force)
+    # A config error stops here, before Prefect starts and before a run directory exists.
+    recipe = load_recipe(args.recipe, args.overrides)
+    preflight.check_recipe(recipe, args.recipe)
     store = RunStore()
+    run_id = args.run_id or store.new_run_id(recipe.name)  # chosen here so an interrupt can name it
+    interrupts.install()
+    flow = _flow(FLOW_COMMANDS[args.command][0])
+    try:
+        out = flow(recipe=args.recipe, overrides=args.overrides, run_id=run_id, force=args.force)
+    except KeyboardInterrupt:
+        print(f"\ninterrupted; finished stages are kept, the stopped one resumes from its last checkpoint: "
+              f"{resume_command(args, run_id)}", file=sys.stderr)
+        return interrupts.EXIT_INTERRUPTED
     print(f"\nrun {out['run_id']}  (store {store.root})\n")
     base_metrics = (store.manifest(out["run_id"], graph.BASE) or {}).get("metrics", {})
     if "accuracy_all" in base_metrics:
@@ -146,12 +189,16 @@ def cmd_doctor(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--debug", action="store_true",
+                        help=f"print the traceback of a recipe, data or model error too (or set {DEBUG_ENV}=1)")
     parser = argparse.ArgumentParser(prog="r1", description="r1-pipeline: the DeepSeek-R1 recipe as Prefect flows.")
     sub = parser.add_subparsers(dest="command", required=True)
-    p = sub.add_parser("pipeline", help="run the pipeline on a recipe")
-    _recipe_args(p)
-    p.set_defaults(func=cmd_pipeline)
-    p = sub.add_parser("evaluate", help="evaluate a model directory, merged model or adapter on held-out prompts",
+    for command, (_, help_text) in FLOW_COMMANDS.items():
+        p = sub.add_parser(command, help=help_text, description=help_text, parents=[common])
+        _recipe_args(p)
+        p.set_defaults(func=cmd_flow)
+    p = sub.add_parser("evaluate", parents=[common], help="evaluate a model directory, merged model or adapter on held-out prompts",
                        description="pass@1 (k samples), cons@k, greedy accuracy, length, language consistency "
                                    "and reflection words on the recipe's held-out prompts (eval.* settings).")
     p.add_argument("--recipe", default="configs/pocket.yaml", help="recipe for the tasks and eval settings")
@@ -163,28 +210,34 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--run-id", help="the run to evaluate in (default: a new one)")
     p.add_argument("--force", action="store_true", help="re-evaluate even if unchanged")
     p.set_defaults(func=cmd_evaluate)
-    p = sub.add_parser("report", help="(re)build a run's report: runs/RUN_ID/report/index.md and PNG plots")
+    p = sub.add_parser("report", parents=[common], help="(re)build a run's report: runs/RUN_ID/report/index.md and PNG plots")
     p.add_argument("run_id")
     p.set_defaults(func=cmd_report)
-    p = sub.add_parser("runs", help="list the runs in the run store")
+    p = sub.add_parser("runs", parents=[common], help="list the runs in the run store")
     p.set_defaults(func=cmd_runs)
-    p = sub.add_parser("lineage", help="show what each stage of a run was built from")
+    p = sub.add_parser("lineage", parents=[common], help="show what each stage of a run was built from")
     p.add_argument("run_id")
     p.add_argument("--json", action="store_true", help="also print the full manifests")
     p.set_defaults(func=cmd_lineage)
-    p = sub.add_parser("dry-run", help="validate a recipe and print its plan (stages, steps, generations, tokens)")
+    p = sub.add_parser("dry-run", parents=[common], help="validate a recipe and print its plan (stages, steps, generations, tokens)")
     p.add_argument("--recipe", default="configs/pocket.yaml", help="recipe YAML, or a name in configs/")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override a recipe value (repeatable)")
     p.set_defaults(func=cmd_dry_run)
-    p = sub.add_parser("doctor", help="check versions, device, free disk, the Prefect server and W&B mode")
+    p = sub.add_parser("doctor", parents=[common], help="check versions, device, free disk, the Prefect server and W&B mode")
     p.set_defaults(func=cmd_doctor)
     args = parser.parse_args(argv)
+    if args.debug:
+        os.environ[DEBUG_ENV] = "1"  # also read by the Prefect log filter (flows/user_errors.py)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
                         datefmt="%H:%M:%S")
     try:
         return args.func(args)
-    except (RecipeError, DataError, StageError, ModelError) as exc:
+    except Exception as exc:
+        if user_error(exc) is None:
+            raise  # a bug: its traceback is what to report
+        if debug():
+            traceback.print_exc()
         print(f"error: {exc}", file=sys.stderr)
         return 2
 

@@ -1,8 +1,11 @@
 """A local Prefect server and process worker in the background, and the project's deployments.
 
-    python -m shell.prefect_server start [--port 4200]   server + worker, wait until both answer, deploy
+    python -m shell.prefect_server start [--port 4200]   server + worker + report server, wait, deploy
     python -m shell.prefect_server deploy                 (re)deploy prefect.yaml to the running server
-    python -m shell.prefect_server stop                   stop both (their whole process groups)
+    python -m shell.prefect_server stop                   stop all three (their whole process groups)
+
+The report server (shell/report_server.py, on the Prefect port + 1) serves each run's HTML report,
+which the flows link from their artifacts.
 
 State lives under PREFECT_HOME (the project's .prefect/ from the Makefile): the SQLite database, the
 logs, and pids.json naming the processes to stop. `start` also points that profile's
@@ -27,6 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from core.runstore import PROJECT_ROOT
+from flows.report import REPORT_URL_ENV
 
 log = logging.getLogger(__name__)
 POOL = "r1-local"
@@ -133,10 +137,14 @@ def start(home: Path | None = None, port: int | None = None, deploy_all: bool = 
         raise RuntimeError(f"a Prefect server of this project is already running ({home / PIDS}); stop it first")
     port = port or free_port()
     api_url = f"http://127.0.0.1:{port}/api"
-    env = environment(home, api_url) | (extra_env or {})
+    report_port = port + 1 if port + 1 < 65536 else free_port()
+    extra_env = {REPORT_URL_ENV: f"http://127.0.0.1:{report_port}"} | (extra_env or {})
+    env = environment(home, api_url) | extra_env
     pids: dict[str, int] = {}
     try:
         t0 = time.monotonic()
+        pids["reports"] = _spawn([sys.executable, "-m", "shell.report_server", "--port", str(report_port)],
+                                 env, home / "reports.log")
         pids["server"] = _spawn([*_prefect(), "server", "start", "--host", "127.0.0.1", "--port", str(port)],
                                 env, home / "server.log")
         (home / PIDS).write_text(json.dumps(pids))
@@ -154,7 +162,7 @@ def start(home: Path | None = None, port: int | None = None, deploy_all: bool = 
     except BaseException:
         stop(home)
         raise
-    return LocalPrefect(home, api_url, pids, extra_env or {})
+    return LocalPrefect(home, api_url, pids, extra_env)
 
 
 def deploy(env: dict[str, str] | None = None) -> None:
@@ -183,14 +191,14 @@ def _alive(pid: int) -> bool:
 
 
 def stop(home: Path | None = None, grace: float = 10) -> list[str]:
-    """Stop the worker, then the server: SIGTERM to each process group, SIGKILL after `grace` s."""
+    """Stop the worker, then the servers: SIGTERM to each process group, SIGKILL after `grace` s."""
     home = (home or prefect_home()).resolve()
     path = home / PIDS
     if not path.is_file():
         return []
     pids = json.loads(path.read_text())
     stopped = []
-    for name in ("worker", "server"):
+    for name in ("worker", "server", "reports"):
         pid = pids.get(name)
         if pid is None or not _alive(pid):
             continue
@@ -222,7 +230,7 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("start", help="start server + worker in the background, wait, deploy")
     p.add_argument("--port", type=int, default=int(os.environ.get("PREFECT_PORT", 4200)))
     sub.add_parser("deploy", help="deploy prefect.yaml to the running server")
-    sub.add_parser("stop", help="stop server and worker")
+    sub.add_parser("stop", help="stop server, worker and report server")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
     home = prefect_home()
@@ -230,6 +238,7 @@ def main(argv: list[str] | None = None) -> int:
         local = start(home, args.port)
         _set_profile_api(local.env(), local.api_url)
         print(f"Prefect server {local.api_url.removesuffix('/api')} (UI), worker on pool {POOL}, "
+              f"run reports at {local.extra_env[REPORT_URL_ENV]}/<run id>/report/index.html, "
               f"state in {home}\nrun a deployment:  PREFECT_HOME={home} {_prefect()[0]} deployment run "
               f"'r1-pipeline/pocket' --watch\nstop:              make stop")
     elif args.command == "deploy":

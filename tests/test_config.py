@@ -69,3 +69,19 @@ def test_overrides_are_typed_and_validated(tmp_path):
 def test_recipe_by_name_and_from_data():
     assert load_recipe("pocket-test").name == "pocket-test"
     assert parse_recipe(yaml.safe_load(MINIMAL)).data.sources[0].name == "chain_sum"
+
+
+def test_a_bad_override_is_blamed_on_the_override_not_the_file(tmp_path):
+    path = _write(tmp_path, MINIMAL)
+    with pytest.raises(RecipeError) as err:
+        load_recipe(path, ["model.pocket.stepz=5"])
+    message = str(err.value)
+    assert "override 'model.pocket.stepz=5'" in message and "unknown key 'stepz'" in message
+    assert "bad.yaml" not in message
+    # a file mistake and an override mistake together: each named by its own origin
+    with pytest.raises(RecipeError) as err:
+        load_recipe(_write(tmp_path, MINIMAL + "model:\n  dtype: float8\n"), ["model.pocket.steps=abc"])
+    lines = str(err.value).splitlines()
+    assert "bad.yaml" in lines[0]
+    assert any("model.dtype" in line and "override" not in line for line in lines)
+    assert any("model.pocket.steps" in line and "override 'model.pocket.steps=abc'" in line for line in lines)

@@ -3,8 +3,13 @@ DDP on CPU) on the test recipe, against the same stages with 1 process."""
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
+import signal
+import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 from safetensors import safe_open
@@ -114,3 +119,41 @@ def test_accelerate_configs_load(name):
     assert str(config.distributed_type).split(".")[-1] == {
         "ddp-cpu": "MULTI_GPU", "ddp-gpu": "MULTI_GPU", "zero2": "DEEPSPEED", "zero3": "DEEPSPEED", "fsdp": "FSDP",
     }[name]
+
+
+def test_an_interrupted_launch_stops_the_launcher_and_its_trainers(monkeypatch):
+    """Ctrl-C or SIGTERM to the pipeline's pid alone: the launcher and its children must not outlive it."""
+    import psutil
+
+    launcher = ("import subprocess, sys, time\n"
+                "subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(900)'])\n"
+                "print('trainers started', flush=True)\n"
+                "time.sleep(900)\n")
+    seen: list[psutil.Process] = []
+
+    class Interrupted(KeyboardInterrupt):
+        pass
+
+    def write(line: str) -> int:  # the first line streamed through: the trainer exists; now interrupt
+        me = psutil.Process()
+        seen.extend(me.children(recursive=True))
+        raise Interrupted
+
+    def hung(signum, frame):
+        raise TimeoutError("the interrupted launch waited for its trainers instead of stopping them")
+
+    monkeypatch.setattr(distributed, "sys", SimpleNamespace(stderr=SimpleNamespace(write=write)))
+    previous = signal.signal(signal.SIGALRM, hung)
+    signal.alarm(60)  # turns a hang (the bug) into a failure; the trainers sleep far longer
+    try:
+        with pytest.raises(Interrupted):
+            distributed._run([sys.executable, "-c", launcher], dict(os.environ))
+        assert len(seen) == 2  # the launcher and its trainer
+        _, alive = psutil.wait_procs(seen, timeout=5)
+        assert not alive
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, previous)
+        for p in seen:
+            with contextlib.suppress(psutil.NoSuchProcess):
+                p.kill()

@@ -4,6 +4,7 @@ and process worker (deploy, `prefect deployment run`, resume with the same run i
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import urllib.request
 from pathlib import Path
@@ -19,6 +20,19 @@ ROOT = Path(__file__).resolve().parent.parent
 TRAINING_STAGES = ("task_data", "base", "cold_start", "reasoning_rl", "rejection_sampling", "sft", "reward_model",
                    "all_scenario_rl", "merged")
 EVALUATED = ("base", "cold_start", "reasoning_rl", "sft", "all_scenario_rl")
+# A line of `dis` output: an optional line number, the offset, an opcode name (LOAD_GLOBAL, ...).
+DISASSEMBLY = re.compile(r"^\s*(\d+\s+)?\d+\s+[A-Z][A-Z_]{3,}\b|\b(LOAD|STORE)_(GLOBAL|FAST|NAME|ATTR|CONST)\b",
+                         re.MULTILINE)
+
+
+def disassembly_lines(text: str) -> list[str]:
+    return [m.group(0) for m in DISASSEMBLY.finditer(text)]
+
+
+def test_the_disassembly_pattern_catches_what_the_logs_showed():
+    assert disassembly_lines("INFO prefect.task_runs: 160           2 LOAD_GLOBAL              0 (pa)")
+    assert disassembly_lines("             18 LOAD_GLOBAL              0 (OFFSET)")
+    assert not disassembly_lines("reasoning_rl: built v1 in 12.3 s; steps 4, train_loss -0.008")
 
 
 # --- fast checks -------------------------------------------------------------------------------
@@ -99,7 +113,7 @@ def local_prefect(tmp_path_factory, pocket_run):
         yield local, store
     finally:
         stopped = prefect_server.stop(home)
-        assert local is None or set(stopped) == {"server", "worker"}
+        assert local is None or set(stopped) == {"server", "worker", "reports"}
         for pid in (local.pids.values() if local else []):
             assert not prefect_server._alive(pid)
 
@@ -120,8 +134,20 @@ def _api(local, path: str, body: dict) -> list[dict]:
 
 def _flow_run(local, run_id: str, index: int) -> dict:
     runs = _api(local, "/flow_runs/filter", {"sort": "EXPECTED_START_TIME_ASC"})
-    mine = [r for r in runs if r["name"].endswith(run_id)]
+    mine = [r for r in runs if f" · {run_id}" in r["name"]]
     return mine[index]
+
+
+def _logs(local, flow_run_id: str) -> list[str]:
+    """Every log line of a flow run and its task runs, as the UI shows them."""
+    lines, offset = [], 0
+    while True:
+        page = _api(local, "/logs/filter", {"logs": {"flow_run_id": {"any_": [flow_run_id]}},
+                                            "sort": "TIMESTAMP_ASC", "offset": offset, "limit": 200})
+        lines += [entry["message"] for entry in page]
+        if len(page) < 200:
+            return lines
+        offset += len(page)
 
 
 def _stage_tables(local, flow_run_id: str) -> dict[str, dict[str, str]]:
@@ -159,12 +185,23 @@ def test_pipeline_through_the_deployment_then_resume(local_prefect):
     assert artifacts["pocket-test-eval"]["type"] == "markdown"
     assert "all_scenario_rl" in artifacts["pocket-test-eval"]["data"]
     report = store.root / run_id / "report" / "index.md"
-    assert report.as_uri() in artifacts["pocket-test-report"]["data"]  # a link artifact (stored as markdown)
     assert report.is_file() and (report.parent / "eval.png").is_file()
+    # the report link opens in a browser: http from the report server, the plots inside the page
+    (link,) = re.findall(r"\((http://[^)]+)\)", artifacts["pocket-test-report"]["data"])
+    assert link == f"{local.extra_env['R1_REPORT_URL']}/{run_id}/report/index.html"
+    with urllib.request.urlopen(link, timeout=10) as resp:
+        page = resp.read().decode()
+    assert "<td>all_scenario_rl</td>" in page and page.count('<img src="data:image/png;base64,') >= 8
+
+    # the UI's logs and the terminal: every stage's start and end, no bytecode
+    logs = _logs(local, flow_run["id"])
+    assert not disassembly_lines("\n".join(logs)) and not disassembly_lines(first.stdout + first.stderr)
+    for stage in TRAINING_STAGES:
+        assert f"{stage}: started" in logs and any(line.startswith(f"{stage}: built v") for line in logs), stage
 
     # the same run id again: every stage is reused, nothing retrains, no new W&B run
     wandb_runs = sorted((store.root / run_id / "wandb").glob("offline-run-*"))
-    assert len(wandb_runs) == len(finished)
+    assert len(wandb_runs) == len(finished) + 1  # a run per stage, and the report's plots
     second = _deployment_run(local, f"run_id={run_id}")
     assert second.returncode == 0, second.stdout[-4000:] + second.stderr[-4000:]
     again = {m["stage"]: m for m in store.stages(run_id)}
@@ -172,7 +209,13 @@ def test_pipeline_through_the_deployment_then_resume(local_prefect):
     assert sorted((store.root / run_id / "wandb").glob("offline-run-*")) == wandb_runs
     rerun = _flow_run(local, run_id, 1)
     assert rerun["state_type"] == "COMPLETED"
+    assert re.fullmatch(rf"r1-pipeline · pocket-test · {run_id} · resume \d\d:\d\d:\d\d", rerun["name"])
     assert all(t["reused"] == "True" for k, t in _stage_tables(local, rerun["id"]).items() if "reused" in t)
+    # the resumed run's logs name every reused stage with its version
+    logs = _logs(local, rerun["id"])
+    for stage in TRAINING_STAGES + tuple(f"eval_{n}" for n in EVALUATED):
+        version = finished[stage]["ref"]["version"]
+        assert any(line.startswith(f"{stage}: reused v{version} ") for line in logs), (stage, logs)
 
 
 @pytest.mark.slow

@@ -65,6 +65,21 @@ def test_report_writes_every_plot_and_an_index_linking_them(tmp_path, monkeypatc
     assert "reasoning_rl" in text  # stage table
 
 
+def test_report_html_is_one_page_with_the_plots_inside(tmp_path, monkeypatch):
+    import base64
+    import re
+
+    monkeypatch.setenv("WANDB_MODE", "disabled")
+    store, run_id = _fake_run(tmp_path)
+    page = (report.build_report(store, run_id).parent / report.HTML).read_text()
+    assert page.startswith("<!doctype html>") and "<table>" in page and "<td>all_scenario_rl</td>" in page
+    images = re.findall(r'<img src="([^"]+)" alt="([^"]+)"', page)
+    assert len(images) == 8
+    for src, _ in images:  # embedded, not linked: the file opens anywhere, the plots with it
+        assert src.startswith("data:image/png;base64,")
+        assert base64.b64decode(src.split(",", 1)[1]).startswith(b"\x89PNG")
+
+
 @pytest.mark.slow
 def test_report_of_a_trained_run(trained_run):
     store, run_id, _ = trained_run

@@ -121,3 +121,30 @@ def test_missing_and_unsupported_files(tmp_path):
     (tmp_path / "d.txt").write_text("x")
     with pytest.raises(DataError, match="unsupported file type"):
         list(file_rows(FileSource(kind="file", path=str(tmp_path / "d.txt"))))
+
+
+def test_every_bad_row_of_a_file_is_reported_at_once(tmp_path):
+    path = tmp_path / "mixed.jsonl"
+    path.write_bytes(b'{"prompt": "ok", "answer": "1"}\n'
+                     b'{not json\n'                          # line 2: not JSON
+                     b'{"prompt": "ok", "answer": "2"}\n'
+                     b'{"prompt": "", "answer": "1"}\n'      # line 4: empty prompt
+                     b'{"question": "q", "answer": "1"}\n')  # line 5: missing column
+    with pytest.raises(DataError) as err:
+        list(file_rows(FileSource(kind="file", path=str(path))))
+    message = str(err.value)
+    assert "3 bad row(s)" in message
+    for line, what in ((2, "not valid JSON"), (4, "is empty"), (5, "missing column")):
+        assert any(f"{path}:{line}" in m and what in m for m in message.splitlines()), (line, message)
+
+
+def test_many_bad_rows_are_capped_and_counted(tmp_path):
+    from data.sources import MAX_BAD_ROWS
+
+    path = tmp_path / "worse.jsonl"
+    path.write_text('{"prompt": ""}\n' * (MAX_BAD_ROWS + 7))
+    with pytest.raises(DataError) as err:
+        list(file_rows(FileSource(kind="file", path=str(path))))
+    message = str(err.value)
+    assert f"{path}:{MAX_BAD_ROWS}:" in message and f"{path}:{MAX_BAD_ROWS + 1}:" not in message
+    assert "and 7 more bad row(s)" in message

@@ -111,3 +111,23 @@ def test_pipeline_stages_group_metrics_and_lineage(trained_run):
     assert built_from("all_scenario_rl", "reward_model") == "reward_model"
     # offline, W&B refuses use_artifact: the inputs live in the config instead
     assert all(not run["used_artifacts"] for (run,) in runs.values())
+
+
+def test_report_plots_are_one_run_in_the_group_logged_once_per_content(tmp_path, monkeypatch):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from flows.report import log_to_wandb
+
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    png = tmp_path / "reward.png"
+    plt.figure(figsize=(2, 2)).savefig(png)
+    assert log_to_wandb(tmp_path, "r1", {"reward": png}, drawn_from="v1")
+    assert not log_to_wandb(tmp_path, "r1", {"reward": png}, drawn_from="v1")  # a resume: unchanged
+    (run,) = offline_runs(tmp_path / "r1", wait_s=30)
+    assert (run["group"], run["job_type"], run["name"]) == ("r1", "report", "r1/report")
+    assert "report/reward/_type" in run["history_keys"] and run["exit_code"] == 0  # an image, as W&B logs one
+    assert log_to_wandb(tmp_path, "r1", {"reward": png}, drawn_from="v2")  # a stage rebuilt
+    assert len(offline_runs(tmp_path / "r1", wait_s=30)) == 2
