@@ -6,12 +6,15 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import json
+import logging
 import os
 import shutil
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+
+log = logging.getLogger(__name__)
 
 
 def write_json_atomic(path: Path, data: Any) -> None:
@@ -29,7 +32,11 @@ def file_lock(path: Path) -> Iterator[None]:
     """An exclusive advisory lock; a second process waits here until the first is done."""
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "a") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:  # held elsewhere: say so (a user sees why nothing moves; tests see the wait)
+            log.info("waiting for %s (held by another process)", path)
+            fcntl.flock(fh, fcntl.LOCK_EX)
         try:
             yield
         finally:

@@ -42,6 +42,27 @@ def keep_or_reason(row: dict[str, Any], text: str, finished: bool, num_tokens: i
     return None
 
 
+def filter_samples(rows: list[dict[str, Any]], samples: list[list[Completion]], cfg: RejectionSamplingConfig,
+                   language: str) -> tuple[list[tuple[dict[str, Any], str]], Counter[str]]:
+    """The (row, completion text) pairs that pass every filter, duplicates of an earlier kept
+    completion of the same prompt dropped, and how many completions each filter removed."""
+    removed: Counter[str] = Counter()
+    seen: set[tuple[str, str]] = set()
+    kept = []
+    for row, completions in zip(rows, samples, strict=True):
+        for c in completions:
+            reason = keep_or_reason(row, c.text, c.finished, c.num_tokens, cfg, language)
+            key = (prompt_key(row["prompt"]), " ".join(c.text.split()))
+            if reason is None and cfg.dedupe and key in seen:
+                reason = "duplicate"
+            if reason:
+                removed[reason] += 1
+                continue
+            seen.add(key)
+            kept.append((row, c.text.strip()))
+    return kept, removed
+
+
 def sample(recipe: Any, base_ref: Ref, adapter_ref: Ref, prompts: list[str]) -> tuple[str, list[list[Completion]]]:
     """What sampled, and the recipe's k samples per prompt from the adapter; on a GPU host in a process
     of its own, so vLLM's memory is all back before SFT trains."""
@@ -84,20 +105,8 @@ def run(call: StageCall) -> StageOutcome:
         train = load_split(task_data_ref, "train").shuffle(seed=recipe.seed)
         train = list(train.select(range(min(cfg.prompts, len(train)))))
         sampler, samples = sample(recipe, base_ref, adapter_ref, [r["prompt"] for r in train])
-        removed: Counter[str] = Counter()
-        seen: set[tuple[str, str]] = set()
-        kept = []
-        for row, completions in zip(train, samples, strict=True):
-            for c in completions:
-                reason = keep_or_reason(row, c.text, c.finished, c.num_tokens, cfg, language)
-                key = (prompt_key(row["prompt"]), " ".join(c.text.split()))
-                if reason is None and cfg.dedupe and key in seen:
-                    reason = "duplicate"
-                if reason:
-                    removed[reason] += 1
-                    continue
-                seen.add(key)
-                kept.append(conversation(row["prompt"], c.text.strip(), template) | _gold(row, "reasoning"))
+        passed, removed = filter_samples(train, samples, cfg, language)
+        kept = [conversation(row["prompt"], text, template) | _gold(row, "reasoning") for row, text in passed]
         general = general_data(recipe, round(len(kept) / cfg.reasoning_to_general)) if kept else []
         rows = kept + general
         random.Random(recipe.seed).shuffle(rows)

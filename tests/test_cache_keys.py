@@ -130,3 +130,37 @@ def test_a_stage_cannot_read_a_setting_it_does_not_declare(tmp_path):
         call.recipe.cold_start  # noqa: B018
     with pytest.raises(UndeclaredSettingError, match="'model.pocket'"):
         call.recipe.model.pocket  # noqa: B018
+
+
+def test_the_run_store_rebuilds_a_stage_when_a_setting_it_uses_changes_and_reuses_it_otherwise(own_run):
+    """Through the run store, not just the key: the merged model (it reads model.dtype) on a fresh
+    adapter is built, reused when a setting it does not read changes, and rebuilt in the new dtype
+    when model.dtype changes; the task data likewise for a data setting."""
+    import json
+
+    from core.modeling import trainable_model
+    from stages.evaluation import import_adapter
+
+    store, run_id, refs = own_run("cache-keys")
+    recipe = load_recipe(TEST_RECIPE)
+    adapter_dir = store.root / "a-fresh-adapter"
+    trainable_model(refs["base"].path, None, recipe.model.lora).save_pretrained(adapter_dir)
+    inputs = {"base": refs["base"], "adapter": import_adapter(store, run_id, str(adapter_dir))}
+
+    def merged(*overrides: str):
+        spec = graph.BY_NAME["merged"]
+        outcome = spec.run(StageCall(spec, load_recipe(TEST_RECIPE, list(overrides)), store, run_id, inputs))
+        saved = json.loads((Path(outcome.ref.path) / "model" / "config.json").read_text())
+        return outcome, saved.get("dtype") or saved.get("torch_dtype")
+
+    first, dtype = merged()
+    assert not first.reused and dtype == "float32"
+    again, _ = merged("cold_start.steps=7", "name=renamed", "eval.samples=2")
+    assert again.reused and again.ref == first.ref
+    rebuilt, dtype = merged("model.dtype=bfloat16")
+    assert not rebuilt.reused and dtype == "bfloat16" and rebuilt.ref.sha256 != first.ref.sha256
+
+    spec = graph.BY_NAME["task_data"]
+    data = [spec.run(StageCall(spec, load_recipe(TEST_RECIPE, list(o)), store, run_id))
+            for o in ([], ["model.dtype=bfloat16"], ["data.heldout_size=20"])]
+    assert [o.reused for o in data] == [False, True, False]

@@ -12,14 +12,26 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
+import torch
 from safetensors import safe_open
+from safetensors.torch import load_file
 
 from core import distributed
 from core.config import load_recipe
 from core.modeling import ADAPTER
 from core.runstore import MANIFEST
 
+# |loss with 2 processes - loss with 1|: the same steps on twice the rows (each rank its own batch)
+LOSS_TOLERANCE = {"reasoning_rl": 0.1, "sft": 0.5}
 TEST_RECIPE = Path(__file__).resolve().parent.parent / "configs" / "pocket-test.yaml"
+
+
+def adapter_weights(stage_dir) -> dict[str, torch.Tensor]:
+    return load_file(str(stage_dir / ADAPTER / "adapter_model.safetensors"))
+
+
+def history(stage_dir) -> list[dict]:
+    return json.loads((stage_dir / "log_history.json").read_text())
 
 
 def adapter_tensors(stage_dir) -> dict[str, tuple[int, ...]]:
@@ -51,6 +63,7 @@ def one_and_two(pocket_run):
     return store, runs
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("stage", ["reasoning_rl", "sft"])
 def test_two_processes_match_one(one_and_two, stage):
     store, runs = one_and_two
@@ -69,6 +82,20 @@ def test_two_processes_match_one(one_and_two, stage):
     d1, d2 = store.stage_dir(runs[1], stage), store.stage_dir(runs[2], stage)
     assert adapter_tensors(d2) == adapter_tensors(d1)
     assert json.loads((d2 / ADAPTER / "adapter_config.json").read_text())["r"] == 8
+    # Rank 1 trained too: TRL counts the tokens every process saw, so two processes count about twice
+    # as many as one over the same steps (a launch whose second rank did nothing counts one share).
+    tokens = [max(h.get("num_tokens", 0) for h in history(d)) for d in (d1, d2)]
+    assert tokens[0] > 0 and 1.6 < tokens[1] / tokens[0] < 2.4, tokens
+    # The adapter moved from where it started, and training went the same way as with one process.
+    start = adapter_weights(store.stage_dir(runs[1], "cold_start" if stage == "reasoning_rl" else "reasoning_rl"))
+    moved = adapter_weights(d2)
+    assert any(not torch.equal(start[k], moved[k]) for k in start), "the two-process run did not train the adapter"
+    loss1, loss2 = one["metrics"]["train_loss"], two["metrics"]["train_loss"]
+    assert abs(loss2 - loss1) <= LOSS_TOLERANCE[stage], (loss1, loss2)
+    if stage == "reasoning_rl":
+        reward1, reward2 = (sum(h["reward"] for h in history(d) if "reward" in h) / one["metrics"]["steps"]
+                            for d in (d1, d2))
+        assert abs(reward2 - reward1) <= 0.3, (reward1, reward2)
     # The manifest's hashes hold for what is on disk.
     assert store.verify(two) == []
     assert json.loads((d2 / MANIFEST).read_text())["status"] == "complete"

@@ -77,10 +77,10 @@ def test_summary_splits_accuracy_by_reflection_and_length_by_correctness():
 
 
 @pytest.fixture(scope="module")
-def base_eval(pocket_run, test_recipe):
-    store, run_id, task_data_ref, base_ref = pocket_run
-    ref = graph.build(["eval_base"], test_recipe, store, run_id, {"task_data": task_data_ref, "base": base_ref})["eval_base"]
-    return store, run_id, task_data_ref, ref
+def base_eval(own_run, test_recipe):
+    store, run_id, refs = own_run("eval")
+    ref = graph.build(["eval_base"], test_recipe, store, run_id, refs)["eval_base"]
+    return store, run_id, refs["task_data"], ref
 
 
 def test_end_to_end_eval_of_the_pocket_base_writes_every_field(base_eval, test_recipe):
@@ -96,6 +96,32 @@ def test_end_to_end_eval_of_the_pocket_base_writes_every_field(base_eval, test_r
     assert store.manifest(run_id, "eval_base")["metrics"] == results["overall"]
     assert results["harder"]["prompts"] == test_recipe.eval.harder_prompts  # the harder split, evaluated apart
     assert 0 <= results["harder"]["pass_at_1"] <= 1
+
+
+def test_end_to_end_eval_agrees_with_scoring_the_model_by_hand(base_eval, pocket_run, test_recipe):
+    """Greedy accuracy recomputed outside the evaluator (its own generation and the one definition of
+    correct), and pass@1 the mean of the per-prompt figures it reports."""
+    from core.generation import generate
+    from core.modeling import inference_model, load_tokenizer
+    from data.chat import messages, render
+    from rewards.accuracy import is_correct
+    from rewards.extract import extract_answer
+
+    _, _, task_data_ref, ref = base_eval
+    base = pocket_run[3].path
+    results = json.loads((Path(ref.path) / "eval.json").read_text())
+    rows = heldout_rows(test_recipe.eval, task_data_ref)
+    tok = load_tokenizer(base)
+    outs = generate(inference_model(base), tok, [render(tok, messages(r["prompt"], test_recipe.data.template))
+                                                 for r in rows], max_new_tokens=test_recipe.eval.max_new_tokens,
+                    batch_size=test_recipe.eval.batch_size)
+    right = [is_correct(extract_answer(c.text), r) for (c,), r in zip(outs, rows, strict=True)]
+    assert results["overall"]["greedy_accuracy"] == pytest.approx(sum(right) / len(rows))
+    assert [e["greedy"] for e in results["examples"]] == [c.text for (c,) in outs[: len(results["examples"])]]
+    by_prompt = results["pass_at_1_by_prompt"]
+    assert len(by_prompt) == len(rows) and all(p in {i / results["k"] for i in range(results["k"] + 1)}
+                                               for p in by_prompt)
+    assert results["overall"]["pass_at_1"] == pytest.approx(sum(by_prompt) / len(by_prompt))
 
 
 def test_harder_items_are_longer_and_never_in_training(pocket_run, test_recipe):

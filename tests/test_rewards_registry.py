@@ -118,11 +118,24 @@ def test_bad_return_values_are_failures():
 
 
 def test_real_rewards_survive_garbage_inputs():
+    """Garbage scores None ("cannot judge") or a value no better than a wrong answer, and does not
+    spoil the scores of the well-formed, correct completion in the same batch (the last row)."""
+    import math
+
     funcs, _ = build([RewardSpec(name=n) for n in ("accuracy", "format", "language_consistency", "cosine_length",
                                                     "token_efficiency")])
     garbage = [None, 42, [{"role": "assistant"}], "<think>" * 1000, "\x00\udcff", {"content": None}]
-    n = len(garbage)
+    good = "<think>i start from 2 + 3 . then 5</think> <answer>5</answer>"
+    n = len(garbage) + 1
+    scores = {}
     for func in funcs:
-        out = func(garbage, prompts=["q"] * n, answer=["5", None, "", "\\frac{", "1/0", "x"], task=["chain_sum"] * n,
-                   metadata=["not json"] * n, completion_ids=[[1]] * n)
+        out = func([*garbage, good], prompts=["q"] * n, answer=["5", None, "", "\\frac{", "1/0", "x", "5"],
+                   task=["chain_sum"] * n, metadata=["not json"] * (n - 1) + ["{}"], completion_ids=[[1]] * n)
         assert len(out) == n
+        assert all(v is None or (isinstance(v, float) and math.isfinite(v)) for v in out), (func.__name__, out)
+        scores[func.__name__] = out
+    assert all(v in (None, 0.0) for v in scores["accuracy"][:-1]), scores["accuracy"]  # never judged correct
+    assert scores["format"][:-1] == [0.0] * len(garbage)  # none of it is well-formed
+    assert all(v is None or 0.0 <= v <= 1.0 for v in scores["language_consistency"])
+    assert scores["accuracy"][-1] == 1.0 and scores["format"][-1] == 1.0
+    assert scores["language_consistency"][-1] == 1.0

@@ -245,3 +245,77 @@ def test_recipe_validation_reports_the_sandbox_mode():
     Spec.params = {"sandbox": "chroot"}
     with pytest.raises(ValueError, match="expected one of"):
         validate([Spec()])
+
+
+# --- each kernel layer alone, in each mode: what describe() claims, shown from inside ------------
+
+
+def _sandboxed_uids(mode: str) -> set[tuple[int, int]]:
+    """(real, effective) host uids of the sandboxed interpreter, seen from the host while it runs
+    (polled with a deadline: it is one of this process's descendants, namespaces or not)."""
+    import psutil
+
+    found: set[tuple[int, int]] = set()
+    done = threading.Event()
+
+    def run() -> None:
+        run_python("import time\ntime.sleep(30)", limits=Limits(wall_s=60, cpu_s=1), mode=mode, audit_hook=False)
+        done.set()
+
+    threading.Thread(target=run, daemon=True).start()
+    deadline = time.monotonic() + 60
+    while not found and not done.is_set() and time.monotonic() < deadline:
+        for child in psutil.Process().children(recursive=True):
+            try:
+                if child.cmdline()[1:3] == ["-I", "-S"]:
+                    found.add(tuple(child.uids()[:2]))
+                    child.kill()  # seen; the run may end
+            except (psutil.NoSuchProcess, psutil.AccessDenied, IndexError):
+                continue
+        time.sleep(0.05)
+    assert done.wait(60)
+    return found
+
+
+def _unshare_works() -> bool:
+    """Whether the sandbox user can make a network namespace here (probed apart from rewards/sandbox.py)."""
+    user = {"user": 65534, "group": 65534, "extra_groups": []} if os.geteuid() == 0 else {}
+    unshare = shutil.which("unshare")
+    return bool(unshare) and subprocess.run([unshare, "-rn", "true"], capture_output=True, **user).returncode == 0
+
+
+@pytest.mark.parametrize("mode", ["kernel", "process"])
+def test_privilege_drop_holds_without_the_audit_hook(mode):
+    """The program runs on the host as the uid describe() names (nobody when the host runs as root)."""
+    info = describe(mode)
+    if os.geteuid() == 0:
+        assert info["runs_as_uid"] == 65534
+    assert _sandboxed_uids(mode) == {(info["runs_as_uid"], info["runs_as_uid"])}
+
+
+@pytest.mark.parametrize("mode", ["kernel", "process"])
+def test_network_namespace_holds_without_the_audit_hook(mode):
+    """With its own network namespace the program sees only a loopback device; describe() says so
+    wherever this machine can make one."""
+    info = describe(mode)
+    if mode == "process":
+        assert info["network_namespace"] == _unshare_works()
+    result = run_python("import socket\nprint(' '.join(n for _, n in socket.if_nameindex()))", limits=FAST,
+                        mode=mode, audit_hook=False)
+    assert result.ok, result
+    host = {n for _, n in socket.if_nameindex()}
+    assert host != {"lo"}, "the host itself has only loopback: this test cannot tell"
+    if info["network_namespace"]:
+        assert result.stdout.split() == ["lo"], result
+    else:
+        assert set(result.stdout.split()) == host
+
+
+def test_mount_and_pid_namespaces_hold_without_the_audit_hook():
+    """describe()'s mount and PID namespaces, seen from inside: the program is PID 1's child in a tree
+    of its own and sees no host home or project directory."""
+    info = describe()
+    assert info["mount_namespace"] and info["pid_namespace"]
+    code = f"import os\nprint(os.getpid() < 10, os.path.exists({str(ROOT)!r}), os.path.exists('/root'))"
+    result = run_python(code, limits=FAST, audit_hook=False)
+    assert result.ok and result.stdout.split() == ["True", "False", "False"], result
