@@ -161,9 +161,10 @@ def test_an_interrupted_launch_stops_the_launcher_and_its_trainers(monkeypatch):
     class Interrupted(KeyboardInterrupt):
         pass
 
+    before = {p.pid for p in psutil.Process().children(recursive=True)}  # e.g. W&B's service: not ours
+
     def write(line: str) -> int:  # the first line streamed through: the trainer exists; now interrupt
-        me = psutil.Process()
-        seen.extend(me.children(recursive=True))
+        seen.extend(p for p in psutil.Process().children(recursive=True) if p.pid not in before)
         raise Interrupted
 
     def hung(signum, frame):
