@@ -18,7 +18,6 @@ FSDP) for GPU hosts; without it the launch is plain DDP.
 from __future__ import annotations
 
 import collections
-import contextlib
 import json
 import logging
 import os
@@ -29,6 +28,8 @@ import subprocess
 import sys
 from pathlib import Path
 from typing import Any, Literal
+
+from core import processes
 
 log = logging.getLogger(__name__)
 
@@ -150,10 +151,4 @@ def _stop_tree(pid: int, grace_s: float = 10) -> None:
         procs = [root, *root.children(recursive=True)]
     except psutil.NoSuchProcess:
         return
-    for p in procs:
-        with contextlib.suppress(psutil.NoSuchProcess):
-            p.terminate()
-    _, alive = psutil.wait_procs(procs, timeout=grace_s)
-    for p in alive:
-        with contextlib.suppress(psutil.NoSuchProcess):
-            p.kill()
+    processes.stop(procs, grace_s)

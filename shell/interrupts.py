@@ -9,11 +9,12 @@ process (server, launcher, W&B writer) and exits at once. Whatever is left at ex
 from __future__ import annotations
 
 import atexit
-import contextlib
 import os
 import signal
 
 import psutil
+
+from core import processes
 
 EXIT_INTERRUPTED = 130  # 128 + SIGINT, what shells report for Ctrl-C
 
@@ -43,11 +44,5 @@ def kill_children(grace_s: float = 5.0) -> list[int]:
         children = psutil.Process().children(recursive=True)
     except psutil.Error:
         return []
-    for child in children:
-        with contextlib.suppress(psutil.NoSuchProcess):
-            child.terminate()
-    _, alive = psutil.wait_procs(children, timeout=grace_s)
-    for child in alive:
-        with contextlib.suppress(psutil.NoSuchProcess):
-            child.kill()
+    processes.stop(children, grace_s)
     return [c.pid for c in children]
