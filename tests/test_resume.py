@@ -180,7 +180,8 @@ def test_killed_pipeline_resumes_and_never_leaves_a_corrupt_stage(pipeline):
     # A: SIGKILL in reasoning_rl right after checkpoint-6 is saved (and rotated)
     a = start(run_id)
     a.wait_for("checkpoint-6", lambda: checkpoints(store, run_id).get(6, False))
-    time.sleep(0.3)  # the trainer rotates old checkpoints right after saving
+    # the trainer rotates old checkpoints right after saving: wait for that, not for a guessed time
+    a.wait_for("the old checkpoints rotated out", lambda: len(checkpoints(store, run_id)) <= SAVE_LIMIT)
     a.kill()
     assert not (store.root / run_id / "reasoning_rl").exists()
     done = assert_nothing_corrupt(store, run_id)
