@@ -12,8 +12,7 @@ from typing import Any
 
 import datasets
 
-from core import devices
-from core.modeling import adapter_path, load_tokenizer
+from core.modeling import load_tokenizer
 from core.runstore import Ref, StageOutcome, StageResult
 from core.stage import StageCall
 from data.chat import messages, render
@@ -82,11 +81,9 @@ def collected(call: StageCall, task_data_ref: Ref, base_ref: Ref,
     tokenizer = load_tokenizer(base_ref.path, recipe.model.eos_token)
     rendered = [render(tokenizer, c) for c in conversations]
     prefilled = bool(rendered) and rendered[0].rstrip().endswith("<think>")
-    # on a GPU host in a process of its own, so vLLM's memory is all back before the cold start trains
-    sampler, samples = devices.on_one_gpu(
-        sampling.sample, cfg, "cold_start.collect", base_ref.path, adapter_path(adapter_ref) if adapter_ref else None,
-        rendered, dtype=recipe.model.dtype, lora_rank=recipe.model.lora.r, eos_token=recipe.model.eos_token,
-        seed=recipe.seed, desc=f"collecting the cold start ({start.source})")
+    sampler, samples = sampling.sample_isolated(cfg, "cold_start.collect", base_ref, adapter_ref, rendered,
+                                                model=recipe.model, seed=recipe.seed,
+                                                desc=f"collecting the cold start ({start.source})")
     kept, removed = collect(rows, samples, cfg, start.examples, recipe.data.language, template, recipe.seed,
                             start.source, prefilled)
     if not kept:

@@ -12,10 +12,9 @@ from typing import Any
 
 import datasets
 
-from core import devices
 from core.config import RejectionSamplingConfig
 from core.generation import Completion
-from core.modeling import adapter_path, load_tokenizer
+from core.modeling import load_tokenizer
 from core.runstore import Ref, StageOutcome, StageResult
 from core.stage import StageCall
 from data.chat import messages, render
@@ -64,14 +63,11 @@ def filter_samples(rows: list[dict[str, Any]], samples: list[list[Completion]], 
 
 
 def sample(recipe: Any, base_ref: Ref, adapter_ref: Ref, prompts: list[str]) -> tuple[str, list[list[Completion]]]:
-    """What sampled, and the recipe's k samples per prompt from the adapter; on a GPU host in a process
-    of its own, so vLLM's memory is all back before SFT trains."""
+    """What sampled, and the recipe's k samples per prompt from the adapter."""
     tokenizer = load_tokenizer(base_ref.path, recipe.model.eos_token)
     rendered = [render(tokenizer, messages(p, recipe.data.template)) for p in prompts]
-    return devices.on_one_gpu(sampling.sample, recipe.rejection_sampling, "rejection_sampling", base_ref.path,
-                              adapter_path(adapter_ref), rendered, dtype=recipe.model.dtype,
-                              lora_rank=recipe.model.lora.r, eos_token=recipe.model.eos_token, seed=recipe.seed,
-                              desc="rejection sampling")
+    return sampling.sample_isolated(recipe.rejection_sampling, "rejection_sampling", base_ref, adapter_ref, rendered,
+                                    model=recipe.model, seed=recipe.seed, desc="rejection sampling")
 
 
 def general_data(recipe: Any, n: int) -> list[dict[str, Any]]:

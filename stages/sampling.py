@@ -8,10 +8,13 @@ all back before the next stage trains; its arguments are plain values, so they p
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
+from core import devices
 from core.config import SamplingConfig
 from core.generation import Completion, generate, generate_vllm, vllm_usable
-from core.modeling import inference_model, load_tokenizer, stop_token_ids
+from core.modeling import adapter_path, inference_model, load_tokenizer, stop_token_ids
+from core.runstore import Ref
 
 
 def sample(cfg: SamplingConfig, setting: str, base: str, adapter: Path | None, rendered: list[str], *,
@@ -30,3 +33,12 @@ def sample(cfg: SamplingConfig, setting: str, base: str, adapter: Path | None, r
     return f"hf on {model.device}", generate(
         model, tokenizer, rendered, max_new_tokens=cfg.max_new_tokens, temperature=cfg.temperature, top_p=cfg.top_p,
         n=cfg.samples_per_prompt, batch_size=cfg.batch_size, seed=seed, desc=desc)
+
+
+def sample_isolated(cfg: SamplingConfig, setting: str, base_ref: Ref, adapter_ref: Ref | None, rendered: list[str],
+                    *, model: Any, seed: int, desc: str) -> tuple[str, list[list[Completion]]]:
+    """`sample` for a stage: the recipe's model settings (`model`) unpacked, and on a GPU host in a
+    process of its own, so vLLM's memory is all back before the next stage trains."""
+    return devices.on_one_gpu(sample, cfg, setting, base_ref.path, adapter_path(adapter_ref) if adapter_ref else None,
+                              rendered, dtype=model.dtype, lora_rank=model.lora.r, eos_token=model.eos_token,
+                              seed=seed, desc=desc)
