@@ -97,14 +97,18 @@ def load_base(base: str | Path, dtype: str = "float32", device: torch.device | s
     return model if device is None else model.to(device)
 
 
-def trainable_model(base: str | Path, adapter: Path | None, lora: LoraSettings, dtype: str = "float32") -> PeftModel:
-    """The base with the stage's LoRA adapter: continued from `adapter`, or fresh when None."""
+def trainable_model(base: str | Path, adapter: Path | None, lora: LoraSettings, dtype: str = "float32",
+                    seed: int = 0) -> PeftModel:
+    """The base with the stage's LoRA adapter: continued from `adapter`, or fresh when None, its
+    random init drawn from `seed` (not from whatever the process drew before: same inputs, same adapter)."""
     model = load_base(base, dtype)
     if adapter is not None:
         return PeftModel.from_pretrained(model, str(adapter), is_trainable=True)
     config = LoraConfig(r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout,
-                            target_modules=lora.target_modules, task_type="CAUSAL_LM")
-    return get_peft_model(model, config)
+                        target_modules=lora.target_modules, task_type="CAUSAL_LM")
+    with torch.random.fork_rng(devices=[]):  # the caller's random state is left as it was
+        torch.manual_seed(seed)
+        return get_peft_model(model, config)
 
 
 def inference_model(base: str | Path, adapter: Path | None = None, dtype: str = "float32",

@@ -112,7 +112,7 @@ def train_sft(*, base: str, adapter: Path | None, lora: LoraSettings, dtype: str
         tracking.log_history(work / LOG_HISTORY)  # the stage's W&B run is open here, not in the child
         return metrics
     tokenizer = load_tokenizer(base, eos_token)
-    model = trainable_model(base, adapter, lora, dtype)
+    model = trainable_model(base, adapter, lora, dtype, seed)
     # TRL appends eos_token to each completion: the end-of-turn token the samplers stop at
     args = SFTConfig(**_common_args(cfg, work, seed, report_to), max_length=cfg.max_length,
                      completion_only_loss=True, lr_scheduler_type="cosine", eos_token=tokenizer.eos_token)
@@ -186,7 +186,7 @@ def train_grpo(*, base: str, adapter: Path | None, lora: LoraSettings, dtype: st
         return metrics
     funcs, weights = list(reward_funcs), list(reward_weights)
     tokenizer = load_tokenizer(base, eos_token)
-    model = trainable_model(base, adapter, lora, dtype)
+    model = trainable_model(base, adapter, lora, dtype, seed)
     # HF generate in TRL stops at the tokenizer's EOS and at these
     model.generation_config.eos_token_id = stop_token_ids(tokenizer, model)
     args = grpo_args(cfg, work, seed, weights, report_to, stop_token_ids(tokenizer, model))
