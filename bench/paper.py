@@ -13,7 +13,7 @@ bench/results/paper_table.json:
 
 `rows` are means over seeds; `pass_at_1_ci` is a 95% bootstrap interval resampling seeds, then
 prompts within each seed. The verdicts are the eight targets of the pocket world, each checked on
-every seed. Plots: bench/results/r1_zero_*.png (the last seed run).
+every seed. Plots (every seed gathered): bench/results/paper_rollouts.png, paper_heldout.png.
 
     .venv/bin/python -m bench.paper --seed 0 [--recipe configs/pocket.yaml] [--set KEY=VALUE ...]
     .venv/bin/python -m bench.paper --gather      # only rebuild paper_table.json from the seed files
@@ -45,7 +45,7 @@ from flows.distill import distill  # noqa: E402
 from flows.pipeline import r1_pipeline  # noqa: E402
 from flows.r1_zero import r1_zero  # noqa: E402
 from stages import graph  # noqa: E402
-from stages.evaluation import load_results, stage_name  # noqa: E402
+from stages.evaluation import heldout_rows, load_results, score_sample, stage_name  # noqa: E402
 
 RESULTS = Path(__file__).parent / "results"
 FLOWS = {"r1-zero": r1_zero, "r1-pipeline": r1_pipeline, "distill": distill}
@@ -105,6 +105,38 @@ def aha_rollout(recipe: Any, store: RunStore, run_id: str, tries: int = 512) -> 
     return None
 
 
+def checks_within_prompts(recipe: Any, store: RunStore, run_id: str) -> dict[str, Any]:
+    """Does a check pay on the *same* prompt? Checks are written more on long chains, where every
+    answer is less accurate, so the pooled with/without accuracies mix difficulty in. This redraws
+    R1-Zero's held-out samples exactly as its evaluation drew them (same model, prompts, seed and
+    batching) and, over the prompts with both checked and unchecked samples, compares the two."""
+    refs = {name: store.ref(run_id, name) for name in (graph.TASK_DATA, graph.BASE, "r1_zero")}
+    cfg = recipe.eval
+    tokenizer = load_tokenizer(refs[graph.BASE].path, recipe.model.eos_token)
+    model = inference_model(refs[graph.BASE].path, adapter_path(refs["r1_zero"]), recipe.model.dtype)
+    rows = heldout_rows(cfg, refs[graph.TASK_DATA])
+    prompts = [render(tokenizer, messages(r["prompt"], recipe.data.template)) for r in rows]
+    sampled = generate(model, tokenizer, prompts, max_new_tokens=cfg.max_new_tokens, temperature=cfg.temperature,
+                       top_p=cfg.top_p, n=cfg.samples, batch_size=cfg.batch_size, seed=recipe.seed,
+                       desc="R1-Zero's held-out samples, checked vs unchecked per prompt")
+    diffs, pooled = [], {True: [], False: []}
+    for row, completions in zip(rows, sampled, strict=True):
+        scored = [score_sample(c, row, recipe.data.language) for c in completions]
+        checked = [s.correct for s in scored if s.reflection_words]
+        plain = [s.correct for s in scored if not s.reflection_words]
+        pooled[True] += checked
+        pooled[False] += plain
+        if checked and plain:
+            diffs.append(statistics.fmean(checked) - statistics.fmean(plain))
+    # the pooled figures of these samples: equal to eval.json's when the redraw reproduced them
+    return {"pooled_with": statistics.fmean(pooled[True]) if pooled[True] else None,
+            "pooled_without": statistics.fmean(pooled[False]) if pooled[False] else None,
+            "prompts_with_both": len(diffs), "prompts": len(rows),
+            "mean_difference": statistics.fmean(diffs) if diffs else None,
+            "difference_ci": bootstrap(diffs) if len(diffs) > 1 else None,
+            "checked_better": sum(d > 0 for d in diffs), "unchecked_better": sum(d < 0 for d in diffs)}
+
+
 def run_seed(recipe_path: str, overrides: list[str], seed: int) -> dict[str, Any]:
     overrides = EVAL_OVERRIDES + seed_overrides(seed) + overrides
     recipe = load_recipe(recipe_path, overrides)
@@ -144,8 +176,12 @@ def run_seed(recipe_path: str, overrides: list[str], seed: int) -> dict[str, Any
                              "reflection_rate": [h["rewards/reflected/mean"] for h in history]},
         "harder": {row: results(paper_rows()[row]).get("harder", {}).get("pass_at_1") for row in ("base", "r1_zero", "r1")},
         "checks": {"with": zero["overall"]["accuracy_reflected"], "without": zero["overall"]["accuracy_unreflected"]},
+        "checks_within_prompts": checks_within_prompts(recipe, store, run_id),
         "length": {"correct": zero["overall"]["mean_length_correct"], "incorrect": zero["overall"]["mean_length_incorrect"]},
         "aha": aha, "flow_wall_s": walls, "wall_s": round(sum(walls.values()), 1),
+        # what each stage took when it was built (a rerun over finished stages only reuses them)
+        "stage_build_s": {m["stage"]: m["wall_s"] for m in store.stages(run_id)},
+        "build_s": round(sum(m["wall_s"] for m in store.stages(run_id)), 1),
     }
 
 
@@ -155,6 +191,17 @@ def run_seed(recipe_path: str, overrides: list[str], seed: int) -> dict[str, Any
 def quarters(values: list[float]) -> tuple[float, float]:
     n = max(1, len(values) // 4)
     return statistics.fmean(values[:n]), statistics.fmean(values[-n:])
+
+
+def _f(v: float | None) -> str:
+    return "-" if v is None else f"{v:.3f}"
+
+
+def _within(w: dict[str, Any] | None) -> str:
+    if not w or w["mean_difference"] is None:
+        return ""
+    return (f"; on the same prompt ({w['prompts_with_both']} prompts with both) checked minus unchecked "
+            f"{w['mean_difference']:+.3f}, checked better on {w['checked_better']}, worse on {w['unchecked_better']}")
 
 
 def verdicts(s: dict[str, Any]) -> list[tuple[str, bool, str]]:
@@ -175,8 +222,8 @@ def verdicts(s: dict[str, Any]) -> list[tuple[str, bool, str]]:
          f"{b['mean_length']:.1f} ({z['mean_length'] / max(b['mean_length'], 1e-9):.2f}x)"),
         ("4 checking: rollout reflection rate last quarter >= 0.20 and >= 2x first; checked answers more accurate",
          ref1 >= 0.20 and ref1 >= 2 * ref0 and check_pays,
-         f"rollouts {ref0:.3f} -> {ref1:.3f}; held-out accuracy with a check {checks['with']} vs without "
-         f"{checks['without']}"),
+         f"rollouts {ref0:.3f} -> {ref1:.3f}; held-out accuracy with a check {_f(checks['with'])} vs without "
+         f"{_f(checks['without'])}{_within(s.get('checks_within_prompts'))}"),
         ("5 reasoning_rl pass@1 >= cold_start + 0.05", pipe["reasoning_rl"] >= pipe["cold_start"] + 0.05,
          f"{pipe['reasoning_rl']:.3f} vs {pipe['cold_start']:.3f}"),
         ("6 R1: language consistency >= 0.95 and > R1-Zero's; pass@1 >= R1-Zero's",
@@ -213,24 +260,63 @@ def gather() -> dict[str, Any]:
     return {"seeds": sorted(int(k) for k in seeds), "rows": rows, "by_seed": by_seed, "verdicts": verdict_rows}
 
 
-def plot(s: dict[str, Any], out: Path) -> list[Path]:
-    roll = s["r1_zero_rollouts"]
-    paths = []
-    fig, ax1 = plt.subplots(figsize=(7, 4))
-    ax1.plot(roll["step"], roll["accuracy"], color="tab:blue", label="rollout accuracy")
-    ax1.plot(roll["step"], roll["reflection_rate"], color="tab:purple", label="rollouts with a check (reflection rate)")
-    ax1.set_xlabel("GRPO step")
-    ax1.set_ylabel("share of rollouts")
-    ax1.set_ylim(0, 1)
-    ax2 = ax1.twinx()
-    ax2.plot(roll["step"], roll["mean_length"], color="tab:orange", alpha=0.7, label="rollout mean length")
-    ax2.set_ylabel("tokens", color="tab:orange")
-    lines = ax1.get_legend_handles_labels()[0] + ax2.get_legend_handles_labels()[0]
-    ax1.legend(lines, [line.get_label() for line in lines], loc="upper left", fontsize=8)
-    ax1.set_title(f"R1-Zero (pocket, seed {s['seed']}): accuracy, length and checks during RL")
+def _bars(ax: Any, groups: list[str], series: dict[str, list[float | None]], title: str, ylabel: str) -> None:
+    """Grouped bars: one group per entry of `groups`, one bar per series (None: no bar)."""
+    width = 0.8 / max(1, len(series))
+    for i, (label, values) in enumerate(series.items()):
+        xs = [j + (i - (len(series) - 1) / 2) * width for j in range(len(groups))]
+        bars = ax.bar([x for x, v in zip(xs, values, strict=True) if v is not None],
+                      [v for v in values if v is not None], width, label=label)
+        ax.bar_label(bars, fmt="%.2f", fontsize=6, padding=1)
+    ax.set_xticks(range(len(groups)), groups, fontsize=8, rotation=15)
+    ax.set_title(title, fontsize=9)
+    ax.set_ylabel(ylabel)
+    ax.legend(fontsize=7)
+    ax.grid(axis="y", alpha=0.3)
+
+
+def plot(table: dict[str, Any], out: Path) -> list[Path]:
+    """bench/results/paper_rollouts.png (R1-Zero's rollouts per GRPO step, one line per seed) and
+    paper_heldout.png (the held-out findings side by side, one bar per seed)."""
+    seeds = table["by_seed"]
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4))
+    for key, ax, ylabel in (("accuracy", axes[0], "share of rollouts correct"),
+                            ("mean_length", axes[1], "tokens"),
+                            ("reflection_rate", axes[2], "share of rollouts with a check")):
+        for k, s in seeds.items():
+            roll = s["r1_zero_rollouts"]
+            ax.plot(roll["step"], roll[key], label=f"seed {k}")
+        ax.set_xlabel("GRPO step")
+        ax.set_ylabel(ylabel)
+        ax.set_title(f"R1-Zero rollouts: {key.replace('_', ' ')}", fontsize=9)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
     fig.tight_layout()
-    paths.append(out / "r1_zero_rollouts.png")
-    fig.savefig(paths[-1], dpi=120)
+    paths = [out / "paper_rollouts.png"]
+    fig.savefig(paths[-1], dpi=110)
+    plt.close(fig)
+
+    fig, axes = plt.subplots(1, 5, figsize=(22, 4.2))
+    named = {f"seed {k}": s for k, s in seeds.items()}
+    models = list(table["rows"])
+    _bars(axes[0], models, {n: [s["rows"][m]["pass_at_1"] for m in models] for n, s in named.items()},
+          "held-out pass@1 (k=16)", "pass@1")
+    _bars(axes[1], list(PIPELINE), {n: [s["pipeline"][st] for st in PIPELINE] for n, s in named.items()},
+          "the pipeline, stage by stage", "pass@1")
+    _bars(axes[2], ["with a check", "without"],
+          {n: [s["checks"]["with"], s["checks"]["without"]] for n, s in named.items()},
+          "R1-Zero held-out accuracy, responses with / without a check", "accuracy")
+    _bars(axes[3], ["right", "wrong"],
+          {n: [s["length"]["correct"], s["length"]["incorrect"]] for n, s in named.items()},
+          "R1-Zero held-out length of right and wrong responses", "tokens")
+    _bars(axes[4], ["base", "r1_zero", "r1"], {n: [s["harder"][m] for m in ("base", "r1_zero", "r1")]
+                                               for n, s in named.items()},
+          "harder split (longer chains than any in training)", "pass@1")
+    for ax in (axes[0], axes[1], axes[2], axes[4]):
+        ax.set_ylim(0, 1.1)
+    fig.tight_layout()
+    paths.append(out / "paper_heldout.png")
+    fig.savefig(paths[-1], dpi=110)
     plt.close(fig)
     return paths
 
@@ -263,9 +349,9 @@ def main() -> None:
     if args.seed is not None:
         s = run_seed(args.recipe, args.overrides, args.seed)
         (RESULTS / f"paper_seed{args.seed}.json").write_text(json.dumps(s, indent=2) + "\n")
-        plot(s, RESULTS)
     table = gather()
     (RESULTS / "paper_table.json").write_text(json.dumps(table, indent=2) + "\n")
+    plot(table, RESULTS)
     print_table(table)
 
 

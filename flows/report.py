@@ -183,6 +183,23 @@ def eval_figure(results: dict[str, dict[str, Any]], path: Path) -> Path | None:
     return path
 
 
+def checks_table(results: dict[str, dict[str, Any]]) -> str:
+    """Per evaluated stage, from its held-out samples: how often a response checks or corrects itself,
+    the accuracy of those that do and those that do not, and the length of right and wrong ones."""
+    def share(v: float | None) -> str:
+        return "-" if v is None else f"{v:.3f}"
+
+    def tokens(v: float | None) -> str:
+        return "-" if v is None else f"{v:.1f}"
+
+    rows = [[name, share(o.get("reflection_rate")), share(o.get("accuracy_reflected")),
+             share(o.get("accuracy_unreflected")), tokens(o.get("mean_length_correct")),
+             tokens(o.get("mean_length_incorrect"))]
+            for name, o in ((n, r.get("overall", {})) for n, r in results.items())]
+    return _table(["stage", "responses with a check", "accuracy with a check", "accuracy without",
+                   "length if right", "length if wrong"], rows)
+
+
 def _table(header: list[str], rows: list[list[Any]]) -> str:
     def cell(v: Any) -> str:
         return f"{v:.3f}" if isinstance(v, float) else str(v)
@@ -218,7 +235,8 @@ def build_report(store: RunStore, run_id: str) -> Path:
         "response length by stage (the paper's 'thinking time')")))
     figures.append(("Reflection words", _figure(
         out / "reflection.png",
-        [("rewards/reflection_words/mean", "reflection words per completion", "words (wait, check, ...)"),
+        [("rewards/reflected/mean", "rollouts that check or correct themselves", "share of rollouts"),
+         ("rewards/reflection_words/mean", "reflection words per completion", "words (wait, check, ...)"),
          ("rewards/reflection_rate/mean", "reflection-word rate", "share of chain-of-thought words")],
         grpo, "reflection words by stage ('aha' moments)")))
     figures.append(("Language consistency", _figure(
@@ -302,6 +320,8 @@ def _index(store: RunStore, run_id: str, results: dict[str, dict[str, Any]],
              f"W&B runs (group `{run_id}`): `{store.root / run_id / 'wandb'}`.", "",
              "## Evaluation (held-out prompts)", "",
              format_table(results) if results else "_no evaluation in this run yet_", "",
+             *(["### Does checking pay, and are long answers right ones?", "", checks_table(results), ""]
+               if results else []),
              "## Stages", "", _table(["stage", "version", "sha256", "wall s", "output"], stage_rows), ""]
     parts += ["## Plots", ""] if figures else []
     for title, path in figures:

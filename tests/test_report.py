@@ -15,6 +15,7 @@ def _grpo_history(steps: int, scale: float) -> list[dict]:
     return [{"step": s, "loss": 0.1 * s, "reward": scale * s, "rewards/accuracy/mean": scale * s / 4,
              "rewards/format/mean": 0.5, "rewards/language_consistency/mean": 0.9,
              "rewards/reflection_words/mean": 0.1 * s, "rewards/reflection_rate/mean": 0.01 * s,
+             "rewards/reflected/mean": 0.05 * s,
              "completions/mean_length": 20 + s} for s in range(1, steps + 1)] + [{"step": steps, "train_runtime": 1.0}]
 
 
@@ -89,3 +90,14 @@ def test_report_of_a_trained_run(trained_run):
             "language_consistency.png", "loss.png", "eval.png"} <= pngs
     text = index.read_text()
     assert all(f"]({p})" in text for p in pngs)
+
+
+def test_checks_table_shows_whether_checking_pays_per_stage():
+    results = {"base": {"overall": {"reflection_rate": 0.05, "accuracy_reflected": None, "accuracy_unreflected": 0.2,
+                                    "mean_length_correct": 14.0, "mean_length_incorrect": 12.5}},
+               "r1_zero": {"overall": {"reflection_rate": 0.4, "accuracy_reflected": 0.75, "accuracy_unreflected": 0.5,
+                                       "mean_length_correct": 70.25, "mean_length_incorrect": 61.0}}}
+    lines = report.checks_table(results).splitlines()
+    assert lines[0].startswith("| stage | responses with a check | accuracy with a check | accuracy without |")
+    assert lines[2] == "| base | 0.050 | - | 0.200 | 14.0 | 12.5 |"  # no checked response: no accuracy to show
+    assert lines[3] == "| r1_zero | 0.400 | 0.750 | 0.500 | 70.2 | 61.0 |"
