@@ -51,17 +51,17 @@ def test_pass_at_1_and_majority_vote(answers, p1, majority, cons):
 def test_summary_per_task_and_overall():
     rows = [dict(GOLD, task="a"), dict(GOLD, task="a"), dict(GOLD, task="b")]
     sampled = [[s("7"), s("3")], [s("3", tokens=20), s("3", tokens=20)], [s("7", lang=0.5, refl=2), s("7")]]
-    greedy = [s("7"), s("3"), s("7")]
+    greedy = [s("3"), s("3"), s("7")]  # not the first samples: greedy accuracy must come from greedy
     out = summarize(rows, sampled, greedy)
     assert out["overall"]["pass_at_1"] == pytest.approx((0.5 + 0 + 1) / 3)
     assert out["overall"]["cons_at_k"] == pytest.approx(2 / 3)          # row 1: tie 7/3 -> 7 (first)
-    assert out["overall"]["greedy_accuracy"] == pytest.approx(2 / 3)
+    assert out["overall"]["greedy_accuracy"] == pytest.approx(1 / 3)
     assert out["per_task"]["a"]["pass_at_1"] == 0.25 and out["per_task"]["b"]["pass_at_1"] == 1.0
     assert out["per_task"]["a"]["mean_length"] == 15.0
     assert out["per_task"]["b"]["language_consistency"] == 0.75 and out["per_task"]["b"]["reflection_words"] == 1.0
     assert out["k"] == 2
     table = format_table({"base": out})
-    assert "| base | 0.500 | 0.667 | 0.667 |" in table
+    assert "| base | 0.500 | 0.667 | 0.333 |" in table
 
 
 def test_summary_splits_accuracy_by_reflection_and_length_by_correctness():
