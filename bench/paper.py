@@ -164,6 +164,8 @@ def run_seed(recipe_path: str, overrides: list[str], seed: int) -> dict[str, Any
                      "cons_at_16": o["cons_at_k"], "mean_length": o["mean_length"],
                      "language_consistency": o["language_consistency"], "reflection_rate": o["reflection_rate"]}
     zero = results(paper_rows()["r1_zero"])
+    # what each stage took when it was built (a rerun over finished stages only reuses them)
+    build = {m["stage"]: m["wall_s"] for m in store.stages(run_id)}
     history = [h for h in json.loads((Path(store.ref(run_id, "r1_zero").path) / "log_history.json").read_text())
                if "reward" in h]
     aha = aha_rollout(recipe, store, run_id)
@@ -179,9 +181,7 @@ def run_seed(recipe_path: str, overrides: list[str], seed: int) -> dict[str, Any
         "checks_within_prompts": checks_within_prompts(recipe, store, run_id),
         "length": {"correct": zero["overall"]["mean_length_correct"], "incorrect": zero["overall"]["mean_length_incorrect"]},
         "aha": aha, "flow_wall_s": walls, "wall_s": round(sum(walls.values()), 1),
-        # what each stage took when it was built (a rerun over finished stages only reuses them)
-        "stage_build_s": {m["stage"]: m["wall_s"] for m in store.stages(run_id)},
-        "build_s": round(sum(m["wall_s"] for m in store.stages(run_id)), 1),
+        "stage_build_s": build, "build_s": round(sum(build.values()), 1),
     }
 
 

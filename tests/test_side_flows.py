@@ -10,12 +10,8 @@ from pathlib import Path
 from transformers import AutoModelForCausalLM
 
 from core.modeling import ADAPTER
-from core.runstore import Ref, file_sha256
+from core.runstore import Ref
 from stages.evaluation import load_results, stage_name
-
-
-def _ref(d: dict) -> Ref:
-    return Ref.from_dict(d)
 
 
 def _check_complete(store, run_id: str, ref: Ref) -> dict:
@@ -23,8 +19,7 @@ def _check_complete(store, run_id: str, ref: Ref) -> dict:
     manifest = store.manifest(run_id, ref.stage)
     assert manifest["status"] == "complete"
     assert manifest["outputs"], f"{ref.stage} recorded no outputs"
-    for rel, digest in manifest["outputs"].items():
-        assert file_sha256(Path(ref.path) / rel) == digest, f"{ref.stage}/{rel} differs from its manifest"
+    assert store.verify(manifest) == [], f"{ref.stage} differs from its manifest"
     return manifest
 
 
@@ -49,15 +44,15 @@ def test_flows_join_the_chain_run_and_reuse_its_finished_stages(side_flows, trai
         assert result["run_id"] == run_id, name
         assert Path(result["report"]).is_file(), f"{name} wrote no report"
     # the base and the chain's rejection-sampled data are read, not rebuilt
-    assert _ref(side_flows["r1-zero"]["refs"]["base"]) == refs["base"]
-    assert _ref(side_flows["distill"]["refs"]["rejection_sampling"]) == refs["rejection_sampling"]
-    assert _ref(side_flows["evaluate"]["evals"]["base"]) == refs["eval_base"]
+    assert Ref.from_dict(side_flows["r1-zero"]["refs"]["base"]) == refs["base"]
+    assert Ref.from_dict(side_flows["distill"]["refs"]["rejection_sampling"]) == refs["rejection_sampling"]
+    assert Ref.from_dict(side_flows["evaluate"]["evals"]["base"]) == refs["eval_base"]
 
 
 def test_r1_zero_flow_trains_a_fresh_adapter_on_accuracy_and_format(side_flows, trained_run, test_recipe):
     store, run_id, refs = trained_run
     out = side_flows["r1-zero"]
-    zero = _ref(out["refs"]["r1_zero"])
+    zero = Ref.from_dict(out["refs"]["r1_zero"])
     manifest = _check_complete(store, run_id, zero)
     assert "adapter" not in manifest["inputs"], "R1-Zero must start from the base, not an SFT adapter"
     assert manifest["inputs"]["base"]["sha256"] == refs["base"].sha256
@@ -68,7 +63,7 @@ def test_r1_zero_flow_trains_a_fresh_adapter_on_accuracy_and_format(side_flows, 
     assert "rewards/language_consistency/mean" not in history[0]
     assert set(out["evals"]) == {"base", "r1_zero"}
     for evaluated, ref in out["evals"].items():
-        _check_eval(store, run_id, evaluated, _ref(ref), test_recipe)
+        _check_eval(store, run_id, evaluated, Ref.from_dict(ref), test_recipe)
     eval_manifest = store.manifest(run_id, stage_name("r1_zero"))
     assert eval_manifest["inputs"]["adapter"]["sha256"] == zero.sha256
 
@@ -76,7 +71,7 @@ def test_r1_zero_flow_trains_a_fresh_adapter_on_accuracy_and_format(side_flows, 
 def test_distill_flow_trains_a_smaller_student_two_ways(side_flows, trained_run, test_recipe):
     store, run_id, refs = trained_run
     out = side_flows["distill"]
-    built = {name: _ref(d) for name, d in out["refs"].items()}
+    built = {name: Ref.from_dict(d) for name, d in out["refs"].items()}
     n_student = AutoModelForCausalLM.from_pretrained(built["student_base"].path).num_parameters()
     n_teacher = AutoModelForCausalLM.from_pretrained(refs["base"].path).num_parameters()
     assert n_student < n_teacher
@@ -90,13 +85,13 @@ def test_distill_flow_trains_a_smaller_student_two_ways(side_flows, trained_run,
         assert (Path(ref.path) / ADAPTER / "adapter_model.safetensors").is_file()
     assert set(out["evals"]) == {"student_base", "student_distilled", "student_rl"}
     for evaluated, ref in out["evals"].items():
-        _check_eval(store, run_id, evaluated, _ref(ref), test_recipe)
+        _check_eval(store, run_id, evaluated, Ref.from_dict(ref), test_recipe)
 
 
 def test_evaluate_flow_evaluates_the_named_stage_against_the_base(side_flows, trained_run, test_recipe):
     store, run_id, refs = trained_run
     out = side_flows["evaluate"]
     assert set(out["evals"]) == {"base", "sft"}
-    sft_eval = _ref(out["evals"]["sft"])
+    sft_eval = Ref.from_dict(out["evals"]["sft"])
     _check_eval(store, run_id, "sft", sft_eval, test_recipe)
     assert store.manifest(run_id, sft_eval.stage)["inputs"]["adapter"]["sha256"] == refs["sft"].sha256
