@@ -98,7 +98,7 @@ clean:
 
 # The paper's findings in the pocket world: base, R1-Zero, R1, distilled vs RL-only student, over seeds
 # 0, 1 and 2 (one invocation per seed: make bench-paper SEEDS=1); gathers bench/results/paper_table.json
-# and its plots. Measured: 41-48 min of stage builds per seed on 2 cores (two seeds at once: 42 min).
+# and its plots. Measured: 41-64 min of stage builds per seed on 2 cores, as busy as they were (README).
 SEEDS ?= 0 1 2
 bench-paper: install
 	@for seed in $(SEEDS); do $(PY) -m bench.paper --recipe $(RECIPE) --seed $$seed || exit 1; done

@@ -1,0 +1,58 @@
+"""The committed paper table is what the bench makes of the committed seed files, and the README
+quotes it: a seed re-run without a gather, or a number edited by hand, fails here."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+
+from bench import paper
+
+ROOT = Path(__file__).resolve().parents[1]
+TABLE = paper.RESULTS / "paper_table.json"
+
+
+@pytest.fixture(scope="module")
+def table() -> dict:
+    return json.loads(TABLE.read_text())
+
+
+def readme_rows(heading: str, first_cell: str) -> dict[str, list[str]]:
+    """The cells of the first markdown table after `heading` whose header starts with `first_cell`,
+    keyed by each row's first cell."""
+    text = (ROOT / "README.md").read_text()
+    section = text[text.index(heading):]
+    match = re.search(rf"^\| {first_cell} \|.*\n\|[-:| ]+\|\n((?:\|.*\|\n)+)", section, re.M)
+    assert match, f"README: no table starting '| {first_cell} |' after {heading!r}"
+    rows = [[c.strip() for c in line.strip().strip("|").split("|")] for line in match.group(1).splitlines()]
+    return {r[0]: r[1:] for r in rows}
+
+
+def test_committed_table_is_gathered_from_the_committed_seed_files(table):
+    assert paper.gather() == table
+
+
+def test_readme_quotes_the_committed_table(table):
+    quoted = readme_rows("### The paper's findings", "model")
+    assert set(quoted) == set(table["rows"])
+    for model, r in table["rows"].items():
+        lo, hi = r["pass_at_1_ci"]
+        assert quoted[model] == [f"{r['pass_at_1']:.3f}", f"[{lo:.3f}, {hi:.3f}]", f"{r['cons_at_16']:.3f}",
+                                 f"{r['mean_length']:.1f}", f"{r['language_consistency']:.3f}",
+                                 f"{r['reflection_rate']:.3f}"], model
+
+
+def test_readme_quotes_every_seed_of_the_committed_table(table):
+    quoted = readme_rows("### The paper's findings", "seed")
+    assert set(quoted) == set(table["by_seed"])
+    for seed, s in table["by_seed"].items():
+        rows, p, h = s["rows"], s["pipeline"], s["harder"]
+        assert quoted[seed] == [
+            f"{rows['base']['pass_at_1']:.3f}", f"{rows['r1_zero']['pass_at_1']:.3f}", f"{rows['r1']['pass_at_1']:.3f}",
+            f"{rows['student_distilled']['pass_at_1']:.3f} / {rows['student_rl']['pass_at_1']:.3f}",
+            " -> ".join(f"{p[stage]:.3f}" for stage in paper.PIPELINE),
+            f"{h['base']:.3f} / {h['r1_zero']:.3f} / {h['r1']:.3f}",
+        ], f"seed {seed}"
