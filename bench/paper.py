@@ -24,8 +24,10 @@ from __future__ import annotations
 import argparse
 import json
 import random
+import re
 import statistics
 import time
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -105,11 +107,27 @@ def aha_rollout(recipe: Any, store: RunStore, run_id: str, tries: int = 512) -> 
     return None
 
 
+OUTCOMES = {(True, True): "confirmed", (False, True): "caught", (False, False): "missed", (True, False): "broke"}
+
+
+def check_outcome(text: str, answer: str) -> str | None:
+    """What a response's written check ("check :") did: None when it has none; else, by whether the
+    work before the check ended on the right value and whether the answer given is right,
+    "confirmed" (right, right), "caught" (wrong, right), "missed" (wrong, wrong) or "broke" (right, wrong)."""
+    if pocket.CHECK_WORD not in text:
+        return None
+    worked = re.findall(r"-?\d+", text.split(pocket.CHECK_WORD, 1)[0].split("<think>")[-1])
+    given = re.findall(r"<answer>\s*(-?\d+)\s*</answer>", text)
+    return OUTCOMES[(bool(worked) and worked[-1] == answer.strip(), bool(given) and given[-1] == answer.strip())]
+
+
 def checks_within_prompts(recipe: Any, store: RunStore, run_id: str) -> dict[str, Any]:
     """Does a check pay on the *same* prompt? Checks are written more on long chains, where every
     answer is less accurate, so the pooled with/without accuracies mix difficulty in. This redraws
     R1-Zero's held-out samples exactly as its evaluation drew them (same model, prompts, seed and
-    batching) and, over the prompts with both checked and unchecked samples, compares the two."""
+    batching) and, over the prompts with both checked and unchecked samples, compares the two. It
+    also counts what the written checks did (check_outcome): a check pays only if it catches more
+    slips than it breaks right work."""
     refs = {name: store.ref(run_id, name) for name in (graph.TASK_DATA, graph.BASE, "r1_zero")}
     cfg = recipe.eval
     tokenizer = load_tokenizer(refs[graph.BASE].path, recipe.model.eos_token)
@@ -119,8 +137,9 @@ def checks_within_prompts(recipe: Any, store: RunStore, run_id: str) -> dict[str
     sampled = generate(model, tokenizer, prompts, max_new_tokens=cfg.max_new_tokens, temperature=cfg.temperature,
                        top_p=cfg.top_p, n=cfg.samples, batch_size=cfg.batch_size, seed=recipe.seed,
                        desc="R1-Zero's held-out samples, checked vs unchecked per prompt")
-    diffs, pooled = [], {True: [], False: []}
+    diffs, pooled, outcomes = [], {True: [], False: []}, Counter({o: 0 for o in OUTCOMES.values()})
     for row, completions in zip(rows, sampled, strict=True):
+        outcomes.update(o for c in completions if (o := check_outcome(c.text, str(row["answer"]))))
         scored = [score_sample(c, row, recipe.data.language) for c in completions]
         checked = [s.correct for s in scored if s.reflection_words]
         plain = [s.correct for s in scored if not s.reflection_words]
@@ -134,7 +153,8 @@ def checks_within_prompts(recipe: Any, store: RunStore, run_id: str) -> dict[str
             "prompts_with_both": len(diffs), "prompts": len(rows),
             "mean_difference": statistics.fmean(diffs) if diffs else None,
             "difference_ci": bootstrap(diffs) if len(diffs) > 1 else None,
-            "checked_better": sum(d > 0 for d in diffs), "unchecked_better": sum(d < 0 for d in diffs)}
+            "checked_better": sum(d > 0 for d in diffs), "unchecked_better": sum(d < 0 for d in diffs),
+            "check_outcomes": dict(outcomes)}
 
 
 def run_seed(recipe_path: str, overrides: list[str], seed: int) -> dict[str, Any]:
@@ -201,7 +221,15 @@ def _within(w: dict[str, Any] | None) -> str:
     if not w or w["mean_difference"] is None:
         return ""
     return (f"; on the same prompt ({w['prompts_with_both']} prompts with both) checked minus unchecked "
-            f"{w['mean_difference']:+.3f}, checked better on {w['checked_better']}, worse on {w['unchecked_better']}")
+            f"{w['mean_difference']:+.3f}, checked better on {w['checked_better']}, worse on {w['unchecked_better']}"
+            + _outcomes(w.get("check_outcomes")))
+
+
+def _outcomes(o: dict[str, int] | None) -> str:
+    if not o:
+        return ""
+    return (f"; written checks caught {o['caught']} slips and broke {o['broke']} right answers "
+            f"(confirmed {o['confirmed']}, missed {o['missed']})")
 
 
 def verdicts(s: dict[str, Any]) -> list[tuple[str, bool, str]]:

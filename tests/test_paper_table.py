@@ -56,3 +56,19 @@ def test_readme_quotes_every_seed_of_the_committed_table(table):
             " -> ".join(f"{p[stage]:.3f}" for stage in paper.PIPELINE),
             f"{h['base']:.3f} / {h['r1_zero']:.3f} / {h['r1']:.3f}",
         ], f"seed {seed}"
+
+
+@pytest.mark.parametrize(("work", "given", "outcome"), [
+    ("5", "5", "confirmed"),  # right work, the check agrees
+    ("4", "5", "caught"),  # a slip, repaired by the check
+    ("4", "4", "missed"),  # a slip the check repeats
+    ("5", "6", "broke"),  # right work, "repaired" into a wrong answer
+])
+def test_check_outcome_compares_the_work_with_the_answer_given(work, given, outcome):
+    text = (f"<think> i start from 2 + 3 . then {work} . check : 2 + 3 = {given} . wait , not {work} . "
+            f"it is {given} . so the answer is {given} . </think> <answer> {given} </answer>")
+    assert paper.check_outcome(text, "5") == outcome
+
+
+def test_a_response_without_a_written_check_has_no_outcome():
+    assert paper.check_outcome("<think> i start from 2 + 3 . then 5 . </think> <answer> 5 </answer>", "5") is None
