@@ -113,7 +113,9 @@ OUTCOMES = {(True, True): "confirmed", (False, True): "caught", (False, False): 
 def check_outcome(text: str, answer: str) -> str | None:
     """What a response's written check ("check :") did: None when it has none; else, by whether the
     work before the check ended on the right value and whether the answer given is right,
-    "confirmed" (right, right), "caught" (wrong, right), "missed" (wrong, wrong) or "broke" (right, wrong)."""
+    "confirmed" (right, right), "caught" (wrong, right), "missed" (wrong, wrong) or "broke" (right, wrong).
+    It reads the text as pocket.caught_slip does; it is not beside it because data/ is hashed into
+    every stage's key, and moving it there would rebuild every stage of the committed table."""
     if pocket.CHECK_WORD not in text:
         return None
     worked = re.findall(r"-?\d+", text.split(pocket.CHECK_WORD, 1)[0].split("<think>")[-1])
