@@ -123,6 +123,82 @@ def check_outcome(text: str, answer: str) -> str | None:
     return OUTCOMES[(bool(worked) and worked[-1] == answer.strip(), bool(given) and given[-1] == answer.strip())]
 
 
+# The forward work's lines in every language of the world ("i start from 4 - 1 ." / "then 3 .").
+_WORK_LINE = re.compile("(?:" + "|".join(re.escape(p[w]) for p in pocket.PHRASES.values() for w in ("start", "then"))
+                        + r") (-?\d[-+ \d]*?) \.")
+ANATOMY = ("responses", "written", "copied", "clean", "clean_right", "checked", "check_from_prompt", "check_from_work",
+           "check_from_other")
+
+
+def _terms(text: str) -> list[int] | None:
+    try:
+        return pocket.parse_terms(text)
+    except (ValueError, IndexError):
+        return None
+
+
+def work_anatomy(text: str, chain: list[int]) -> dict[str, Any] | None:
+    """Where a response's written work went: None when it wrote none; else whether its first line
+    copied the prompt's chain ("copied"), whether every later line then reduced the one before it
+    ("reduced": first two terms added, the rest copied), and where its check started ("check_from":
+    "prompt" when it copied the prompt's chain again, "work" when it copied the work's first line
+    instead, "other", or None without a check). Like check_outcome, it lives here, not in data/."""
+    work, _, check = text.split("<think>")[-1].partition(pocket.CHECK_WORD)
+    lines = [_terms(m) for m in _WORK_LINE.findall(work)]
+    if not lines:
+        return None
+    copied = lines[0] == list(chain)
+    reduced = all(a and b and len(b) == len(a) - 1 and b[0] == a[0] + a[1] and b[1:] == a[2:]
+                  for a, b in zip(lines, lines[1:], strict=False))
+    check_from = None
+    if check:
+        first = _terms(check.split("=")[0])
+        check_from = "prompt" if first == list(chain) else "work" if first == lines[0] else "other"
+    return {"copied": copied, "reduced": reduced, "check_from": check_from}
+
+
+def tally_anatomy(rows: list[dict[str, Any]], sampled: list[list[Any]]) -> dict[str, int]:
+    """work_anatomy counted over samples (k per row): how many wrote work, copied the chain, copied it
+    and reduced every line right ("clean"; "clean_right": of those, answered right), checked, and where
+    the checks started."""
+    counts = Counter({key: 0 for key in ANATOMY})
+    for row, completions in zip(rows, sampled, strict=True):
+        chain = pocket.terms_of(row["metadata"])
+        for c in completions:
+            counts["responses"] += 1
+            a = work_anatomy(c.text, chain) if chain else None
+            if a is None:
+                continue
+            clean = a["copied"] and a["reduced"]
+            right = score_sample(c, row, "en").correct
+            counts.update({"written": 1, "copied": a["copied"], "clean": clean, "clean_right": clean and right,
+                           "checked": a["check_from"] is not None})
+            if a["check_from"]:
+                counts[f"check_from_{a['check_from']}"] += 1
+    return dict(counts)
+
+
+def r1_anatomy(recipe: Any, store: RunStore, run_id: str) -> dict[str, dict[str, int]]:
+    """R1's written work on the held-out and the harder prompts (drawn as its evaluation draws them),
+    tallied by tally_anatomy: on chains longer than any it trained on, is it the copy of the chain or
+    the reductions that go wrong?"""
+    spec = graph.evaluation_of(paper_rows()["r1"])
+    refs = {name: store.ref(run_id, src) for name, src in spec.inputs.items()}
+    cfg = recipe.eval
+    tokenizer = load_tokenizer(refs["base"].path, recipe.model.eos_token)
+    adapter = refs.get("adapter")
+    model = inference_model(refs["base"].path, adapter_path(adapter) if adapter else None, recipe.model.dtype)
+    out = {}
+    for split in ("heldout", "harder"):
+        rows = heldout_rows(cfg, refs["task_data"], split)
+        prompts = [render(tokenizer, messages(r["prompt"], recipe.data.template)) for r in rows]
+        sampled = generate(model, tokenizer, prompts, max_new_tokens=cfg.max_new_tokens, temperature=cfg.temperature,
+                           top_p=cfg.top_p, n=cfg.samples, batch_size=cfg.batch_size, seed=recipe.seed,
+                           desc=f"R1's {split} samples, where the work goes wrong")
+        out[split] = tally_anatomy(rows, sampled)
+    return out
+
+
 def checks_within_prompts(recipe: Any, store: RunStore, run_id: str) -> dict[str, Any]:
     """Does a check pay on the *same* prompt? Checks are written more on long chains, where every
     answer is less accurate, so the pooled with/without accuracies mix difficulty in. This redraws
@@ -156,7 +232,7 @@ def checks_within_prompts(recipe: Any, store: RunStore, run_id: str) -> dict[str
             "mean_difference": statistics.fmean(diffs) if diffs else None,
             "difference_ci": bootstrap(diffs) if len(diffs) > 1 else None,
             "checked_better": sum(d > 0 for d in diffs), "unchecked_better": sum(d < 0 for d in diffs),
-            "check_outcomes": dict(outcomes)}
+            "check_outcomes": dict(outcomes), "anatomy": tally_anatomy(rows, sampled)}
 
 
 def run_seed(recipe_path: str, overrides: list[str], seed: int) -> dict[str, Any]:
@@ -201,6 +277,7 @@ def run_seed(recipe_path: str, overrides: list[str], seed: int) -> dict[str, Any
         "harder": {row: results(paper_rows()[row]).get("harder", {}).get("pass_at_1") for row in ("base", "r1_zero", "r1")},
         "checks": {"with": zero["overall"]["accuracy_reflected"], "without": zero["overall"]["accuracy_unreflected"]},
         "checks_within_prompts": checks_within_prompts(recipe, store, run_id),
+        "r1_anatomy": r1_anatomy(recipe, store, run_id),
         "length": {"correct": zero["overall"]["mean_length_correct"], "incorrect": zero["overall"]["mean_length_incorrect"]},
         "aha": aha, "flow_wall_s": walls, "wall_s": round(sum(walls.values()), 1),
         "stage_build_s": build, "build_s": round(sum(build.values()), 1),
@@ -224,7 +301,28 @@ def _within(w: dict[str, Any] | None) -> str:
         return ""
     return (f"; on the same prompt ({w['prompts_with_both']} prompts with both) checked minus unchecked "
             f"{w['mean_difference']:+.3f}, checked better on {w['checked_better']}, worse on {w['unchecked_better']}"
-            + _outcomes(w.get("check_outcomes")))
+            + _outcomes(w.get("check_outcomes")) + _check_sources(w.get("anatomy")))
+
+
+def _share(a: dict[str, int], key: str, of: str = "written") -> str:
+    return f"{a[key] / a[of]:.0%}" if a.get(of) else "-"
+
+
+def _check_sources(a: dict[str, int] | None) -> str:
+    if not a or not a.get("checked"):
+        return ""
+    return (f"; checks start from the prompt's chain in {_share(a, 'check_from_prompt', 'checked')}, from the "
+            f"work's first line in {_share(a, 'check_from_work', 'checked')}")
+
+
+def anatomy_text(by_split: dict[str, dict[str, int]] | None) -> str:
+    """R1's work on held-out vs harder prompts: how often the first line copies the chain, and how
+    often the whole work is clean (copied and every line reduced right)."""
+    if not by_split:
+        return ""
+    parts = [f"{split} chain copied {_share(a, 'copied')}, clean work {_share(a, 'clean')}"
+             for split, a in by_split.items()]
+    return "; R1's written work: " + ", ".join(parts)
 
 
 def _outcomes(o: dict[str, int] | None) -> str:
@@ -265,7 +363,7 @@ def verdicts(s: dict[str, Any]) -> list[tuple[str, bool, str]]:
          f"{d['pass_at_1']:.3f} vs {st['pass_at_1']:.3f}"),
         ("8 harder split: R1 pass@1 >= base + 0.10",
          hard["r1"] is not None and hard["base"] is not None and hard["r1"] >= hard["base"] + 0.10,
-         f"{hard['r1']} vs {hard['base']}"),
+         f"{hard['r1']} vs {hard['base']}{anatomy_text(s.get('r1_anatomy'))}"),
     ]
 
 

@@ -72,3 +72,45 @@ def test_check_outcome_compares_the_work_with_the_answer_given(work, given, outc
 
 def test_a_response_without_a_written_check_has_no_outcome():
     assert paper.check_outcome("<think> i start from 2 + 3 . then 5 . </think> <answer> 5 </answer>", "5") is None
+
+
+CHAIN = [4, -1, -7, 7]
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    # right copy, right reductions, a check that copies the prompt's chain again
+    ("<think> i start from 4 - 1 - 7 + 7 . then 3 - 7 + 7 . then -4 + 7 . then 3 . check : 4 - 1 - 7 + 7 = 3 - 7 + 7 "
+     "= -4 + 7 = 3 . same , 3 . so the answer is 3 . </think> <answer> 3 </answer>",
+     {"copied": True, "reduced": True, "check_from": "prompt"}),
+    # a term dropped in the first line; the reductions of that line are right; the check copies the bad line
+    ("<think> i start from 4 - 1 + 7 . then 3 + 7 . then 10 . check : 4 - 1 + 7 = 3 + 7 = 10 . same , 10 . "
+     "so the answer is 10 . </think> <answer> 10 </answer>",
+     {"copied": False, "reduced": True, "check_from": "work"}),
+    # a slip in the second reduction, written in French, no check
+    ("<think> je commence par 4 - 1 - 7 + 7 . puis 3 - 7 + 7 . puis -5 + 7 . puis 2 . donc la réponse est 2 . "
+     "</think> <answer> 2 </answer>",
+     {"copied": True, "reduced": False, "check_from": None}),
+    # a miscopied term carried on (not a reduction of the line before)
+    ("<think> i start from 4 - 1 - 7 + 7 . then 3 - 6 + 7 . then -3 + 7 . then 4 . </think> <answer> 4 </answer>",
+     {"copied": True, "reduced": False, "check_from": None}),
+])
+def test_work_anatomy_finds_where_the_work_went_wrong(text, expected):
+    assert paper.work_anatomy(text, CHAIN) == expected
+
+
+def test_a_direct_answer_has_no_work_anatomy():
+    assert paper.work_anatomy("<answer> 3 </answer>", CHAIN) is None
+
+
+def test_tally_anatomy_counts_responses_by_where_they_went():
+    from core.generation import Completion
+
+    row = {"prompt": "State the final answer to the following arithmetic problem: 4 - 1 - 7 + 7 =", "answer": "3",
+           "task": "chain_sum", "metadata": json.dumps({"expression": "4 - 1 - 7 + 7"})}
+    texts = ["<answer> 3 </answer>",
+             "<think> i start from 4 - 1 - 7 + 7 . then 3 - 7 + 7 . then -4 + 7 . then 3 . </think> <answer> 3 </answer>",
+             "<think> i start from 4 - 1 + 7 . then 3 + 7 . then 10 . check : 4 - 1 + 7 = 3 + 7 = 10 . same , 10 . "
+             "</think> <answer> 10 </answer>"]
+    counts = paper.tally_anatomy([row], [[Completion(t, 10, True) for t in texts]])
+    assert counts == {"responses": 3, "written": 2, "copied": 1, "clean": 1, "clean_right": 1, "checked": 1,
+                      "check_from_prompt": 0, "check_from_work": 1, "check_from_other": 0}
