@@ -186,7 +186,7 @@ def test_killed_mid_sampling_leaves_nothing_and_resumes(pocket_run, tmp_path):
     store = pocket_run[0]
     run_id = store.new_run_id("cold-killed")
     args = [sys.executable, "-c", SAMPLING_SCRIPT, str(TEST_RECIPE), str(store.root), run_id,
-            "cold_start.source=few_shot", "cold_start.collect.prompts=96", "cold_start.collect.max_new_tokens=48"]
+            "cold_start.source=few_shot", "cold_start.collect.prompts=96", "cold_start.collect.max_new_tokens=96"]
     log = tmp_path / "sampling.log"
     with open(log, "wb") as out:
         proc = subprocess.Popen(args, cwd=TEST_RECIPE.parent.parent, stdout=out, stderr=subprocess.STDOUT,
