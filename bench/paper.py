@@ -9,11 +9,15 @@ bench/results/paper_table.json:
 
     {"seeds": [...], "rows": {MODEL: {pass_at_1, pass_at_1_ci, cons_at_16, mean_length,
      language_consistency, reflection_rate}}, "by_seed": {"<N>": {"rows", "pipeline",
-     "r1_zero_rollouts", "harder", "checks", "aha"}}, "verdicts": [...]}
+     "r1_zero_rollouts", "harder", "checks", "checks_within_prompts", "r1_anatomy", "aha", ...}},
+     "verdicts": [...]}
 
 `rows` are means over seeds; `pass_at_1_ci` is a 95% bootstrap interval resampling seeds, then
 prompts within each seed. The verdicts are the eight targets of the pocket world, each checked on
-every seed. Plots (every seed gathered): bench/results/paper_rollouts.png, paper_heldout.png.
+every seed. `checks_within_prompts` compares R1-Zero's checked and unchecked answers on the same
+prompt and counts what its written checks did; `r1_anatomy` counts where R1's written work goes
+wrong on held-out and harder prompts (the chain's copy, the reductions, where a check starts).
+Plots (every seed gathered): bench/results/paper_rollouts.png, paper_heldout.png.
 
     .venv/bin/python -m bench.paper --seed 0 [--recipe configs/pocket.yaml] [--set KEY=VALUE ...]
     .venv/bin/python -m bench.paper --gather      # only rebuild paper_table.json from the seed files
