@@ -161,7 +161,7 @@ def work_anatomy(text: str, chain: list[int]) -> dict[str, Any] | None:
     return {"copied": copied, "reduced": reduced, "check_from": check_from}
 
 
-def tally_anatomy(rows: list[dict[str, Any]], sampled: list[list[Any]]) -> dict[str, int]:
+def tally_anatomy(rows: list[dict[str, Any]], sampled: list[list[Any]], language: str) -> dict[str, int]:
     """work_anatomy counted over samples (k per row): how many wrote work, copied the chain, copied it
     and reduced every line right ("clean"; "clean_right": of those, answered right), checked, and where
     the checks started."""
@@ -174,7 +174,7 @@ def tally_anatomy(rows: list[dict[str, Any]], sampled: list[list[Any]]) -> dict[
             if a is None:
                 continue
             clean = a["copied"] and a["reduced"]
-            right = score_sample(c, row, "en").correct
+            right = score_sample(c, row, language).correct
             counts.update({"written": 1, "copied": a["copied"], "clean": clean, "clean_right": clean and right,
                            "checked": a["check_from"] is not None})
             if a["check_from"]:
@@ -182,25 +182,32 @@ def tally_anatomy(rows: list[dict[str, Any]], sampled: list[list[Any]]) -> dict[
     return dict(counts)
 
 
-def r1_anatomy(recipe: Any, store: RunStore, run_id: str) -> dict[str, dict[str, int]]:
-    """R1's written work on the held-out and the harder prompts (drawn as its evaluation draws them),
-    tallied by tally_anatomy: on chains longer than any it trained on, is it the copy of the chain or
-    the reductions that go wrong?"""
-    spec = graph.evaluation_of(paper_rows()["r1"])
-    refs = {name: store.ref(run_id, src) for name, src in spec.inputs.items()}
-    cfg = recipe.eval
+def redraw_samples(recipe: Any, store: RunStore, run_id: str, evaluated: str, splits: tuple[str, ...],
+                   desc: str) -> dict[str, tuple[list[dict[str, Any]], list[list[Any]]]]:
+    """The k samples the evaluation of `evaluated` drew on each split, drawn again exactly as it drew
+    them (same model, prompts, seed and batching as stages.evaluation.heldout_metrics): eval.json keeps
+    figures, not texts. split -> (rows, samples per row)."""
+    refs = {name: store.ref(run_id, src) for name, src in graph.evaluation_of(evaluated).inputs.items()}
+    cfg, adapter = recipe.eval, refs.get("adapter")
     tokenizer = load_tokenizer(refs["base"].path, recipe.model.eos_token)
-    adapter = refs.get("adapter")
     model = inference_model(refs["base"].path, adapter_path(adapter) if adapter else None, recipe.model.dtype)
     out = {}
-    for split in ("heldout", "harder"):
+    for split in splits:
         rows = heldout_rows(cfg, refs["task_data"], split)
         prompts = [render(tokenizer, messages(r["prompt"], recipe.data.template)) for r in rows]
-        sampled = generate(model, tokenizer, prompts, max_new_tokens=cfg.max_new_tokens, temperature=cfg.temperature,
-                           top_p=cfg.top_p, n=cfg.samples, batch_size=cfg.batch_size, seed=recipe.seed,
-                           desc=f"R1's {split} samples, where the work goes wrong")
-        out[split] = tally_anatomy(rows, sampled)
+        out[split] = rows, generate(model, tokenizer, prompts, max_new_tokens=cfg.max_new_tokens,
+                                    temperature=cfg.temperature, top_p=cfg.top_p, n=cfg.samples,
+                                    batch_size=cfg.batch_size, seed=recipe.seed, desc=f"{desc} ({split})")
     return out
+
+
+def r1_anatomy(recipe: Any, store: RunStore, run_id: str) -> dict[str, dict[str, int]]:
+    """R1's written work on the held-out and the harder prompts (its evaluation's samples, redrawn),
+    tallied by tally_anatomy: on chains longer than any it trained on, is it the copy of the chain or
+    the reductions that go wrong?"""
+    drawn = redraw_samples(recipe, store, run_id, paper_rows()["r1"], ("heldout", "harder"),
+                           "R1's samples, where the work goes wrong")
+    return {split: tally_anatomy(rows, sampled, recipe.data.language) for split, (rows, sampled) in drawn.items()}
 
 
 def checks_within_prompts(recipe: Any, store: RunStore, run_id: str) -> dict[str, Any]:
@@ -210,15 +217,8 @@ def checks_within_prompts(recipe: Any, store: RunStore, run_id: str) -> dict[str
     batching) and, over the prompts with both checked and unchecked samples, compares the two. It
     also counts what the written checks did (check_outcome): a check pays only if it catches more
     slips than it breaks right work."""
-    refs = {name: store.ref(run_id, name) for name in (graph.TASK_DATA, graph.BASE, "r1_zero")}
-    cfg = recipe.eval
-    tokenizer = load_tokenizer(refs[graph.BASE].path, recipe.model.eos_token)
-    model = inference_model(refs[graph.BASE].path, adapter_path(refs["r1_zero"]), recipe.model.dtype)
-    rows = heldout_rows(cfg, refs[graph.TASK_DATA])
-    prompts = [render(tokenizer, messages(r["prompt"], recipe.data.template)) for r in rows]
-    sampled = generate(model, tokenizer, prompts, max_new_tokens=cfg.max_new_tokens, temperature=cfg.temperature,
-                       top_p=cfg.top_p, n=cfg.samples, batch_size=cfg.batch_size, seed=recipe.seed,
-                       desc="R1-Zero's held-out samples, checked vs unchecked per prompt")
+    rows, sampled = redraw_samples(recipe, store, run_id, paper_rows()["r1_zero"], ("heldout",),
+                                   "R1-Zero's samples, checked vs unchecked per prompt")["heldout"]
     diffs, pooled, outcomes = [], {True: [], False: []}, Counter({o: 0 for o in OUTCOMES.values()})
     for row, completions in zip(rows, sampled, strict=True):
         outcomes.update(o for c in completions if (o := check_outcome(c.text, str(row["answer"]))))
@@ -236,7 +236,7 @@ def checks_within_prompts(recipe: Any, store: RunStore, run_id: str) -> dict[str
             "mean_difference": statistics.fmean(diffs) if diffs else None,
             "difference_ci": bootstrap(diffs) if len(diffs) > 1 else None,
             "checked_better": sum(d > 0 for d in diffs), "unchecked_better": sum(d < 0 for d in diffs),
-            "check_outcomes": dict(outcomes), "anatomy": tally_anatomy(rows, sampled)}
+            "check_outcomes": dict(outcomes), "anatomy": tally_anatomy(rows, sampled, recipe.data.language)}
 
 
 def run_seed(recipe_path: str, overrides: list[str], seed: int) -> dict[str, Any]:

@@ -111,6 +111,6 @@ def test_tally_anatomy_counts_responses_by_where_they_went():
              "<think> i start from 4 - 1 - 7 + 7 . then 3 - 7 + 7 . then -4 + 7 . then 3 . </think> <answer> 3 </answer>",
              "<think> i start from 4 - 1 + 7 . then 3 + 7 . then 10 . check : 4 - 1 + 7 = 3 + 7 = 10 . same , 10 . "
              "</think> <answer> 10 </answer>"]
-    counts = paper.tally_anatomy([row], [[Completion(t, 10, True) for t in texts]])
+    counts = paper.tally_anatomy([row], [[Completion(t, 10, True) for t in texts]], "en")
     assert counts == {"responses": 3, "written": 2, "copied": 1, "clean": 1, "clean_right": 1, "checked": 1,
                       "check_from_prompt": 0, "check_from_work": 1, "check_from_other": 0}
