@@ -156,7 +156,7 @@ def work_anatomy(text: str, chain: list[int]) -> dict[str, Any] | None:
                   for a, b in zip(lines, lines[1:], strict=False))
     check_from = None
     if check:
-        first = _terms(check.split("=")[0])
+        first = _terms(re.split(r" = | \. ", check.strip())[0])  # the chain it starts from
         check_from = "prompt" if first == list(chain) else "work" if first == lines[0] else "other"
     return {"copied": copied, "reduced": reduced, "check_from": check_from}
 

@@ -4,9 +4,11 @@ A chain sum such as `4 - 1 - 7 + 7` can be answered at once (a guess on long cha
 forward by reducing the first two terms and copying the rest (`i start from 4 - 1 - 7 + 7 . then
 3 - 7 + 7 . then -4 + 7 . then 3`). The web's worked solutions slip now and then (a line off by
 one or two, a term miscopied, and the slip carries on). A few of them end with a check: the
-reduction done again, carefully, from the prompt's chain (`check : 4 - 1 - 7 + 7 = 3 - 7 + 7 = -4 +
-7 = 3 . same , 3 .`); when it disagrees it says so and repairs the answer
-(`wait , not 5 . it is 3 .`).
+reduction done again, carefully and in finer steps, from the prompt's chain, each sum written
+beside its two terms (`check : 4 - 1 - 7 + 7 . 4 - 1 = 3 , 3 - 7 + 7 . 3 - 7 = -4 , -4 + 7 . -4 + 7
+= 3 . same , 3 .`); when it disagrees it says so and repairs the answer (`wait , not 5 . it is 3 .`).
+The finer form is what makes a check worth writing: in the base's own samples a check in it is right
+about twice as often as the work before it (see docs/design.md).
 
 How often a skill is *practised* is decoupled from how often solutions *use* it: the corpus has
 plenty of practice documents under other prompts: the careful reduction on its own, and worked
@@ -108,9 +110,14 @@ def steps_text(terms: list[int], langs: list[str], lines: list[list[int]] | None
 
 
 def check_work(terms: list[int]) -> str:
-    """The careful reduction from the prompt's chain, as practice documents and checks write it: a
-    chain of equalities (`4 - 1 - 7 = 3 - 7 = -4 .`), a form the slipping forward work never takes."""
-    return " = ".join(show(line) for line in reductions(terms)) + " ."
+    """The careful reduction from the prompt's chain, in finer steps: the chain copied, then each
+    sum written next to its two terms before the rest is carried (`4 - 1 - 7 . 4 - 1 = 3 , 3 - 7 .
+    3 - 7 = -4 .`), a form the slipping forward work never takes."""
+    lines = reductions(terms)
+    parts = [f"{show(lines[0])} ."]
+    for a, b in zip(lines, lines[1:], strict=False):
+        parts.append(f"{show(a[:2])} = {b[0]}" + (f" , {show(b)}" if len(b) > 1 else "") + " .")
+    return " ".join(parts)
 
 
 def check_text(terms: list[int], worked: int) -> str:

@@ -130,6 +130,11 @@ def test_recipe_error_names_the_source_key(tmp_path):
         load_recipe(TEST_RECIPE, ["cold_start.source=web"])
 
 
+# The test base reads 128 positions: one short exemplar leaves room for the question and the work (the
+# pocket's own exemplars end with a check and fill the window).
+SHORT_EXEMPLAR = ('cold_start.collect.exemplars=[{prompt: "State the final answer to the following arithmetic '
+                  'problem: 2 + 3 =", completion: "<think> i start from 2 + 3 . then 5 . so the answer is 5 . '
+                  '</think> <answer> 5 </answer>"}]')
 
 
 @pytest.mark.slow
@@ -147,10 +152,7 @@ def test_collected_source_through_the_sampler(pocket_run, source):
     overrides = [f"cold_start.source={source}", "cold_start.collect.prompts=48", "cold_start.collect.max_new_tokens=48",
                  "cold_start.collect.language_threshold=0.5", "cold_start.collect.samples_per_prompt=4"]
     if source == "few_shot":
-        # the test base reads 128 positions: one short exemplar leaves room for the question and the work
-        overrides.append('cold_start.collect.exemplars=[{prompt: "State the final answer to the following arithmetic '
-                         'problem: 2 + 3 =", completion: "<think> i start from 2 + 3 . then 5 . so the answer is 5 . '
-                         '</think> <answer> 5 </answer>"}]')
+        overrides.append(SHORT_EXEMPLAR)
     recipe = load_recipe(TEST_RECIPE, overrides)
     run_id = store.new_run_id(f"cold-{source}")
     refs = graph.build(["cold_start"], recipe, store, run_id, {"task_data": task_data, "base": base})
@@ -186,7 +188,8 @@ def test_killed_mid_sampling_leaves_nothing_and_resumes(pocket_run, tmp_path):
     store = pocket_run[0]
     run_id = store.new_run_id("cold-killed")
     args = [sys.executable, "-c", SAMPLING_SCRIPT, str(TEST_RECIPE), str(store.root), run_id,
-            "cold_start.source=few_shot", "cold_start.collect.prompts=96", "cold_start.collect.max_new_tokens=48"]
+            "cold_start.source=few_shot", "cold_start.collect.prompts=96", "cold_start.collect.max_new_tokens=48",
+            SHORT_EXEMPLAR]
     log = tmp_path / "sampling.log"
     with open(log, "wb") as out:
         proc = subprocess.Popen(args, cwd=TEST_RECIPE.parent.parent, stdout=out, stderr=subprocess.STDOUT,

@@ -12,9 +12,19 @@ from data import pocket
 
 CHAINS = [[4, -1, -7, 7], [9, 8], [-3, -5, -2, 6, 1], [0, 5, -5]]
 def _lines_reduce(work: str) -> bool:
-    """Each line of a careful reduction ('4 - 1 - 7 = 3 - 7 = -4 .') is the line before, reduced."""
-    lines = [pocket.parse_terms(part) for part in work.strip().rstrip(".").split(" = ")]
-    return len(lines[-1]) == 1 and all(b == [a[0] + a[1], *a[2:]] for a, b in zip(lines, lines[1:], strict=False))
+    """A careful reduction ('4 - 1 - 7 . 4 - 1 = 3 , 3 - 7 . 3 - 7 = -4 .'): the chain, then steps that
+    each add the line's first two terms, write the sum beside them and carry the rest, down to one term."""
+    first, *steps = [part.strip() for part in work.strip().rstrip(".").split(" . ")]
+    line = pocket.parse_terms(first)
+    for step in steps:
+        pair, _, result = step.partition(" = ")
+        value, _, rest = result.partition(" , ")
+        if pocket.parse_terms(pair) != line[:2] or int(value) != line[0] + line[1]:
+            return False
+        line = [int(value), *line[2:]]
+        if (pocket.parse_terms(rest) if rest else line) != line:
+            return False
+    return len(line) == 1
 
 
 def _answer(text: str) -> int:
@@ -43,7 +53,7 @@ def test_slips_carry_on_and_copy_slips_change_one_term():
 @pytest.mark.parametrize("terms", CHAINS)
 def test_check_work_redoes_the_reduction_from_the_prompts_chain(terms):
     work = pocket.check_work(terms)
-    assert work.startswith(f"{pocket.show(terms)} =") and work.endswith(f" {sum(terms)} .")
+    assert work.startswith(f"{pocket.show(terms)} .") and work.endswith(f"= {sum(terms)} .")
     assert _lines_reduce(work)
 
 
@@ -72,7 +82,7 @@ def test_every_style_concludes_as_designed():
         if pocket.has_check(text):
             seen["checked"] += 1
             check = think.split("check :")[1].split(" same ,")[0].split(" wait ,")[0]
-            assert answer == sum(terms) and _lines_reduce(check) and check.startswith(f" {pocket.show(terms)} =")
+            assert answer == sum(terms) and _lines_reduce(check) and check.startswith(f" {pocket.show(terms)} .")
             seen["caught"] += worked != sum(terms)
             assert ("wait , not" in think) == (worked != sum(terms))
         else:
@@ -85,7 +95,8 @@ def test_practice_documents_are_correct_and_use_other_prompts():
     rng = random.Random(3)
     prompt, reply = pocket.practice("reduce", [4, -1, -7, 7], rng)
     assert pocket.chain_of(prompt) == (4, -1, -7, 7) and "arithmetic problem" not in prompt
-    assert reply == "4 - 1 - 7 + 7 = 3 - 7 + 7 = -4 + 7 = 3 ." == pocket.check_work([4, -1, -7, 7])
+    assert reply == pocket.check_work([4, -1, -7, 7])
+    assert reply == "4 - 1 - 7 + 7 . 4 - 1 = 3 , 3 - 7 + 7 . 3 - 7 = -4 , -4 + 7 . -4 + 7 = 3 ."
     for _ in range(50):
         prompt, reply = pocket.practice("check", [4, -1, -7, 7], rng, slip_rate=0.5, copy_slip_rate=0.5)
         assert "arithmetic problem" not in prompt and pocket.has_check(reply) and _answer(reply) == 3
