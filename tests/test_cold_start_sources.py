@@ -130,8 +130,8 @@ def test_recipe_error_names_the_source_key(tmp_path):
         load_recipe(TEST_RECIPE, ["cold_start.source=web"])
 
 
-# The test base reads 128 positions: one short exemplar leaves room for the question and the work (the
-# pocket's own exemplars end with a check and fill the window).
+# The test base was pretrained on 128-token blocks: one short exemplar leaves room for the question and the
+# work (the pocket's own exemplars end with a finer check; with them 376 of 384 samples ran over 48 tokens).
 SHORT_EXEMPLAR = ('cold_start.collect.exemplars=[{prompt: "State the final answer to the following arithmetic '
                   'problem: 2 + 3 =", completion: "<think> i start from 2 + 3 . then 5 . so the answer is 5 . '
                   '</think> <answer> 5 </answer>"}]')

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from bench import paper
+from data import pocket
 
 ROOT = Path(__file__).resolve().parents[1]
 TABLE = paper.RESULTS / "paper_table.json"
@@ -85,6 +86,14 @@ CHAIN = [4, -1, -7, 7]
     # a term dropped in the first line; the reductions of that line are right; the check copies the bad line
     ("<think> i start from 4 - 1 + 7 . then 3 + 7 . then 10 . check : 4 - 1 + 7 = 3 + 7 = 10 . same , 10 . "
      "so the answer is 10 . </think> <answer> 10 </answer>",
+     {"copied": False, "reduced": True, "check_from": "work"}),
+    # the finer check (data/pocket.check_work): the prompt's chain, then each sum beside its two terms
+    ("<think> i start from 4 - 1 - 7 + 7 . then 3 - 7 + 7 . then -4 + 7 . then 4 . "
+     f"{pocket.check_text(CHAIN, 4)} </think> <answer> 3 </answer>",
+     {"copied": True, "reduced": False, "check_from": "prompt"}),
+    # the finer check started from the work's miscopied first line
+    ("<think> i start from 4 - 1 + 7 . then 3 + 7 . then 10 . check : 4 - 1 + 7 . 4 - 1 = 3 , 3 + 7 . 3 + 7 = 10 . "
+     "same , 10 . so the answer is 10 . </think> <answer> 10 </answer>",
      {"copied": False, "reduced": True, "check_from": "work"}),
     # a slip in the second reduction, written in French, no check
     ("<think> je commence par 4 - 1 - 7 + 7 . puis 3 - 7 + 7 . puis -5 + 7 . puis 2 . donc la réponse est 2 . "
