@@ -3,7 +3,8 @@
 One invocation runs one seed: the `r1-zero`, `r1-pipeline` and `distill` flows in one run id
 (`bench-paper-<recipe>-seed<N>`; the recipe's `seed`, `model.pocket.seed` and
 `distill.student.seed` set to N, the held-out prompts the same for every seed), with every
-evaluation at k=16 samples (temperature 0.6, top-p 0.95). It writes that seed's figures to
+evaluation at k=16 samples (temperature 0.6, top-p 0.95), the harder split only for the models whose
+harder figures the table reports (base, R1-Zero, R1; about half of an evaluation's time). It writes that seed's figures to
 bench/results/paper_seed<N>.json, then gathers every seed file present into
 bench/results/paper_table.json:
 
@@ -58,6 +59,7 @@ FLOWS = {"r1-zero": r1_zero, "r1-pipeline": r1_pipeline, "distill": distill}
 EVAL_OVERRIDES = ["eval.samples=16", "eval.temperature=0.6", "eval.top_p=0.95", "eval.prompts=null"]
 FIELDS = ("pass_at_1", "cons_at_16", "mean_length", "language_consistency", "reflection_rate")
 PIPELINE = ("cold_start", "reasoning_rl", "sft", "all_scenario_rl")
+HARDER_ROWS = ("base", "r1_zero", "r1")
 
 
 def paper_rows() -> dict[str, str]:
@@ -239,8 +241,13 @@ def checks_within_prompts(recipe: Any, store: RunStore, run_id: str) -> dict[str
             "check_outcomes": dict(outcomes), "anatomy": tally_anatomy(rows, sampled, recipe.data.language)}
 
 
+def harder_override() -> str:
+    """eval.harder_stages: the stages behind the table's harder column."""
+    return f"eval.harder_stages=[{', '.join(paper_rows()[row] for row in HARDER_ROWS)}]"
+
+
 def run_seed(recipe_path: str, overrides: list[str], seed: int) -> dict[str, Any]:
-    overrides = EVAL_OVERRIDES + seed_overrides(seed) + overrides
+    overrides = [*EVAL_OVERRIDES, harder_override(), *seed_overrides(seed), *overrides]
     recipe = load_recipe(recipe_path, overrides)
     run_id = f"bench-paper-{recipe.name}-seed{seed}"
     store = RunStore()
@@ -278,7 +285,7 @@ def run_seed(recipe_path: str, overrides: list[str], seed: int) -> dict[str, Any
                              "accuracy": [h["rewards/accuracy/mean"] for h in history],
                              "mean_length": [h["completions/mean_length"] for h in history],
                              "reflection_rate": [h["rewards/reflected/mean"] for h in history]},
-        "harder": {row: results(paper_rows()[row]).get("harder", {}).get("pass_at_1") for row in ("base", "r1_zero", "r1")},
+        "harder": {row: results(paper_rows()[row]).get("harder", {}).get("pass_at_1") for row in HARDER_ROWS},
         "checks": {"with": zero["overall"]["accuracy_reflected"], "without": zero["overall"]["accuracy_unreflected"]},
         "checks_within_prompts": checks_within_prompts(recipe, store, run_id),
         "r1_anatomy": r1_anatomy(recipe, store, run_id),

@@ -421,6 +421,8 @@ class EvalConfig(Section):
     max_new_tokens: int = Field(160, gt=0)
     prompts: int | None = Field(None, gt=0, description="evaluate at most this many held-out prompts")
     harder_prompts: int | None = Field(100, gt=0, description="at most this many of the harder split's prompts")
+    harder_stages: list[str] | None = Field(
+        None, description="evaluate the harder split only for these stages' models (None: every evaluated stage)")
     batch_size: int = Field(256, gt=0)
 
 

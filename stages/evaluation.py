@@ -188,12 +188,13 @@ def import_adapter(store: RunStore, run_id: str, path: str) -> Ref:
 def evaluate(recipe: Any, cfg: EvalConfig, task_data_ref: Ref, base_ref: Ref, adapter_ref: Ref | None,
              name: str) -> dict[str, Any]:
     """eval.json's content: the held-out metrics of the base (with the adapter), and the harder
-    split's overall figures when the task data has one."""
+    split's overall figures when the task data has one and `eval.harder_stages` names this stage."""
     tokenizer = load_tokenizer(base_ref.path, recipe.model.eos_token)
     model = inference_model(base_ref.path, adapter_path(adapter_ref) if adapter_ref else None, recipe.model.dtype)
     results = heldout_metrics(model, tokenizer, heldout_rows(cfg, task_data_ref), cfg, recipe.data.template,
                               recipe.data.language, seed=recipe.seed, desc=f"evaluating {name}")
-    harder = heldout_rows(cfg, task_data_ref, "harder")
+    harder = heldout_rows(cfg, task_data_ref, "harder") if cfg.harder_stages is None or name in cfg.harder_stages \
+        else []
     if harder:
         results["harder"] = heldout_metrics(model, tokenizer, harder, cfg, recipe.data.template,
                                             recipe.data.language, seed=recipe.seed,

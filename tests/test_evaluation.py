@@ -98,6 +98,21 @@ def test_end_to_end_eval_of_the_pocket_base_writes_every_field(base_eval, test_r
     assert 0 <= results["harder"]["pass_at_1"] <= 1
 
 
+def test_harder_stages_limits_the_harder_split_to_the_stages_named(pocket_run, test_recipe):
+    """The evaluation's code path: named -> the harder split; not named -> no harder figures at all
+    (bench/paper.py evaluates it only for the models its table reports)."""
+    from stages.evaluation import evaluate
+
+    _, _, task_data_ref, base_ref = pocket_run
+    cfg = test_recipe.eval.model_copy(update={"prompts": 4, "harder_prompts": 4, "samples": 1})
+    kept = evaluate(test_recipe, cfg.model_copy(update={"harder_stages": ["base"]}), task_data_ref, base_ref, None,
+                    "base")
+    assert kept["harder"]["prompts"] == 4
+    skipped = evaluate(test_recipe, cfg.model_copy(update={"harder_stages": ["r1_zero"]}), task_data_ref, base_ref,
+                       None, "base")
+    assert "harder" not in skipped and skipped["overall"]["prompts"] == 4
+
+
 def test_end_to_end_eval_agrees_with_scoring_the_model_by_hand(base_eval, pocket_run, test_recipe):
     """Greedy accuracy recomputed outside the evaluator (its own generation and the one definition of
     correct), and pass@1 the mean of the per-prompt figures it reports."""
