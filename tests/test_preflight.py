@@ -121,7 +121,7 @@ RECIPE_CASES = {
     "unknown reward": (None, ["reasoning_rl.rewards=[{name: accuracyy}]"],
                        ["reasoning_rl.rewards: unknown reward 'accuracyy'; known rewards:", "accuracy"]),
     "unknown harder stage": (None, ["eval.harder_stages=[base, sftt]"],
-                             ["eval.harder_stages: 'sftt' is not an evaluated stage (one of base, cold_start"]),
+                             ["eval.harder_stages: 'sftt' is not an evaluated stage (one of base, r1_zero, cold_start"]),
     "num_generations does not divide the batch": (None, ["reasoning_rl.num_generations=3"],
                                                   ["num_generations (3) must divide the generation batch",
                                                    "batch_size * gradient_accumulation_steps = 16"]),
