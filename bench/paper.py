@@ -4,7 +4,7 @@ One invocation runs one seed: the `r1-zero`, `r1-pipeline` and `distill` flows i
 (`bench-paper-<recipe>-seed<N>`; the recipe's `seed`, `model.pocket.seed` and
 `distill.student.seed` set to N, the held-out prompts the same for every seed), with every
 evaluation at k=16 samples (temperature 0.6, top-p 0.95), the harder split only for the models whose
-harder figures the table reports (base, R1-Zero, R1; about half of an evaluation's time). It writes
+harder figures the table reports (base, R1-Zero, R1; over half of an evaluation's time). It writes
 that seed's figures to bench/results/paper_seed<N>.json, then gathers every seed file present into
 bench/results/paper_table.json:
 

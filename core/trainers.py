@@ -156,8 +156,9 @@ def grpo_args(cfg: GRPOStageConfig, work: Path, seed: int, weights: list[float],
 class MergedRolloutGRPOTrainer(GRPOTrainer):
     """GRPOTrainer whose HF-generate rollouts run with the LoRA adapter merged into the base weights,
     unmerged again before the update (TRL merges the same way before it syncs weights to vLLM). The
-    adapter's extra matmuls were a third of a pocket rollout: 64 completions x 160 tokens took 2.45 s
-    unmerged and 1.65 s merged (2 cores). Sharded models (DeepSpeed, FSDP) generate as TRL does.
+    adapter's extra matmuls were a third of a pocket rollout: 64 completions x 160 tokens took 2.44-2.46 s
+    through PEFT, 1.61-1.73 s from the merged plain model (2 cores); six GRPO steps 12-15% faster
+    (docs/design.md, "Time"). Sharded models (DeepSpeed, FSDP) generate as TRL does.
     Overrides TRL's `_generate_single_turn` (trl is pinned; tests/test_trainers.py runs it)."""
 
     def _generate_single_turn(self, *args: Any, **kwargs: Any) -> Any:
@@ -210,7 +211,7 @@ def train_grpo(*, base: str, adapter: Path | None, lora: LoraSettings, dtype: st
     model.generation_config.eos_token_id = stop_token_ids(tokenizer, model)
     args = grpo_args(cfg, work, seed, weights, report_to, stop_token_ids(tokenizer, model))
     trainer = MergedRolloutGRPOTrainer(model=model, reward_funcs=funcs, args=args, train_dataset=dataset,
-                          processing_class=tokenizer, callbacks=list(callbacks))
+                                       processing_class=tokenizer, callbacks=list(callbacks))
     metrics = _train(trainer, work)
     metrics.update(reward_trend(trainer.state.log_history))
     metrics["rollouts"] = "vllm" if args.use_vllm else "hf"

@@ -37,7 +37,7 @@ from stages.evaluation import evaluated_name, format_table  # noqa: E402
 log = logging.getLogger(__name__)
 
 # The evaluated stages in the graph's order: fixes each stage's colour and the order of legends and tables.
-STAGE_ORDER = tuple(s.name for s in graph.STAGES if s.evaluated)
+STAGE_ORDER = graph.EVALUATED
 EVAL_RATES = (("pass_at_1", "pass@1"), ("cons_at_k", "cons@k"), ("greedy_accuracy", "greedy accuracy"),
               ("language_consistency", "language consistency"))
 

@@ -193,8 +193,8 @@ def evaluate(recipe: Any, cfg: EvalConfig, task_data_ref: Ref, base_ref: Ref, ad
     model = inference_model(base_ref.path, adapter_path(adapter_ref) if adapter_ref else None, recipe.model.dtype)
     results = heldout_metrics(model, tokenizer, heldout_rows(cfg, task_data_ref), cfg, recipe.data.template,
                               recipe.data.language, seed=recipe.seed, desc=f"evaluating {name}")
-    harder = heldout_rows(cfg, task_data_ref, "harder") if cfg.harder_stages is None or name in cfg.harder_stages \
-        else []
+    wanted = cfg.harder_stages is None or name in cfg.harder_stages
+    harder = heldout_rows(cfg, task_data_ref, "harder") if wanted else []
     if harder:
         results["harder"] = heldout_metrics(model, tokenizer, harder, cfg, recipe.data.template,
                                             recipe.data.language, seed=recipe.seed,

@@ -90,6 +90,7 @@ STAGES: tuple[StageSpec, ...] = (
               uses=(TEMPLATE, SEED, *LORA_TRAINING), evaluated=True),
 )
 BY_NAME = {s.name: s for s in STAGES}
+EVALUATED = tuple(s.name for s in STAGES if s.evaluated)  # in the graph's order
 
 
 @dataclass(frozen=True)

@@ -27,8 +27,7 @@ def test_rollouts_run_merged_and_updates_unmerged(pocket_run, test_recipe, tmp_p
     rows = load_split(task_data_ref, "train").select(range(16))
     dataset = datasets.Dataset.from_list([{"prompt": messages(r["prompt"], test_recipe.data.template)} for r in rows])
     cfg = GRPOStageConfig(steps=2, batch_size=8, num_generations=4, max_completion_length=16, learning_rate=1e-2)
-    args = grpo_args(cfg, tmp_path, 0, [1.0])
-    args.report_to, args.save_strategy = "none", "no"
+    args = grpo_args(cfg, tmp_path, 0, [1.0], report_to="none")
     trainer = MergedRolloutGRPOTrainer(model=model, reward_funcs=lambda completions, **_: [float(len(c[0]["content"]))
                                                                                           for c in completions],
                                        args=args, train_dataset=dataset, processing_class=tokenizer)
