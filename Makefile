@@ -97,11 +97,11 @@ clean:
 	rm -rf runs .pytest_cache .ruff_cache
 
 # The paper's findings in the pocket world: base, R1-Zero, R1, distilled vs RL-only student, over seeds
-# 0, 1 and 2 (one invocation per seed: make bench-paper SEEDS=1); gathers bench/results/paper_table.json
-# and its plots. Measured: 41-64 min of stage builds per seed on 2 cores, as busy as they were (README).
+# 0, 1 and 2 side by side (one process each; SEEDS=1 runs one), then bench/results/paper_table.json and
+# its plots. Each seed logs to runs/bench-paper-<recipe>-seed<N>/bench-paper.log; run again to resume.
 SEEDS ?= 0 1 2
 bench-paper: install
-	@for seed in $(SEEDS); do $(PY) -m bench.paper --recipe $(RECIPE) --seed $$seed || exit 1; done
+	$(PY) -m bench.paper --recipe $(RECIPE) --seeds $(SEEDS)
 
 # Stage-2 (reasoning RL) mean reward, first 10% of steps vs last 10%.
 bench-stage2: install

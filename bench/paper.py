@@ -1,12 +1,14 @@
 """The paper table in the pocket world (make bench-paper), over seeds.
 
-One invocation runs one seed: the `r1-zero`, `r1-pipeline` and `distill` flows in one run id
+Each seed runs the `r1-zero`, `r1-pipeline` and `distill` flows in one run id
 (`bench-paper-<recipe>-seed<N>`; the recipe's `seed`, `model.pocket.seed` and
 `distill.student.seed` set to N, the held-out prompts the same for every seed), with every
 evaluation at k=16 samples (temperature 0.6, top-p 0.95), the harder split only for the models whose
 harder figures the table reports (base, R1-Zero, R1; over half of an evaluation's time). It writes
 that seed's figures to bench/results/paper_seed<N>.json, then gathers every seed file present into
-bench/results/paper_table.json:
+bench/results/paper_table.json. `--seeds` runs several seeds side by side, one process each with an
+equal share of the CPU threads (bench/side_by_side.py; generation barely uses a second thread),
+and gathers once all have finished:
 
     {"seeds": [...], "rows": {MODEL: {pass_at_1, pass_at_1_ci, cons_at_16, mean_length,
      language_consistency, reflection_rate}}, "by_seed": {"<N>": {"rows", "pipeline",
@@ -20,7 +22,8 @@ prompt and counts what its written checks did; `r1_anatomy` counts where R1's wr
 wrong on held-out and harder prompts (the chain's copy, the reductions, where a check starts).
 Plots (every seed gathered): bench/results/paper_rollouts.png, paper_heldout.png.
 
-    .venv/bin/python -m bench.paper --seed 0 [--recipe configs/pocket.yaml] [--set KEY=VALUE ...]
+    .venv/bin/python -m bench.paper --seeds 0 1 2 [--recipe configs/pocket.yaml] [--set KEY=VALUE ...]
+    .venv/bin/python -m bench.paper --seed 0      # one seed, in this process
     .venv/bin/python -m bench.paper --gather      # only rebuild paper_table.json from the seed files
 """
 
@@ -28,9 +31,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import random
 import re
 import statistics
+import sys
 import time
 from collections import Counter
 from pathlib import Path
@@ -41,6 +46,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
+from bench import side_by_side  # noqa: E402
 from core.config import load_recipe  # noqa: E402
 from core.generation import generate  # noqa: E402
 from core.modeling import adapter_path, inference_model, load_tokenizer  # noqa: E402
@@ -475,19 +481,57 @@ def print_table(table: dict[str, Any]) -> None:
             print(f"\naha rollout (seed {k}, answer {s['aha']['answer']}): {s['aha']['prompt']}\n  {s['aha']['completion']}")
 
 
+# What a seed's process prints that the terminal should see: each stage it built, each flow it finished.
+PROGRESS = re.compile(r" - (\w+: built v\w+ in [\d.]+ s)|\[bench-paper seed \d+\] (.*)")
+
+
+def seed_jobs(recipe_path: str, overrides: list[str], seeds: list[int]) -> list[side_by_side.Job]:
+    """One `--seed N` process per seed, logging to runs/<run id>/bench-paper.log. Without a Prefect
+    server to share, each gets its own PREFECT_HOME: side-by-side temporary servers on one SQLite
+    database lock each other out."""
+    import prefect.settings
+
+    name = load_recipe(recipe_path, overrides).name
+    api = prefect.settings.get_current_settings().api.url
+    home = Path(os.environ.get("PREFECT_HOME", Path.home() / ".prefect"))
+    jobs = []
+    for seed in seeds:
+        argv = [sys.executable, "-m", "bench.paper", "--recipe", recipe_path, "--seed", str(seed), "--no-gather",
+                *[f"--set={o}" for o in overrides]]
+        env = {"PREFECT_API_URL": api} if api else {"PREFECT_HOME": str(home / f"bench-paper-seed{seed}")}
+        log = RunStore().root / f"bench-paper-{name}-seed{seed}" / "bench-paper.log"
+        jobs.append(side_by_side.Job(f"seed {seed}", argv, log, env))
+    return jobs
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--recipe", default="configs/pocket.yaml")
-    parser.add_argument("--seed", type=int, help="run this seed, then gather every seed file")
-    parser.add_argument("--gather", action="store_true", help="only gather the seed files into paper_table.json")
+    what = parser.add_mutually_exclusive_group(required=True)
+    what.add_argument("--seeds", type=int, nargs="+", metavar="N",
+                      help="run these seeds side by side, one process each (logs: runs/<run id>/bench-paper.log), "
+                           "then gather every seed file")
+    what.add_argument("--seed", type=int, help="run this one seed in this process, then gather every seed file")
+    what.add_argument("--gather", action="store_true", help="only gather the seed files into paper_table.json")
+    parser.add_argument("--jobs", type=int, help="with --seeds: at most this many seeds at a time (default: all)")
+    parser.add_argument("--no-gather", dest="gather_after", action="store_false", help=argparse.SUPPRESS)
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
     args = parser.parse_args()
-    if args.seed is None and not args.gather:
-        parser.error("give --seed N (one seed per invocation) or --gather")
+    if args.jobs is not None and (args.seeds is None or args.jobs < 1):
+        parser.error("--jobs takes a positive number and goes with --seeds")
     RESULTS.mkdir(parents=True, exist_ok=True)
+    if args.seeds is not None:
+        jobs = seed_jobs(args.recipe, args.overrides, args.seeds)
+        codes = side_by_side.run(jobs, args.jobs or len(jobs), PROGRESS)
+        failed = [j for j in jobs if codes.get(j.name) != 0]
+        if failed:
+            raise SystemExit("bench-paper: " + "; ".join(f"{j.name} failed, see {j.log}" for j in failed)
+                             + " (run again to resume: finished stages are reused)")
     if args.seed is not None:
         s = run_seed(args.recipe, args.overrides, args.seed)
         (RESULTS / f"paper_seed{args.seed}.json").write_text(json.dumps(s, indent=2) + "\n")
+        if not args.gather_after:
+            return
     table = gather()
     (RESULTS / "paper_table.json").write_text(json.dumps(table, indent=2) + "\n")
     plot(table, RESULTS)

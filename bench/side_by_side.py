@@ -1,0 +1,104 @@
+"""Run several long benchmark processes side by side, a few at a time, each logging to its own file,
+and echo their progress lines to the terminal.
+
+Why side by side: the pocket world's GRPO steps are mostly generation, which barely uses a second
+CPU thread (docs/design.md), so on 2 cores three one-thread processes finish sooner than three
+two-thread processes in a row. Each process gets an equal share of the CPU threads (at least one)
+unless OMP_NUM_THREADS is set already.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from re import Pattern
+from typing import IO
+
+
+@dataclass
+class Job:
+    """One process: a name for the terminal, its command line, extra environment, its log file."""
+
+    name: str
+    argv: list[str]
+    log: Path
+    env: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class _Running:
+    job: Job
+    proc: subprocess.Popen
+    out: IO[bytes]
+    started: float
+    read: int = 0
+
+
+def cpu_threads() -> int:
+    """The CPUs this process may run on (a container's share, not the host's count)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def run(jobs: list[Job], parallel: int, progress: Pattern[str] | None = None, poll_s: float = 2.0) -> dict[str, int]:
+    """Run the jobs, at most `parallel` at a time, in order; returns name -> exit code.
+
+    Where `progress` finds a match in a job's log line, the match (its first matched group, if it
+    has groups) is printed as it appears, after the job's name; so is every start and end, with the
+    log's path. Ctrl-C stops every job."""
+    if parallel < 1:
+        raise ValueError(f"parallel must be at least 1, got {parallel}")
+    threads = str(max(1, cpu_threads() // min(parallel, len(jobs) or 1)))
+    todo, running, codes = list(jobs), [], {}
+    try:
+        while todo or running:
+            while todo and len(running) < parallel:
+                job = todo.pop(0)
+                job.log.parent.mkdir(parents=True, exist_ok=True)
+                out = job.log.open("wb")
+                env = {**os.environ, **job.env}
+                for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+                    env.setdefault(var, threads)
+                proc = subprocess.Popen(job.argv, stdout=out, stderr=subprocess.STDOUT, env=env)
+                running.append(_Running(job, proc, out, time.monotonic()))
+                print(f"[{job.name}] started ({env['OMP_NUM_THREADS']} threads), log: {job.log}", flush=True)
+            time.sleep(poll_s)
+            for r in list(running):
+                _echo(r, progress)
+                if r.proc.poll() is None:
+                    continue
+                _echo(r, progress)
+                r.out.close()
+                running.remove(r)
+                codes[r.job.name] = r.proc.returncode
+                minutes = (time.monotonic() - r.started) / 60
+                verdict = "finished" if r.proc.returncode == 0 else f"FAILED (exit {r.proc.returncode})"
+                print(f"[{r.job.name}] {verdict} after {minutes:.1f} min, log: {r.job.log}", flush=True)
+    finally:
+        for r in running:  # Ctrl-C or an error here: leave no job running
+            r.proc.terminate()
+        for r in running:
+            try:
+                r.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                r.proc.kill()
+            r.out.close()
+    return codes
+
+
+def _echo(r: _Running, progress: Pattern[str] | None) -> None:
+    """Print what `progress` finds in the job's new complete log lines."""
+    if progress is None:
+        return
+    with r.job.log.open("rb") as f:
+        f.seek(r.read)
+        chunk = f.read()
+    complete = chunk[: chunk.rfind(b"\n") + 1]
+    r.read += len(complete)
+    for line in complete.decode(errors="replace").splitlines():
+        if m := progress.search(line):
+            found = next((g for g in m.groups() if g is not None), m.group(0))
+            print(f"[{r.job.name}] {found}", file=sys.stdout, flush=True)

@@ -1,0 +1,88 @@
+"""bench/side_by_side.py runs benchmark processes a few at a time, splits the CPU threads between
+them, echoes their progress lines and reports each exit code; make bench-paper runs its seeds so."""
+
+from __future__ import annotations
+
+import re
+import sys
+from pathlib import Path
+
+import pytest
+
+from bench import paper, side_by_side
+
+
+def job(name: str, tmp_path: Path, code: str) -> side_by_side.Job:
+    return side_by_side.Job(name, [sys.executable, "-c", code], tmp_path / name / "out.log")
+
+
+def test_jobs_run_at_most_parallel_at_a_time(tmp_path):
+    # a waits up to `wait` s for b to start: with one slot b cannot start before a ends
+    wait_for_b = (f"import pathlib, time\nm = pathlib.Path({str(tmp_path)!r})\nt = time.time()\n"
+                  "while time.time() - t < {wait} and not (m / 'b-started').exists(): time.sleep(0.05)\n"
+                  "(m / 'a-saw-b').write_text(str((m / 'b-started').exists()))")
+    b = f"import pathlib; pathlib.Path({str(tmp_path)!r}, 'b-started').touch()"
+    codes = side_by_side.run([job("a", tmp_path, wait_for_b.format(wait=1)), job("b", tmp_path, b)], 1, poll_s=0.05)
+    assert codes == {"a": 0, "b": 0}
+    assert (tmp_path / "a-saw-b").read_text() == "False"
+
+    (tmp_path / "b-started").unlink()
+    side_by_side.run([job("a", tmp_path, wait_for_b.format(wait=30)), job("b", tmp_path, b)], 2, poll_s=0.05)
+    assert (tmp_path / "a-saw-b").read_text() == "True"
+
+
+def test_threads_are_shared_out_exit_codes_reported_and_progress_echoed(tmp_path, capsys, monkeypatch):
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    monkeypatch.setattr(side_by_side, "cpu_threads", lambda: 4)
+    say = "import os; print('noise'); print('step done:', os.environ['OMP_NUM_THREADS'], flush=True)"
+    jobs = [job("ok", tmp_path, say), job("bad", tmp_path, say + "; raise SystemExit(3)")]
+    codes = side_by_side.run(jobs, 2, re.compile(r"step done: (\d+)"), poll_s=0.05)
+    assert codes == {"ok": 0, "bad": 3}
+    out = capsys.readouterr().out
+    assert "[ok] 2\n" in out and "[bad] 2\n" in out  # 4 CPUs, 2 at a time: 2 threads each
+    assert "noise" not in out
+    assert re.search(r"\[bad\] FAILED \(exit 3\) after [\d.]+ min, log: .*bad/out.log", out)
+    assert "noise" in (tmp_path / "ok" / "out.log").read_text()  # the whole output is in the log
+
+
+def test_a_thread_count_set_by_the_user_is_kept(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("OMP_NUM_THREADS", "7")
+    side_by_side.run([job("a", tmp_path, "import os; print('n', os.environ['OMP_NUM_THREADS'])")], 1,
+                     re.compile(r"n (\d+)"), poll_s=0.05)
+    assert "[a] 7\n" in capsys.readouterr().out
+
+
+def test_parallel_must_be_positive(tmp_path):
+    with pytest.raises(ValueError, match="parallel must be at least 1"):
+        side_by_side.run([job("a", tmp_path, "pass")], 0)
+
+
+def test_each_bench_seed_is_its_own_process_with_its_own_prefect_home(monkeypatch, tmp_path):
+    monkeypatch.setenv("PREFECT_HOME", str(tmp_path / "prefect"))
+    monkeypatch.setenv("R1_RUNS_DIR", str(tmp_path / "runs"))
+    monkeypatch.delenv("PREFECT_API_URL", raising=False)
+    jobs = paper.seed_jobs("configs/pocket-test.yaml", ["eval.samples=2"], [0, 2])
+    assert [j.name for j in jobs] == ["seed 0", "seed 2"]
+    assert jobs[1].argv[1:] == ["-m", "bench.paper", "--recipe", "configs/pocket-test.yaml", "--seed", "2",
+                                "--no-gather", "--set=eval.samples=2"]
+    assert jobs[1].env == {"PREFECT_HOME": str(tmp_path / "prefect" / "bench-paper-seed2")}
+    assert jobs[1].log.parent.parent == tmp_path / "runs" and jobs[1].log.parent.name.endswith("-seed2")
+
+
+def test_progress_pattern_finds_built_stages_and_finished_flows():
+    built = ("04:28:44.064 | INFO    | Task run 'pocket · bench-paper-pocket-seed0 · r1_zero' - r1_zero: built "
+             "v769ff8d95a8c in 678.1 s; prompts 2874, reward_first10 0.278")
+    found = [paper.PROGRESS.search(line) for line in (
+        built, "[bench-paper seed 0] r1-zero finished in 1159 s",
+        "04:35:49.273 | INFO    | Task run 'x · base' - base: reused vdcd56f813fe7 (built 2026-12-02)")]
+    assert [next(g for g in m.groups() if g) for m in found[:2]] == [
+        "r1_zero: built v769ff8d95a8c in 678.1 s", "r1-zero finished in 1159 s"]
+    assert found[2] is None  # reused stages are not news
+
+
+def test_bench_seeds_share_a_running_prefect_server(monkeypatch):
+    import prefect.settings
+
+    with prefect.settings.temporary_settings({prefect.settings.PREFECT_API_URL: "http://127.0.0.1:4999/api"}):
+        jobs = paper.seed_jobs("configs/pocket-test.yaml", [], [1])
+    assert jobs[0].env == {"PREFECT_API_URL": "http://127.0.0.1:4999/api"}
