@@ -64,7 +64,7 @@ def run(jobs: list[Job], parallel: int, progress: Pattern[str] | None = None, po
                     env.setdefault(var, threads)
                 proc = subprocess.Popen(job.argv, stdout=out, stderr=subprocess.STDOUT, env=env)
                 running.append(_Running(job, proc, out, time.monotonic()))
-                print(f"[{job.name}] started ({env['OMP_NUM_THREADS']} threads), log: {job.log}", flush=True)
+                print(f"[{job.name}] started, threads: {env['OMP_NUM_THREADS']}, log: {job.log}", flush=True)
             time.sleep(poll_s)
             for r in list(running):
                 _echo(r, progress)
