@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import random
 import re
 import statistics
@@ -57,6 +56,7 @@ from data.saved import load_split  # noqa: E402
 from flows.distill import distill  # noqa: E402
 from flows.pipeline import r1_pipeline  # noqa: E402
 from flows.r1_zero import r1_zero  # noqa: E402
+from shell.prefect_server import prefect_home  # noqa: E402
 from stages import graph  # noqa: E402
 from stages.evaluation import heldout_rows, load_results, score_sample, stage_name  # noqa: E402
 
@@ -74,6 +74,11 @@ def paper_rows() -> dict[str, str]:
     last = {name: graph.flow_evaluations(flow)[-1] for name, flow in graph.FLOWS.items() if flow.base == graph.BASE}
     students = graph.FLOWS["distill"].targets
     return {"base": graph.BASE, "r1_zero": last["r1-zero"], "r1": last["r1-pipeline"]} | {s: s for s in students}
+
+
+def seed_run_id(recipe_name: str, seed: int) -> str:
+    """The one run id of a seed's three flows (its log goes in that run's directory too)."""
+    return f"bench-paper-{recipe_name}-seed{seed}"
 
 
 def seed_overrides(seed: int) -> list[str]:
@@ -255,7 +260,7 @@ def harder_override() -> str:
 def run_seed(recipe_path: str, overrides: list[str], seed: int) -> dict[str, Any]:
     overrides = [*EVAL_OVERRIDES, harder_override(), *seed_overrides(seed), *overrides]
     recipe = load_recipe(recipe_path, overrides)
-    run_id = f"bench-paper-{recipe.name}-seed{seed}"
+    run_id = seed_run_id(recipe.name, seed)
     store = RunStore()
     walls = {}
     for name, flow in FLOWS.items():
@@ -493,13 +498,13 @@ def seed_jobs(recipe_path: str, overrides: list[str], seeds: list[int]) -> list[
 
     name = load_recipe(recipe_path, overrides).name
     api = prefect.settings.get_current_settings().api.url
-    home = Path(os.environ.get("PREFECT_HOME", Path.home() / ".prefect"))
+    home, runs = prefect_home(), RunStore().root
     jobs = []
     for seed in seeds:
         argv = [sys.executable, "-m", "bench.paper", "--recipe", recipe_path, "--seed", str(seed), "--no-gather",
                 *[f"--set={o}" for o in overrides]]
         env = {"PREFECT_API_URL": api} if api else {"PREFECT_HOME": str(home / f"bench-paper-seed{seed}")}
-        log = RunStore().root / f"bench-paper-{name}-seed{seed}" / "bench-paper.log"
+        log = runs / seed_run_id(name, seed) / "bench-paper.log"
         jobs.append(side_by_side.Job(f"seed {seed}", argv, log, env))
     return jobs
 

@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from re import Pattern
 from typing import IO
+
+from core.processes import stop
 
 
 @dataclass
@@ -67,10 +68,10 @@ def run(jobs: list[Job], parallel: int, progress: Pattern[str] | None = None, po
                 print(f"[{job.name}] started, threads: {env['OMP_NUM_THREADS']}, log: {job.log}", flush=True)
             time.sleep(poll_s)
             for r in list(running):
+                done = r.proc.poll() is not None  # asked first, so the echo below has all it wrote
                 _echo(r, progress)
-                if r.proc.poll() is None:
+                if not done:
                     continue
-                _echo(r, progress)
                 r.out.close()
                 running.remove(r)
                 codes[r.job.name] = r.proc.returncode
@@ -78,14 +79,13 @@ def run(jobs: list[Job], parallel: int, progress: Pattern[str] | None = None, po
                 verdict = "finished" if r.proc.returncode == 0 else f"FAILED (exit {r.proc.returncode})"
                 print(f"[{r.job.name}] {verdict} after {minutes:.1f} min, log: {r.job.log}", flush=True)
     finally:
-        for r in running:  # Ctrl-C or an error here: leave no job running
-            r.proc.terminate()
-        for r in running:
-            try:
-                r.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                r.proc.kill()
-            r.out.close()
+        if running:  # Ctrl-C or an error here: leave no job running
+            import psutil
+
+            stop([psutil.Process(r.proc.pid) for r in running], grace_s=10)
+            for r in running:
+                r.proc.wait()
+                r.out.close()
     return codes
 
 
@@ -101,4 +101,4 @@ def _echo(r: _Running, progress: Pattern[str] | None) -> None:
     for line in complete.decode(errors="replace").splitlines():
         if m := progress.search(line):
             found = next((g for g in m.groups() if g is not None), m.group(0))
-            print(f"[{r.job.name}] {found}", file=sys.stdout, flush=True)
+            print(f"[{r.job.name}] {found}", flush=True)

@@ -86,3 +86,21 @@ def test_bench_seeds_share_a_running_prefect_server(monkeypatch):
     with prefect.settings.temporary_settings({prefect.settings.PREFECT_API_URL: "http://127.0.0.1:4999/api"}):
         jobs = paper.seed_jobs("configs/pocket-test.yaml", [], [1])
     assert jobs[0].env == {"PREFECT_API_URL": "http://127.0.0.1:4999/api"}
+
+
+def test_ctrl_c_leaves_no_job_running(tmp_path, monkeypatch):
+    started = []
+    real_popen = side_by_side.subprocess.Popen
+
+    def popen(*args, **kwargs):
+        started.append(real_popen(*args, **kwargs))
+        return started[-1]
+
+    def interrupt(*_):  # Ctrl-C while the job runs
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(side_by_side.subprocess, "Popen", popen)
+    monkeypatch.setattr(side_by_side, "_echo", interrupt)
+    with pytest.raises(KeyboardInterrupt):
+        side_by_side.run([job("a", tmp_path, "import time; time.sleep(60)")], 1, poll_s=0.05)
+    assert started and started[0].poll() is not None  # stopped and reaped
