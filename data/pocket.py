@@ -177,13 +177,16 @@ def solution(style: str, terms: list[int], rng: random.Random, error_rate: float
 
 
 def practice(kind: str, terms: list[int], rng: random.Random, slip_rate: float = 0.0,
-             copy_slip_rate: float = 0.0) -> tuple[str, str]:
+             copy_slip_rate: float = 0.0, style: str = "steps", second: str = "fr") -> tuple[str, str]:
     """(prompt, reply) of a practice document: the careful reduction on its own ("reduce"), or
-    worked solutions that slip as the web's do and always end with a check ("check")."""
+    worked solutions that slip as the web's do and always end with a check ("check"), their
+    forward work in the given written style (the web's languages; the check is always English)."""
     prompt = PRACTICE_PROMPTS[kind].format(expression=show(terms))
     if kind == "reduce":
         return prompt, check_work(terms)
-    return prompt, solution("steps", terms, rng, 0.0, len(terms), slip_rate=slip_rate,
+    if style == "direct":
+        raise ValueError("a checked practice document needs written work; style 'direct' has none")
+    return prompt, solution(style, terms, rng, 0.0, len(terms), second, slip_rate=slip_rate,
                             copy_slip_rate=copy_slip_rate, check_rate=1.0)
 
 

@@ -85,14 +85,21 @@ def corpus(cfg: PocketConfig, template: TemplateConfig, exclude: set[str]) -> li
                                 cfg.second_language, cfg.slip_rate, cfg.copy_slip_rate, cfg.check_rate)
         docs.append((messages(problem.prompt, template), reply))
     heldout_chains = {pocket.chain_of(key) for key in exclude}
+    # Checked practice work comes in the web's languages, as its written solutions do: checks
+    # practised only after English work left R1-Zero on English alone on some seeds (seed 0 of
+    # the e73277c round), with no language mixing for R1's language reward to remove.
+    written = [(s, w) for s, w in zip(styles, weights, strict=True) if s != "direct" and w > 0]
+    written_styles, written_weights = zip(*written, strict=True) if written else (("steps",), (1.0,))
     kinds = list(pocket.PRACTICE_PROMPTS)
     practice = pocket.problems(cfg.seed + 104729, cfg.practice_documents, cfg.min_terms,
                                cfg.practice_max_terms) if cfg.practice_documents else []
     for i, problem in enumerate(practice):
         if problem.terms in heldout_chains:
             continue
-        prompt, reply = pocket.practice(kinds[i % len(kinds)], list(problem.terms), rng, cfg.slip_rate,
-                                        cfg.copy_slip_rate)
+        kind = kinds[i % len(kinds)]
+        style = rng.choices(written_styles, written_weights)[0] if kind == "check" else "steps"
+        prompt, reply = pocket.practice(kind, list(problem.terms), rng, cfg.slip_rate, cfg.copy_slip_rate,
+                                        style, cfg.second_language)
         docs.append((messages(prompt, template), reply))
     rng.shuffle(docs)
     return docs

@@ -7,6 +7,7 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
+from data import pocket
 from data.chat import messages, render
 from data.saved import load_split
 from stages import base
@@ -101,6 +102,19 @@ def test_corpus_is_deterministic_and_excludes_heldout(test_recipe, pocket_run):
     a = base.corpus(cfg, template, heldout)
     assert a == base.corpus(cfg, template, heldout)
     assert not heldout & {" ".join(conv[-1]["content"].lower().split()) for conv, _ in a}
+
+
+def test_checked_practice_follows_the_webs_written_languages(test_recipe):
+    """Checked practice work is French (wholly or in part) about as often as the web's written
+    solutions are, so the base's checking habit carries the web's languages (and R1-Zero can mix)."""
+    cfg = test_recipe.model.pocket.model_copy(update={"corpus_documents": 50, "practice_documents": 2000})
+    checked = [reply for conv, reply in base.corpus(cfg, test_recipe.data.template, set())
+               if conv[-1]["content"].startswith("Work it out, then check")]
+    french = sum(any(pocket.PHRASES["fr"][w] in reply.split(pocket.CHECK_WORD)[0] for w in ("start", "then"))
+                 for reply in checked)
+    mix = cfg.mix
+    expected = (mix.second_language + mix.mixed_language) / (mix.steps + mix.second_language + mix.mixed_language)
+    assert len(checked) > 900 and abs(french / len(checked) - expected) < 0.05, (french, len(checked), expected)
 
 
 def test_model_is_deterministic_for_a_config(test_recipe, loaded):

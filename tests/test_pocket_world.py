@@ -102,6 +102,21 @@ def test_practice_documents_are_correct_and_use_other_prompts():
         assert "arithmetic problem" not in prompt and pocket.has_check(reply) and _answer(reply) == 3
 
 
+@pytest.mark.parametrize("style", ["steps", "second_language", "mixed_language"])
+def test_checked_practice_comes_in_each_written_style_and_checks_in_english(style):
+    rng = random.Random(5)
+    seen_french = 0
+    for _ in range(50):
+        _, reply = pocket.practice("check", [4, -1, -7, 7, 2], rng, slip_rate=0.5, copy_slip_rate=0.5, style=style)
+        work, check = reply.split(pocket.CHECK_WORD)
+        assert _answer(reply) == 5 and check.startswith(" 4 - 1 - 7 + 7 + 2 .")  # the check repairs any slip
+        assert pocket.PHRASES["fr"]["start"] not in check and pocket.PHRASES["fr"]["then"] not in check
+        seen_french += any(pocket.PHRASES["fr"][w] in work for w in ("start", "then"))
+    assert (seen_french > 0) == (style != "steps")
+    with pytest.raises(ValueError, match="direct"):
+        pocket.practice("check", [1, 2], rng, style="direct")
+
+
 def test_has_check_and_chain_of():
     assert pocket.has_check("<think> i start from 1 + 2 . then 3 . check : 1 + 2 = 3 . same , 3 .")
     assert not pocket.has_check("<think> i start from 1 + 2 . then 3 . so the answer is 3 . </think>")
