@@ -46,9 +46,17 @@ ATTACKS = {
 }
 
 
-def _sandbox_processes() -> list[str]:
-    out = subprocess.run(["ps", "-eo", "pid,user,args"], capture_output=True, text=True).stdout
-    return [line for line in out.splitlines() if "r1-sandbox" in line or ("nobody" in line and "python" in line)]
+def _sandbox_processes(grace_s: float = 10.0) -> list[str]:
+    """Sandboxed processes still alive after `grace_s`. The kernel kills a sandbox's processes when
+    its PID namespace ends, but on a loaded machine they can still be exiting when the reward
+    returns (seen once, with three benchmark processes on the two cores), so poll before judging."""
+    deadline = time.monotonic() + grace_s
+    while True:
+        out = subprocess.run(["ps", "-eo", "pid,user,args"], capture_output=True, text=True).stdout
+        left = [line for line in out.splitlines() if "r1-sandbox" in line or ("nobody" in line and "python" in line)]
+        if not left or time.monotonic() > deadline:
+            return left
+        time.sleep(0.2)
 
 
 def test_a_correct_program_passes():
