@@ -35,7 +35,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 TASK = "chain_sum"
-STYLES = ("direct", "steps", "second_language", "mixed_language")
+WRITTEN_STYLES = ("steps", "second_language", "mixed_language")  # the styles that write their work
+STYLES = ("direct", *WRITTEN_STYLES)
 
 # The connective words of each language; the second language's are also what the
 # language-consistency reward counts as foreign in an English chain of thought.
@@ -184,8 +185,9 @@ def practice(kind: str, terms: list[int], rng: random.Random, slip_rate: float =
     prompt = PRACTICE_PROMPTS[kind].format(expression=show(terms))
     if kind == "reduce":
         return prompt, check_work(terms)
-    if style == "direct":
-        raise ValueError("a checked practice document needs written work; style 'direct' has none")
+    if style not in WRITTEN_STYLES:
+        raise ValueError(f"a checked practice document needs written work: style {style!r} is not one of "
+                         f"{list(WRITTEN_STYLES)}")
     return prompt, solution(style, terms, rng, 0.0, len(terms), second, slip_rate=slip_rate,
                             copy_slip_rate=copy_slip_rate, check_rate=1.0)
 

@@ -88,7 +88,7 @@ def corpus(cfg: PocketConfig, template: TemplateConfig, exclude: set[str]) -> li
     # Checked practice work comes in the web's languages, as its written solutions do: checks
     # practised only after English work left R1-Zero on English alone on some seeds (seed 0 of
     # the e73277c round), with no language mixing for R1's language reward to remove.
-    written = [(s, w) for s, w in zip(styles, weights, strict=True) if s != "direct" and w > 0]
+    written = [(s, w) for s, w in zip(styles, weights, strict=True) if s in pocket.WRITTEN_STYLES and w > 0]
     written_styles, written_weights = zip(*written, strict=True) if written else (("steps",), (1.0,))
     kinds = list(pocket.PRACTICE_PROMPTS)
     practice = pocket.problems(cfg.seed + 104729, cfg.practice_documents, cfg.min_terms,

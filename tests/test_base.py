@@ -10,6 +10,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 from data import pocket
 from data.chat import messages, render
 from data.saved import load_split
+from rewards.language import word_languages
 from stages import base
 
 
@@ -109,9 +110,8 @@ def test_checked_practice_follows_the_webs_written_languages(test_recipe):
     solutions are, so the base's checking habit carries the web's languages (and R1-Zero can mix)."""
     cfg = test_recipe.model.pocket.model_copy(update={"corpus_documents": 50, "practice_documents": 2000})
     checked = [reply for conv, reply in base.corpus(cfg, test_recipe.data.template, set())
-               if conv[-1]["content"].startswith("Work it out, then check")]
-    french = sum(any(pocket.PHRASES["fr"][w] in reply.split(pocket.CHECK_WORD)[0] for w in ("start", "then"))
-                 for reply in checked)
+               if conv[-1]["content"].startswith(pocket.PRACTICE_PROMPTS["check"].split("{")[0])]
+    french = sum("fr" in word_languages(reply.split(pocket.CHECK_WORD)[0]) for reply in checked)
     mix = cfg.mix
     expected = (mix.second_language + mix.mixed_language) / (mix.steps + mix.second_language + mix.mixed_language)
     assert len(checked) > 900 and abs(french / len(checked) - expected) < 0.05, (french, len(checked), expected)
