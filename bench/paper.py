@@ -2,9 +2,11 @@
 
 Each seed runs the `r1-zero`, `r1-pipeline` and `distill` flows in one run id
 (`bench-paper-<recipe>-seed<N>`; the recipe's `seed`, `model.pocket.seed` and
-`distill.student.seed` set to N, the held-out prompts the same for every seed), with every
-evaluation at k=16 samples (temperature 0.6, top-p 0.95), the harder split only for the models whose
-harder figures the table reports (base, R1-Zero, R1; over half of an evaluation's time). It writes
+`distill.student.seed` set to N, the held-out prompts the same for every seed), with the table's
+models evaluated at k=16 samples (temperature 0.6, top-p 0.95) and the pipeline's other stages at
+k=4 (only their pass@1 is reported), the harder split only for the models whose harder figures the
+table reports (base, R1-Zero, R1; over half of an evaluation's time). The analyses of written work
+read the samples the evaluations saved (samples-<split>.jsonl) rather than drawing them again. It writes
 that seed's figures to bench/results/paper_seed<N>.json, then gathers every seed file present into
 bench/results/paper_table.json. `--seeds` runs several seeds side by side, one process each with an
 equal share of the CPU threads (bench/side_by_side.py; generation barely uses a second thread),
@@ -58,7 +60,7 @@ from flows.pipeline import r1_pipeline  # noqa: E402
 from flows.r1_zero import r1_zero  # noqa: E402
 from shell.prefect_server import prefect_home  # noqa: E402
 from stages import graph  # noqa: E402
-from stages.evaluation import heldout_rows, load_results, score_sample, stage_name  # noqa: E402
+from stages.evaluation import heldout_rows, load_results, load_samples, score_sample, stage_name  # noqa: E402
 
 RESULTS = Path(__file__).parent / "results"
 FLOWS = {"r1-zero": r1_zero, "r1-pipeline": r1_pipeline, "distill": distill}
@@ -66,6 +68,7 @@ EVAL_OVERRIDES = ["eval.samples=16", "eval.temperature=0.6", "eval.top_p=0.95", 
 FIELDS = ("pass_at_1", "cons_at_16", "mean_length", "language_consistency", "reflection_rate")
 PIPELINE = ("cold_start", "reasoning_rl", "sft", "all_scenario_rl")
 HARDER_ROWS = ("base", "r1_zero", "r1")
+PIPELINE_SAMPLES = 4  # k for the pipeline's stages outside the table (stage_samples_override)
 
 
 def paper_rows() -> dict[str, str]:
@@ -195,43 +198,34 @@ def tally_anatomy(rows: list[dict[str, Any]], sampled: list[list[Any]], language
     return dict(counts)
 
 
-def redraw_samples(recipe: Any, store: RunStore, run_id: str, evaluated: str, splits: tuple[str, ...],
-                   desc: str) -> dict[str, tuple[list[dict[str, Any]], list[list[Any]]]]:
-    """The k samples the evaluation of `evaluated` drew on each split, drawn again exactly as it drew
-    them (same model, prompts, seed and batching as stages.evaluation.heldout_metrics): eval.json keeps
-    figures, not texts. split -> (rows, samples per row)."""
-    refs = {name: store.ref(run_id, src) for name, src in graph.evaluation_of(evaluated).inputs.items()}
-    cfg, adapter = recipe.eval, refs.get("adapter")
-    tokenizer = load_tokenizer(refs["base"].path, recipe.model.eos_token)
-    model = inference_model(refs["base"].path, adapter_path(adapter) if adapter else None, recipe.model.dtype)
+def saved_samples(recipe: Any, store: RunStore, run_id: str, evaluated: str, splits: tuple[str, ...]
+                  ) -> dict[str, tuple[list[dict[str, Any]], list[list[Any]]]]:
+    """The k samples the evaluation of `evaluated` drew on each split (its samples-<split>.jsonl):
+    split -> (rows, samples per row)."""
+    ref = store.ref(run_id, stage_name(evaluated))
+    task_data = store.ref(run_id, graph.evaluation_of(evaluated).inputs["task_data"])
     out = {}
     for split in splits:
-        rows = heldout_rows(cfg, refs["task_data"], split)
-        prompts = [render(tokenizer, messages(r["prompt"], recipe.data.template)) for r in rows]
-        out[split] = rows, generate(model, tokenizer, prompts, max_new_tokens=cfg.max_new_tokens,
-                                    temperature=cfg.temperature, top_p=cfg.top_p, n=cfg.samples,
-                                    batch_size=cfg.batch_size, seed=recipe.seed, desc=f"{desc} ({split})")
+        rows = heldout_rows(recipe.eval, task_data, split)
+        out[split] = rows, load_samples(ref, rows, split)
     return out
 
 
 def r1_anatomy(recipe: Any, store: RunStore, run_id: str) -> dict[str, dict[str, int]]:
-    """R1's written work on the held-out and the harder prompts (its evaluation's samples, redrawn),
+    """R1's written work on the held-out and the harder prompts (its evaluation's samples),
     tallied by tally_anatomy: on chains longer than any it trained on, is it the copy of the chain or
     the reductions that go wrong?"""
-    drawn = redraw_samples(recipe, store, run_id, paper_rows()["r1"], ("heldout", "harder"),
-                           "R1's samples, where the work goes wrong")
+    drawn = saved_samples(recipe, store, run_id, paper_rows()["r1"], ("heldout", "harder"))
     return {split: tally_anatomy(rows, sampled, recipe.data.language) for split, (rows, sampled) in drawn.items()}
 
 
 def checks_within_prompts(recipe: Any, store: RunStore, run_id: str) -> dict[str, Any]:
     """Does a check pay on the *same* prompt? Checks are written more on long chains, where every
-    answer is less accurate, so the pooled with/without accuracies mix difficulty in. This redraws
-    R1-Zero's held-out samples exactly as its evaluation drew them (same model, prompts, seed and
-    batching) and, over the prompts with both checked and unchecked samples, compares the two. It
+    answer is less accurate, so the pooled with/without accuracies mix difficulty in. Over the
+    prompts where R1-Zero's evaluation drew both checked and unchecked samples, this compares the two. It
     also counts what the written checks did (check_outcome): a check pays only if it catches more
     slips than it breaks right work."""
-    rows, sampled = redraw_samples(recipe, store, run_id, paper_rows()["r1_zero"], ("heldout",),
-                                   "R1-Zero's samples, checked vs unchecked per prompt")["heldout"]
+    rows, sampled = saved_samples(recipe, store, run_id, paper_rows()["r1_zero"], ("heldout",))["heldout"]
     diffs, pooled, outcomes = [], {True: [], False: []}, Counter({o: 0 for o in OUTCOMES.values()})
     for row, completions in zip(rows, sampled, strict=True):
         outcomes.update(o for c in completions if (o := check_outcome(c.text, str(row["answer"]))))
@@ -242,7 +236,7 @@ def checks_within_prompts(recipe: Any, store: RunStore, run_id: str) -> dict[str
         pooled[False] += plain
         if checked and plain:
             diffs.append(statistics.fmean(checked) - statistics.fmean(plain))
-    # the pooled figures of these samples: equal to eval.json's when the redraw reproduced them
+    # the pooled figures of these samples (eval.json's accuracy_reflected / _unreflected)
     return {"pooled_with": statistics.fmean(pooled[True]) if pooled[True] else None,
             "pooled_without": statistics.fmean(pooled[False]) if pooled[False] else None,
             "prompts_with_both": len(diffs), "prompts": len(rows),
@@ -257,8 +251,14 @@ def harder_override() -> str:
     return f"eval.harder_stages=[{', '.join(paper_rows()[row] for row in HARDER_ROWS)}]"
 
 
+def stage_samples_override() -> str:
+    """eval.stage_samples: the pipeline's stages outside the table report only pass@1, which k=4
+    estimates without bias; k=16 (cons@16, narrow intervals) is for the table's models."""
+    return f"eval.stage_samples={{{', '.join(f'{s}: {PIPELINE_SAMPLES}' for s in PIPELINE if s not in paper_rows().values())}}}"
+
+
 def run_seed(recipe_path: str, overrides: list[str], seed: int) -> dict[str, Any]:
-    overrides = [*EVAL_OVERRIDES, harder_override(), *seed_overrides(seed), *overrides]
+    overrides = [*EVAL_OVERRIDES, harder_override(), stage_samples_override(), *seed_overrides(seed), *overrides]
     recipe = load_recipe(recipe_path, overrides)
     run_id = seed_run_id(recipe.name, seed)
     store = RunStore()

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PositiveInt, ValidationError, model_validator
 
 
 class RecipeError(ValueError):
@@ -58,6 +58,9 @@ class PocketConfig(Section):
     block_size: int = Field(128, gt=8, description="tokens per packed training window")
     learning_rate: float = Field(3e-3, gt=0)
     warmup_steps: int = Field(100, ge=0)
+    autocast: Literal["float32", "bfloat16"] = Field(
+        "float32", description="the pretraining loop's compute dtype (CPU autocast; the weights stay float32): "
+        "bfloat16 pays where matrices are large enough, float32 where they are not")
     direct_error_rate: float = Field(
         1.0, ge=0, le=1, description="chance that a direct answer to the longest chain is off by a little "
         "(shorter chains: proportionally less)"
@@ -423,6 +426,8 @@ class EvalConfig(Section):
     harder_prompts: int | None = Field(100, gt=0, description="at most this many of the harder split's prompts")
     harder_stages: list[str] | None = Field(
         None, description="evaluate the harder split only for these stages' models (None: every evaluated stage)")
+    stage_samples: dict[str, PositiveInt] = Field(
+        default_factory=dict, description="k for these stages' evaluations instead of `samples` (stage -> k)")
     batch_size: int = Field(256, gt=0)
 
 

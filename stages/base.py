@@ -172,7 +172,8 @@ def pretrain(model: Qwen2ForCausalLM, ids: list[list[int]], cfg: PocketConfig) -
     for step in bar:
         starts = torch.randint(len(stream) - cfg.block_size - 1, (cfg.batch_size,), generator=gen)
         batch = torch.stack([stream[s : s + cfg.block_size] for s in starts.tolist()])
-        loss = model(input_ids=batch, labels=batch).loss
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=cfg.autocast == "bfloat16"):
+            loss = model(input_ids=batch, labels=batch).loss
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()

@@ -1,7 +1,8 @@
 """Held-out evaluation, as a stage (eval_<name>) and as the maths behind it: pass@1 from k samples,
 cons@k by majority vote, greedy accuracy, response length, language consistency and reflection
 words, per task and overall, on the held-out prompts only (never the training split). The stage
-evaluates a base model, or the base with a stage's adapter, and writes eval.json and table.md.
+evaluates a base model, or the base with a stage's adapter, and writes eval.json, table.md and
+what the model wrote: samples-<split>.jsonl, one line per prompt with its k samples and greedy reply.
 
 pass@1 is estimated as the mean share of correct samples per prompt (the paper's estimator with
 k samples at temperature 0.6, top-p 0.95). cons@k takes the most frequent extracted answer among
@@ -14,7 +15,7 @@ from __future__ import annotations
 import json
 from collections import Counter, defaultdict
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +33,7 @@ from rewards.language import language_share
 from rewards.reflection import reflection_count
 
 RESULTS = "eval.json"
+SAMPLES = "samples-{split}.jsonl"
 PREFIX = "eval_"
 
 
@@ -124,19 +126,46 @@ def summarize(rows: Sequence[dict[str, Any]], sampled: Sequence[Sequence[Sample]
 
 
 def heldout_metrics(model: Any, tokenizer: Any, rows: Sequence[dict[str, Any]], cfg: EvalConfig,
-                    template: TemplateConfig, language: str, seed: int = 0, desc: str = "evaluating") -> dict[str, Any]:
-    """Sample k completions and one greedy completion per held-out row, score and summarise them."""
+                    template: TemplateConfig, language: str, seed: int = 0, desc: str = "evaluating",
+                    samples_file: Path | None = None) -> dict[str, Any]:
+    """Sample k completions and one greedy completion per held-out row, score and summarise them;
+    with `samples_file`, also write every completion there (write_samples)."""
     prompts = [render(tokenizer, messages(r["prompt"], template)) for r in rows]
     sampled = generate(model, tokenizer, prompts, max_new_tokens=cfg.max_new_tokens, temperature=cfg.temperature,
                        top_p=cfg.top_p, n=cfg.samples, batch_size=cfg.batch_size, seed=seed, desc=f"{desc} (k)")
     greedy = generate(model, tokenizer, prompts, max_new_tokens=cfg.max_new_tokens, batch_size=cfg.batch_size,
                       desc=f"{desc} (greedy)")
+    if samples_file is not None:
+        write_samples(samples_file, rows, sampled, [g for (g,) in greedy])
     scored = [[score_sample(c, r, language) for c in comps] for r, comps in zip(rows, sampled, strict=True)]
     scored_greedy = [score_sample(c, r, language) for r, (c,) in zip(rows, greedy, strict=True)]
     out = summarize(rows, scored, scored_greedy)
     out["examples"] = [{"prompt": r["prompt"], "answer": r["answer"], "greedy": g[0].text}
                        for r, g in list(zip(rows, greedy, strict=True))[:5]]
     return out
+
+
+def write_samples(path: Path, rows: Sequence[dict[str, Any]], sampled: Sequence[Sequence[Completion]],
+                  greedy: Sequence[Completion]) -> None:
+    """One JSON line per row: its prompt and answer, its k samples and its greedy completion (text,
+    tokens generated, whether it ended), for people to read and for analyses that would otherwise
+    draw the same samples again."""
+    with path.open("w") as f:
+        for row, comps, g in zip(rows, sampled, greedy, strict=True):
+            f.write(json.dumps({"prompt": row["prompt"], "answer": row["answer"],
+                                "samples": [asdict(c) for c in comps], "greedy": asdict(g)}) + "\n")
+
+
+def load_samples(ref: Ref, rows: Sequence[dict[str, Any]], split: str = "heldout") -> list[list[Completion]]:
+    """The k samples an evaluation stage drew for each of `rows` on `split`, in the rows' order."""
+    path = Path(ref.path) / SAMPLES.format(split=split)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no samples saved (an evaluation built before they were kept?); "
+                                f"rebuild it with --force")
+    lines = [json.loads(line) for line in path.read_text().splitlines()]
+    if [line["prompt"] for line in lines] != [r["prompt"] for r in rows]:
+        raise ValueError(f"{path}: its prompts are not the {len(rows)} {split} rows asked for, in order")
+    return [[Completion(**c) for c in line["samples"]] for line in lines]
 
 
 COLUMNS = ("pass_at_1", "cons_at_k", "greedy_accuracy", "mean_length", "language_consistency", "reflection_words",
@@ -186,19 +215,24 @@ def import_adapter(store: RunStore, run_id: str, path: str) -> Ref:
 
 
 def evaluate(recipe: Any, cfg: EvalConfig, task_data_ref: Ref, base_ref: Ref, adapter_ref: Ref | None,
-             name: str) -> dict[str, Any]:
+             name: str, out: Path | None = None) -> dict[str, Any]:
     """eval.json's content: the held-out metrics of the base (with the adapter), and the harder
-    split's overall figures when the task data has one and `eval.harder_stages` names this stage."""
+    split's overall figures when the task data has one and `eval.harder_stages` names this stage.
+    With `out`, each split's samples go to out/samples-<split>.jsonl."""
+    cfg = cfg.model_copy(update={"samples": cfg.stage_samples.get(name, cfg.samples)})
     tokenizer = load_tokenizer(base_ref.path, recipe.model.eos_token)
     model = inference_model(base_ref.path, adapter_path(adapter_ref) if adapter_ref else None, recipe.model.dtype)
-    results = heldout_metrics(model, tokenizer, heldout_rows(cfg, task_data_ref), cfg, recipe.data.template,
-                              recipe.data.language, seed=recipe.seed, desc=f"evaluating {name}")
+
+    def split_metrics(rows: list[dict[str, Any]], split: str, desc: str) -> dict[str, Any]:
+        return heldout_metrics(model, tokenizer, rows, cfg, recipe.data.template, recipe.data.language,
+                               seed=recipe.seed, desc=desc,
+                               samples_file=out / SAMPLES.format(split=split) if out else None)
+
+    results = split_metrics(heldout_rows(cfg, task_data_ref), "heldout", f"evaluating {name}")
     wanted = cfg.harder_stages is None or name in cfg.harder_stages
     harder = heldout_rows(cfg, task_data_ref, "harder") if wanted else []
     if harder:
-        results["harder"] = heldout_metrics(model, tokenizer, harder, cfg, recipe.data.template,
-                                            recipe.data.language, seed=recipe.seed,
-                                            desc=f"evaluating {name} (harder)")["overall"]
+        results["harder"] = split_metrics(harder, "harder", f"evaluating {name} (harder)")["overall"]
     results["device"] = str(model.device)  # where it ran (bench/gpu_smoke.py checks it)
     return results
 
@@ -211,7 +245,7 @@ def run(call: StageCall) -> StageOutcome:
 
     def build(work: Path) -> StageResult:
         # on a GPU host in a process of its own: the next stage gets the whole GPU back
-        results = devices.on_one_gpu(evaluate, recipe, cfg, task_data_ref, base_ref, adapter_ref, name)
+        results = devices.on_one_gpu(evaluate, recipe, cfg, task_data_ref, base_ref, adapter_ref, name, work)
         (work / RESULTS).write_text(json.dumps(results, indent=2))
         (work / "table.md").write_text(format_table({name: results}) + "\n")
         return StageResult(metrics=results["overall"])

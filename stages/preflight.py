@@ -143,9 +143,10 @@ def validate(recipe: Recipe, source: str = "<recipe>") -> list[str]:
         for key, cfg in sections(recipe, SamplingConfig).items():
             if cfg.use_vllm and (key != "cold_start.collect" or collects(recipe)):
                 notes.append(f"{key}.use_vllm: {reason}; sampling will fall back to batched HF generate")
-    for name in recipe.eval.harder_stages or []:
-        if name not in graph.EVALUATED:
-            errors.append(f"eval.harder_stages: {name!r} is not an evaluated stage (one of {', '.join(graph.EVALUATED)})")
+    for key, names in (("harder_stages", recipe.eval.harder_stages or []), ("stage_samples", recipe.eval.stage_samples)):
+        for name in names:
+            if name not in graph.EVALUATED:
+                errors.append(f"eval.{key}: {name!r} is not an evaluated stage (one of {', '.join(graph.EVALUATED)})")
     bf16 = [c.bf16 for c in sections(recipe, TrainConfig).values()] + [recipe.reward_model.bf16]
     if any(bf16) and not torch.cuda.is_available():
         notes.append("bf16: true but no CUDA GPU here; a CPU run would need bf16: false")

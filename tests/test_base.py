@@ -122,3 +122,20 @@ def test_model_is_deterministic_for_a_config(test_recipe, loaded):
     a = base.build_model(test_recipe.model.pocket, tok)
     b = base.build_model(test_recipe.model.pocket, tok)
     assert all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values(), strict=True))
+
+
+def test_bfloat16_autocast_computes_in_bfloat16_and_keeps_float32_weights(test_recipe, loaded):
+    """pocket.autocast: the same steps on the same windows, the forward in bfloat16, the weights and
+    the optimizer in float32; both precisions learn."""
+    _, tok = loaded
+    ids = [tok(render(tok, messages(f"{a} + {b} =", test_recipe.data.template)) + f"{a + b}")["input_ids"]
+           for a in range(10) for b in range(10)]
+    losses = {}
+    for precision in ("float32", "bfloat16"):
+        cfg = test_recipe.model.pocket.model_copy(update={"steps": 40, "warmup_steps": 5, "autocast": precision})
+        model = base.build_model(cfg, tok)
+        losses[precision] = base.pretrain(model, ids, cfg)
+        assert all(p.dtype == torch.float32 for p in model.parameters())
+        assert losses[precision][-1] < 0.7 * losses[precision][0], (precision, losses[precision][::10])
+    assert losses["float32"][0] == pytest.approx(losses["bfloat16"][0], rel=0.02)  # same start...
+    assert losses["float32"] != losses["bfloat16"]  # ...computed in another precision

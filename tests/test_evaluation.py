@@ -113,6 +113,39 @@ def test_harder_stages_limits_the_harder_split_to_the_stages_named(pocket_run, t
     assert "harder" not in skipped and skipped["overall"]["prompts"] == 4
 
 
+def test_stage_samples_sets_k_for_the_stages_named(pocket_run, test_recipe):
+    from stages.evaluation import evaluate
+
+    _, _, task_data_ref, base_ref = pocket_run
+    cfg = test_recipe.eval.model_copy(update={"prompts": 3, "harder_prompts": 2, "samples": 2})
+    named = evaluate(test_recipe, cfg.model_copy(update={"stage_samples": {"base": 3}}), task_data_ref, base_ref,
+                     None, "base")
+    other = evaluate(test_recipe, cfg.model_copy(update={"stage_samples": {"sft": 3}}), task_data_ref, base_ref,
+                     None, "base")
+    assert (named["k"], other["k"]) == (3, 2)
+
+
+def test_saved_samples_are_the_ones_scored(base_eval, test_recipe):
+    """samples-<split>.jsonl holds every completion the evaluation scored: scoring them again gives
+    eval.json's per-prompt pass@1 on each split, and load_samples refuses rows they were not drawn for."""
+    from stages.evaluation import load_samples, score_sample
+
+    _, _, task_data_ref, ref = base_eval
+    results = json.loads((Path(ref.path) / "eval.json").read_text())
+    for split, figures in (("heldout", results), ("harder", {"overall": results["harder"]})):
+        rows = heldout_rows(test_recipe.eval, task_data_ref, split)
+        sampled = load_samples(ref, rows, split)
+        assert [len(c) for c in sampled] == [test_recipe.eval.samples] * len(rows)
+        scored = [[score_sample(c, r, test_recipe.data.language) for c in cs] for r, cs in zip(rows, sampled, strict=True)]
+        assert sum(map(pass_at_1, scored)) / len(rows) == pytest.approx(figures["overall"]["pass_at_1"])
+        if split == "heldout":
+            assert [pass_at_1(x) for x in scored] == pytest.approx(results["pass_at_1_by_prompt"])
+        line = json.loads((Path(ref.path) / f"samples-{split}.jsonl").read_text().splitlines()[0])
+        assert line["prompt"] == rows[0]["prompt"] and set(line["greedy"]) == {"text", "num_tokens", "finished"}
+    with pytest.raises(ValueError, match="not the 2 heldout rows asked for"):
+        load_samples(ref, list(reversed(heldout_rows(test_recipe.eval, task_data_ref)))[:2])
+
+
 def test_end_to_end_eval_agrees_with_scoring_the_model_by_hand(base_eval, pocket_run, test_recipe):
     """Greedy accuracy recomputed outside the evaluator (its own generation and the one definition of
     correct), and pass@1 the mean of the per-prompt figures it reports."""
