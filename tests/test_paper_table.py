@@ -123,3 +123,20 @@ def test_tally_anatomy_counts_responses_by_where_they_went():
     counts = paper.tally_anatomy([row], [[Completion(t, 10, True) for t in texts]], "en")
     assert counts == {"responses": 3, "written": 2, "copied": 1, "clean": 1, "clean_right": 1, "checked": 1,
                       "check_from_prompt": 0, "check_from_work": 1, "check_from_other": 0}
+
+
+def test_the_bench_analyses_read_the_samples_the_evaluations_saved(trained_run, side_flows, test_recipe):
+    """r1_anatomy and checks_within_prompts work on the samples R1's and R1-Zero's evaluations drew
+    and saved: every sample counted once, and the pooled with/without-check accuracies equal eval.json's."""
+    from stages.evaluation import heldout_rows, load_results, stage_name
+
+    store, run_id, _ = trained_run
+    task_data, k = store.ref(run_id, "task_data"), test_recipe.eval.samples
+    anatomy = paper.r1_anatomy(test_recipe, store, run_id)
+    for split in ("heldout", "harder"):
+        assert anatomy[split]["responses"] == k * len(heldout_rows(test_recipe.eval, task_data, split))
+    within = paper.checks_within_prompts(test_recipe, store, run_id)
+    zero = load_results(store.ref(run_id, stage_name(paper.paper_rows()["r1_zero"])))["overall"]
+    assert within["prompts"] == zero["prompts"]
+    assert (within["pooled_with"], within["pooled_without"]) == pytest.approx(
+        (zero["accuracy_reflected"], zero["accuracy_unreflected"]))
