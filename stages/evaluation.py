@@ -173,14 +173,16 @@ COLUMNS = ("pass_at_1", "cons_at_k", "greedy_accuracy", "mean_length", "language
 
 
 def format_table(results: dict[str, dict[str, Any]]) -> str:
-    """A markdown table, one row per evaluated model/stage, of the overall metrics."""
-    k = next((r.get("k") for r in results.values()), "k")
+    """A markdown table, one row per evaluated model/stage, of the overall metrics; when the stages
+    drew different k (`eval.stage_samples`), each cons@k cell names its k."""
+    ks = {r.get("k") for r in results.values()}
+    k = next(iter(ks)) if len(ks) == 1 else "k"
     header = ["stage", "pass@1", f"cons@{k}", "greedy acc", "mean length", "lang consistency", "reflection words",
               "reflection rate", "harder pass@1"]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for name, res in results.items():
         o, harder = res["overall"], res.get("harder")
-        cells = [f"{o['pass_at_1']:.3f}", f"{o['cons_at_k']:.3f}", f"{o['greedy_accuracy']:.3f}",
+        cells = [f"{o['pass_at_1']:.3f}", f"{o['cons_at_k']:.3f}" + (f" (k={res.get('k')})" if k == "k" else ""), f"{o['greedy_accuracy']:.3f}",
                  f"{o['mean_length']:.1f}", f"{o['language_consistency']:.3f}", f"{o['reflection_words']:.2f}",
                  f"{o.get('reflection_rate', 0.0):.3f}", f"{harder['pass_at_1']:.3f}" if harder else "-"]
         lines.append(f"| {name} | " + " | ".join(cells) + " |")

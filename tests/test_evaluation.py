@@ -61,7 +61,9 @@ def test_summary_per_task_and_overall():
     assert out["per_task"]["b"]["language_consistency"] == 0.75 and out["per_task"]["b"]["reflection_words"] == 1.0
     assert out["k"] == 2
     table = format_table({"base": out})
-    assert "| base | 0.500 | 0.667 | 0.333 |" in table
+    assert "| base | 0.500 | 0.667 | 0.333 |" in table and "cons@2" in table
+    mixed = format_table({"base": out, "sft": {**out, "k": 4}})  # eval.stage_samples: k per stage
+    assert "| cons@k |" in mixed and "| base | 0.500 | 0.667 (k=2) |" in mixed and "0.667 (k=4)" in mixed
 
 
 def test_summary_splits_accuracy_by_reflection_and_length_by_correctness():
