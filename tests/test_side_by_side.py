@@ -7,6 +7,7 @@ import re
 import sys
 from pathlib import Path
 
+import prefect.settings
 import pytest
 
 from bench import paper, side_by_side
@@ -61,7 +62,9 @@ def test_each_bench_seed_is_its_own_process_with_its_own_prefect_home(monkeypatc
     monkeypatch.setenv("PREFECT_HOME", str(tmp_path / "prefect"))
     monkeypatch.setenv("R1_RUNS_DIR", str(tmp_path / "runs"))
     monkeypatch.delenv("PREFECT_API_URL", raising=False)
-    jobs = paper.seed_jobs("configs/pocket-test.yaml", ["eval.samples=2"], [0, 2])
+    # no server to share, even when the suite's shared Prefect harness is already up in this process
+    with prefect.settings.temporary_settings(restore_defaults={prefect.settings.PREFECT_API_URL}):
+        jobs = paper.seed_jobs("configs/pocket-test.yaml", ["eval.samples=2"], [0, 2])
     assert [j.name for j in jobs] == ["seed 0", "seed 2"]
     assert jobs[1].argv[1:] == ["-m", "bench.paper", "--recipe", "configs/pocket-test.yaml", "--seed", "2",
                                 "--no-gather", "--set=eval.samples=2"]
@@ -81,8 +84,6 @@ def test_progress_pattern_finds_built_stages_and_finished_flows():
 
 
 def test_bench_seeds_share_a_running_prefect_server(monkeypatch):
-    import prefect.settings
-
     with prefect.settings.temporary_settings({prefect.settings.PREFECT_API_URL: "http://127.0.0.1:4999/api"}):
         jobs = paper.seed_jobs("configs/pocket-test.yaml", [], [1])
     assert jobs[0].env == {"PREFECT_API_URL": "http://127.0.0.1:4999/api"}
