@@ -5,14 +5,13 @@ summary `</think>`, then the answer), collected from few-shot prompting with lon
 and from R1-Zero's own outputs, kept only when verified and readable, then rewritten. Here:
   * generated: the pocket world's oracle writes correct step-by-step solutions;
   * file: the user's {prompt, completion} rows;
-  * collected (r1_zero, few_shot): a model's sampled completions, filtered by `unreadable`, rewritten
+  * collected (r1_zero, few_shot): a model's sampled completions, filtered by rewards/verdict.py, rewritten
     by `readable` and capped by `collect` (the sampling itself is the stage's, stages/cold_start_data.py).
 """
 
 from __future__ import annotations
 
 import random
-import re
 from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
@@ -24,15 +23,10 @@ from core.config import CollectConfig, Exemplar, TemplateConfig
 from core.generation import Completion
 from data import pocket
 from data.chat import messages
-from data.split import prompt_key
-from rewards.accuracy import is_correct
-from rewards.extract import extract_answer, think_text
-from rewards.format import well_formed
-from rewards.language import language_share
+from rewards.verdict import REASONS, Keep, Verdict, select
 
 # Why a collected completion was removed, in the order the filters run.
-REMOVED = ("overlong", "incorrect", "format", "mixed_language", "repeated_lines", "duplicate", "per_prompt",
-           "over_cap")
+REMOVED = (*REASONS, "over_cap")
 
 
 def chain_sum_completion(terms: list[int]) -> str:
@@ -105,41 +99,10 @@ def few_shot_messages(prompt: str, exemplars: Sequence[Exemplar], template: Temp
     return turns + messages(prompt, template)[-1:]
 
 
-_SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
-
-
-def repeats(think: str, min_words: int = 3) -> bool:
-    """Whether reasoning repeats a line of at least `min_words` words (a loop, not a readable chain):
-    lines are split at newlines, or at sentence ends when there are none."""
-    lines = think.splitlines() if "\n" in think.strip() else _SENTENCE_END.split(think)
-    words = [[w for w in line.lower().split() if any(ch.isalnum() for ch in w)] for line in lines]
-    counts = Counter(" ".join(w) for w in words if len(w) >= min_words)
-    return any(n > 1 for n in counts.values())
-
-
-def unreadable(completion: Completion, row: dict[str, Any], cfg: CollectConfig, language: str,
-               think_prefilled: bool = False) -> str | None:
-    """None when a sampled completion is verified and readable, else the filter that removed it."""
-    text = completion.text
-    if not completion.finished or (cfg.max_tokens is not None and completion.num_tokens > cfg.max_tokens):
-        return "overlong"
-    if not is_correct(extract_answer(text, think_prefilled), row):
-        return "incorrect"
-    if not well_formed(text, think_prefilled):
-        return "format"  # not exactly one think block, then the answer
-    think = think_text(text, think_prefilled)
-    if language_share(think, language) < cfg.language_threshold:
-        return "mixed_language"
-    if repeats(think):
-        return "repeated_lines"
-    return None
-
-
-def readable(text: str, summary: str, think_prefilled: bool = False) -> str:
+def readable(v: Verdict, summary: str) -> str:
     """A kept completion in the cold start's format: the reasoning closed by a one-line summary (added
     when it has none), then the answer in tags; nothing else."""
-    think = think_text(text, think_prefilled)
-    answer = extract_answer(text, think_prefilled) or ""
+    think, answer = v.think, v.answer or ""
     line = summary.format(answer=answer)
     if not " ".join(think.split()).endswith(" ".join(line.split())):
         think = f"{think}\n\n{line}" if "\n" in think else f"{think} {line}"
@@ -148,31 +111,18 @@ def readable(text: str, summary: str, think_prefilled: bool = False) -> str:
 
 def collect(rows: Sequence[dict[str, Any]], samples: Sequence[Sequence[Completion]], cfg: CollectConfig,
             examples: int, language: str, template: TemplateConfig, seed: int, source: str,
-            think_prefilled: bool = False) -> tuple[list[dict[str, Any]], Counter[str]]:
-    """The cold-start rows collected from `samples[i]`, the completions of task row `rows[i]`: verified,
-    readable, rewritten, deduplicated, at most `cfg.per_prompt` per prompt and `examples` in all.
-    Returns the rows (conversations plus the gold columns that let anyone re-verify them) and what
-    each filter removed (`REMOVED`); kept + removed = sampled."""
-    removed: Counter[str] = Counter()
-    seen: set[str] = set()
-    kept = []
-    for row, completions in zip(rows, samples, strict=True):
-        taken = 0
-        for c in completions:
-            reason = unreadable(c, row, cfg, language, think_prefilled)
-            text = readable(c.text, cfg.summary, think_prefilled) if reason is None else ""
-            key = prompt_key(row["prompt"]) + "\x00" + " ".join(text.split())
-            if reason is None and key in seen:
-                reason = "duplicate"
-            if reason is None and taken >= cfg.per_prompt:
-                reason = "per_prompt"
-            if reason:
-                removed[reason] += 1
-                continue
-            seen.add(key)
-            taken += 1
-            kept.append(conversation(row["prompt"], text, template) | {
-                "source": source, "answer": row["answer"], "task": row["task"], "metadata": row["metadata"]})
+            prefilled: Sequence[bool]) -> tuple[list[dict[str, Any]], Counter[str]]:
+    """The cold-start rows collected from `samples[i]`, the completions of task row `rows[i]` (whose
+    rendered prompt pre-filled `<think>` when `prefilled[i]`): verified, readable, rewritten,
+    deduplicated, at most `cfg.per_prompt` per prompt and `examples` in all. Returns the rows
+    (conversations plus the gold columns that let anyone re-verify them) and what each filter
+    removed (`REMOVED`); kept + removed = sampled."""
+    keep = Keep(correct=True, well_formed=True, language_threshold=cfg.language_threshold, no_repeats=True,
+                max_tokens=cfg.max_tokens, per_prompt=cfg.per_prompt)
+    passed, removed = select(rows, samples, keep, language, prefilled, lambda v: readable(v, cfg.summary))
+    kept = [conversation(row["prompt"], text, template) | {
+        "source": source, "answer": row["answer"], "task": row["task"], "metadata": row["metadata"]}
+        for row, text in passed]
     random.Random(seed).shuffle(kept)
     removed["over_cap"] += max(0, len(kept) - examples)
     return kept[:examples], removed

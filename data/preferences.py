@@ -23,7 +23,7 @@ from typing import Any
 from core.config import PreferenceColumns, PreferenceSource
 from data.general import ANIMALS, COLOURS
 from data.sources import DataError, TaskRow
-from data.split import prompt_key
+from rewards.completions import prompt_key
 
 KINDS = ("mixed", "rambling", "wrong")
 FILLER = "hmm , let me think again ."

@@ -11,12 +11,9 @@ from collections.abc import Iterable
 from typing import TypeVar
 
 from data.sources import DataError, TaskRow
+from rewards.completions import prompt_key
 
 Row = TypeVar("Row", bound=TaskRow)
-
-
-def prompt_key(prompt: str) -> str:
-    return " ".join(prompt.lower().split())
 
 
 def split(rows: Iterable[Row], heldout_size: int, seed: int) -> tuple[list[Row], list[Row]]:

@@ -8,6 +8,11 @@ from typing import Any
 from rewards.extract import THINK_OPEN
 
 
+def prompt_key(prompt: str) -> str:
+    """A prompt as compared for sameness: case and whitespace do not count."""
+    return " ".join(prompt.lower().split())
+
+
 def text_of(item: Any) -> str:
     """The text of a completion or prompt: a string as is, a conversation as its last message's content.
 

@@ -41,9 +41,8 @@ from core.stage import StageCall
 from data import pocket
 from data.chat import messages, render
 from data.saved import load_split
-from data.split import prompt_key
-from rewards.accuracy import is_correct
-from rewards.extract import extract_answer, think_text
+from rewards.completions import prompt_key
+from rewards.verdict import judge_completion
 
 log = logging.getLogger(__name__)
 
@@ -260,8 +259,8 @@ def accuracy_by_style(model: Any, tokenizer: Any, rows: list[dict], template: Te
         terms = pocket.terms_of(row["metadata"])
         size = "long" if terms and len(terms) >= 4 else "short"
         for comp in completions:
-            correct = float(is_correct(extract_answer(comp.text), row))
-            style = "steps" if any(c.isdigit() for c in think_text(comp.text)) else "direct"
+            v = judge_completion(comp, row, "en")
+            correct, style = float(v.correct), "steps" if v.wrote_work else "direct"
             for cell in ("all", style, size, f"{size}_{style}"):
                 cells.setdefault(cell, []).append(correct)
             lengths.append(comp.num_tokens)
@@ -270,7 +269,7 @@ def accuracy_by_style(model: Any, tokenizer: Any, rows: list[dict], template: Te
     metrics["steps_share"] = len(cells.get("steps", [])) / len(lengths)
     metrics["mean_length"] = sum(lengths) / len(lengths)
     metrics["greedy_accuracy"] = sum(
-        is_correct(extract_answer(c.text), r) for r, (c,) in zip(rows, greedy, strict=True)) / len(rows)
+        bool(judge_completion(c, r, "en").correct) for r, (c,) in zip(rows, greedy, strict=True)) / len(rows)
     metrics["samples_per_prompt"], metrics["temperature"] = samples, temperature
     return metrics
 

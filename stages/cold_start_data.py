@@ -25,6 +25,7 @@ from data.cold_start import (
     pocket_exemplars,
 )
 from data.saved import SFT_DATASET, load_split
+from rewards.completions import think_prefilled
 from stages import sampling
 
 
@@ -80,7 +81,7 @@ def collected(call: StageCall, task_data_ref: Ref, base_ref: Ref,
         conversations = [messages(r["prompt"], template) for r in rows]
     tokenizer = load_tokenizer(base_ref.path, recipe.model.eos_token)
     rendered = [render(tokenizer, c) for c in conversations]
-    prefilled = bool(rendered) and rendered[0].rstrip().endswith("<think>")
+    prefilled = [think_prefilled(r) for r in rendered]
     sampler, samples = sampling.sample_isolated(cfg, "cold_start.collect", base_ref, adapter_ref, rendered,
                                                 model=recipe.model, seed=recipe.seed,
                                                 desc=f"collecting the cold start ({start.source})")

@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 from collections import Counter, defaultdict
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -28,9 +28,8 @@ from core.stage import StageCall
 from data.chat import messages, render
 from data.saved import load_split
 from rewards.accuracy import is_correct, normalize
-from rewards.extract import extract_answer, think_text
-from rewards.language import language_share
-from rewards.reflection import reflection_count
+from rewards.completions import think_prefilled
+from rewards.verdict import Verdict, judge_completion
 
 RESULTS = "eval.json"
 SAMPLES = "samples-{split}.jsonl"
@@ -48,30 +47,17 @@ def evaluated_name(stage: str) -> str | None:
     return stage.removeprefix(PREFIX) if stage.startswith(PREFIX) else None
 
 
-@dataclass(frozen=True)
-class Sample:
-    """One scored completion."""
-
-    answer: str | None
-    correct: bool
-    num_tokens: int
-    language_consistency: float
-    reflection_words: int
+def score_sample(completion: Completion, row: dict[str, Any], language: str, think_prefilled: bool = False) -> Verdict:
+    """The verdict (rewards/verdict.py) an evaluation counts for one sampled completion."""
+    return judge_completion(completion, row, language, think_prefilled)
 
 
-def score_sample(completion: Completion, row: dict[str, Any], language: str) -> Sample:
-    answer = extract_answer(completion.text)
-    return Sample(answer=answer, correct=is_correct(answer, row), num_tokens=completion.num_tokens,
-                  language_consistency=language_share(think_text(completion.text) or completion.text, language),
-                  reflection_words=reflection_count(completion.text))
-
-
-def pass_at_1(samples: Sequence[Sample]) -> float:
+def pass_at_1(samples: Sequence[Verdict]) -> float:
     """Share of correct samples for one prompt."""
     return sum(s.correct for s in samples) / len(samples) if samples else 0.0
 
 
-def majority_answer(samples: Sequence[Sample]) -> str | None:
+def majority_answer(samples: Sequence[Verdict]) -> str | None:
     """The most frequent normalised answer; ties go to the one reached first; None when none answered."""
     votes = Counter(normalize(s.answer) for s in samples if s.answer is not None)
     if not votes:
@@ -80,7 +66,7 @@ def majority_answer(samples: Sequence[Sample]) -> str | None:
     return next(normalize(s.answer) for s in samples if s.answer is not None and votes[normalize(s.answer)] == top)
 
 
-def cons_at_k(samples: Sequence[Sample], row: dict[str, Any]) -> bool:
+def cons_at_k(samples: Sequence[Verdict], row: dict[str, Any]) -> bool:
     """Whether the majority answer of the samples is correct."""
     answer = majority_answer(samples)
     return answer is not None and is_correct(answer, row)
@@ -90,8 +76,8 @@ def _mean(values: Sequence[float]) -> float:
     return sum(values) / len(values) if values else 0.0
 
 
-def summarize(rows: Sequence[dict[str, Any]], sampled: Sequence[Sequence[Sample]],
-              greedy: Sequence[Sample]) -> dict[str, Any]:
+def summarize(rows: Sequence[dict[str, Any]], sampled: Sequence[Sequence[Verdict]],
+              greedy: Sequence[Verdict]) -> dict[str, Any]:
     """Metrics per task and overall from scored samples (k per row) and greedy completions."""
     groups: dict[str, list[int]] = defaultdict(list)
     for i, row in enumerate(rows):
@@ -110,7 +96,7 @@ def summarize(rows: Sequence[dict[str, Any]], sampled: Sequence[Sequence[Sample]
             "cons_at_k": _mean([float(cons_at_k(sampled[i], rows[i])) for i in idx]),
             "greedy_accuracy": _mean([float(greedy[i].correct) for i in idx]),
             "mean_length": _mean([s.num_tokens for s in flat]),
-            "language_consistency": _mean([s.language_consistency for s in flat]),
+            "language_consistency": _mean([s.language_share for s in flat]),
             "reflection_words": _mean([s.reflection_words for s in flat]),
             # Does checking one's work pay, and is a long answer a right one? (None: no such samples)
             "reflection_rate": _mean([float(s.reflection_words > 0) for s in flat]),
@@ -137,8 +123,9 @@ def heldout_metrics(model: Any, tokenizer: Any, rows: Sequence[dict[str, Any]], 
                       desc=f"{desc} (greedy)")
     if samples_file is not None:
         write_samples(samples_file, rows, sampled, [g for (g,) in greedy])
-    scored = [[score_sample(c, r, language) for c in comps] for r, comps in zip(rows, sampled, strict=True)]
-    scored_greedy = [score_sample(c, r, language) for r, (c,) in zip(rows, greedy, strict=True)]
+    pre = [think_prefilled(p) for p in prompts]
+    scored = [[score_sample(c, r, language, f) for c in comps] for r, comps, f in zip(rows, sampled, pre, strict=True)]
+    scored_greedy = [score_sample(c, r, language, f) for r, (c,), f in zip(rows, greedy, pre, strict=True)]
     out = summarize(rows, scored, scored_greedy)
     out["examples"] = [{"prompt": r["prompt"], "answer": r["answer"], "greedy": g[0].text}
                        for r, g in list(zip(rows, greedy, strict=True))[:5]]

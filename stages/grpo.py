@@ -38,10 +38,9 @@ from data.chat import messages, prompt_dataset, render
 from data.general import general_rows
 from data.preferences import dataset_pairs, pair_prompts
 from data.saved import load_split
-from rewards.accuracy import is_correct
-from rewards.extract import extract_answer
-from rewards.reflection import reflection_count
+from rewards.completions import think_prefilled
 from rewards.routing import grpo_rewards
+from rewards.verdict import judge_completion
 from stages.reward_model import model_path
 
 log = logging.getLogger(__name__)
@@ -104,6 +103,7 @@ class HeldoutProbe(TrainerCallback):
         self.tokenizer = load_tokenizer(base, eos_token)  # its own: generation pads on the left
         self.rows, self.every, self.work, self.max_new_tokens = rows, every, work, max_new_tokens
         self.prompts = [render(self.tokenizer, messages(r["prompt"], template)) for r in rows]
+        self.prefilled = [think_prefilled(p) for p in self.prompts]
         self.history: list[dict[str, float]] = []
         self.writes = True  # only rank 0 writes files when the stage runs in several processes
 
@@ -111,11 +111,10 @@ class HeldoutProbe(TrainerCallback):
         was_training = model.training
         outs = generate(model, self.tokenizer, self.prompts, max_new_tokens=self.max_new_tokens, progress=False)
         model.train(was_training)
-        texts = [c.text for (c,) in outs]
-        correct = [is_correct(extract_answer(t), r) for t, r in zip(texts, self.rows, strict=True)]
-        point = {"step": step, "heldout_accuracy": sum(correct) / len(correct),
-                 "heldout_mean_length": sum(c.num_tokens for (c,) in outs) / len(outs),
-                 "heldout_reflection_words": sum(map(reflection_count, texts)) / len(texts)}
+        verdicts = [judge_completion(c, r, "en", p) for (c,), r, p in zip(outs, self.rows, self.prefilled, strict=True)]
+        point = {"step": step, "heldout_accuracy": sum(bool(v.correct) for v in verdicts) / len(verdicts),
+                 "heldout_mean_length": sum(v.num_tokens for v in verdicts) / len(verdicts),
+                 "heldout_reflection_words": sum(v.reflection_words for v in verdicts) / len(verdicts)}
         self.history.append(point)
         self._log(point)
         return point

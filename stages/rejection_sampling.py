@@ -6,7 +6,6 @@ manifest counts what each filter removed."""
 from __future__ import annotations
 
 import random
-from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -22,52 +21,28 @@ from data.cold_start import conversation, file_conversations, general_completion
 from data.general import general_rows
 from data.preferences import dataset_pairs
 from data.saved import SFT_DATASET, load_split
-from data.split import prompt_key
-from rewards.accuracy import is_correct
-from rewards.extract import extract_answer, think_text
-from rewards.language import language_share
+from rewards.completions import prompt_key, think_prefilled
+from rewards.verdict import Keep, select
 from stages import sampling
 
 
-def keep_or_reason(row: dict[str, Any], text: str, finished: bool, num_tokens: int, cfg: RejectionSamplingConfig,
-                   language: str) -> str | None:
-    """None when a sampled completion passes every enabled filter, else the filter that removed it."""
-    if not finished or (cfg.max_tokens is not None and num_tokens > cfg.max_tokens):
-        return "overlong"
-    if cfg.keep_correct and not is_correct(extract_answer(text), row):
-        return "incorrect"
-    if cfg.keep_single_language and language_share(think_text(text), language) < cfg.language_threshold:
-        return "mixed_language"
-    return None
+def keep_rules(cfg: RejectionSamplingConfig) -> Keep:
+    """What rejection sampling keeps: finished and not overlong; verified and single-language when
+    the recipe asks; one copy of each text per prompt when it dedupes."""
+    return Keep(correct=cfg.keep_correct, language_threshold=cfg.language_threshold if cfg.keep_single_language
+                else None, max_tokens=cfg.max_tokens, dedupe=cfg.dedupe)
 
 
-def filter_samples(rows: list[dict[str, Any]], samples: list[list[Completion]], cfg: RejectionSamplingConfig,
-                   language: str) -> tuple[list[tuple[dict[str, Any], str]], Counter[str]]:
-    """The (row, completion text) pairs that pass every filter, duplicates of an earlier kept
-    completion of the same prompt dropped, and how many completions each filter removed."""
-    removed: Counter[str] = Counter()
-    seen: set[tuple[str, str]] = set()
-    kept = []
-    for row, completions in zip(rows, samples, strict=True):
-        for c in completions:
-            reason = keep_or_reason(row, c.text, c.finished, c.num_tokens, cfg, language)
-            key = (prompt_key(row["prompt"]), " ".join(c.text.split()))
-            if reason is None and cfg.dedupe and key in seen:
-                reason = "duplicate"
-            if reason:
-                removed[reason] += 1
-                continue
-            seen.add(key)
-            kept.append((row, c.text.strip()))
-    return kept, removed
-
-
-def sample(recipe: Any, base_ref: Ref, adapter_ref: Ref, prompts: list[str]) -> tuple[str, list[list[Completion]]]:
-    """What sampled, and the recipe's k samples per prompt from the adapter."""
+def sample(recipe: Any, base_ref: Ref, adapter_ref: Ref, prompts: list[str]
+           ) -> tuple[str, list[bool], list[list[Completion]]]:
+    """What sampled, whether each rendered prompt pre-fills `<think>`, and the recipe's k samples per
+    prompt from the adapter."""
     tokenizer = load_tokenizer(base_ref.path, recipe.model.eos_token)
     rendered = [render(tokenizer, messages(p, recipe.data.template)) for p in prompts]
-    return sampling.sample_isolated(recipe.rejection_sampling, "rejection_sampling", base_ref, adapter_ref, rendered,
-                                    model=recipe.model, seed=recipe.seed, desc="rejection sampling")
+    sampler, samples = sampling.sample_isolated(recipe.rejection_sampling, "rejection_sampling", base_ref,
+                                                adapter_ref, rendered, model=recipe.model, seed=recipe.seed,
+                                                desc="rejection sampling")
+    return sampler, [think_prefilled(r) for r in rendered], samples
 
 
 def general_data(recipe: Any, n: int) -> list[dict[str, Any]]:
@@ -100,8 +75,8 @@ def run(call: StageCall) -> StageOutcome:
     def build(work: Path) -> StageResult:
         train = load_split(task_data_ref, "train").shuffle(seed=recipe.seed)
         train = list(train.select(range(min(cfg.prompts, len(train)))))
-        sampler, samples = sample(recipe, base_ref, adapter_ref, [r["prompt"] for r in train])
-        passed, removed = filter_samples(train, samples, cfg, language)
+        sampler, prefilled, samples = sample(recipe, base_ref, adapter_ref, [r["prompt"] for r in train])
+        passed, removed = select(train, samples, keep_rules(cfg), language, prefilled)
         kept = [conversation(row["prompt"], text, template) | _gold(row, "reasoning") for row, text in passed]
         general = general_data(recipe, round(len(kept) / cfg.reasoning_to_general)) if kept else []
         rows = kept + general

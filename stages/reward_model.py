@@ -30,7 +30,7 @@ from core.runstore import Ref, StageOutcome, StageResult
 from core.stage import StageCall
 from data.general import general_rows
 from data.preferences import dataset_pairs, preference_pairs
-from data.split import prompt_key
+from rewards.completions import prompt_key
 from rewards.reward_model import score_texts
 
 log = logging.getLogger(__name__)

@@ -11,7 +11,8 @@ import datasets
 from core.runstore import StageOutcome, StageResult
 from core.stage import StageCall
 from data import sources
-from data.split import prompt_key, split
+from data.split import split
+from rewards.completions import prompt_key
 
 
 def run(call: StageCall) -> StageOutcome:

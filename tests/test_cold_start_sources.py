@@ -5,21 +5,15 @@ real sampler at test size."""
 from __future__ import annotations
 
 import json
+from collections import Counter
 
 import pytest
 from conftest import TEST_RECIPE
 
 from core.config import ColdStartConfig, CollectConfig, RecipeError, TemplateConfig, load_recipe
 from core.generation import Completion
-from data.cold_start import (
-    REMOVED,
-    collect,
-    few_shot_messages,
-    pocket_exemplars,
-    readable,
-    repeats,
-    unreadable,
-)
+from data.cold_start import REMOVED, collect, few_shot_messages, pocket_exemplars, readable
+from rewards.verdict import judge
 from stages import graph
 
 TEMPLATE = TemplateConfig(system=None, instruction="{prompt}")
@@ -39,31 +33,32 @@ CASES = {
 }
 
 
+def collected(completions, cfg=None, rows=(ROW,)):
+    """What the cold start's collection keeps of `completions` (each row's), and what it removed."""
+    return collect(list(rows), [completions] * len(rows), cfg or CollectConfig(), 100, "en", TEMPLATE, 0, "r1_zero",
+                   [False] * len(rows))
+
+
 @pytest.mark.parametrize("reason", list(CASES))
 def test_each_filter_removes_its_case(reason):
-    assert unreadable(CASES[reason], ROW, CollectConfig(), "en") == reason
+    kept, removed = collected([CASES[reason]])
+    assert not kept and +removed == {reason: 1}
 
 
 def test_a_verified_readable_completion_passes():
-    assert unreadable(Completion(GOOD, 20, True), ROW, CollectConfig(), "en") is None
-    assert unreadable(Completion(GOOD, 20, True), ROW, CollectConfig(max_tokens=10), "en") == "overlong"
+    assert len(collected([Completion(GOOD, 20, True)])[0]) == 1
+    assert collected([Completion(GOOD, 20, True)], CollectConfig(max_tokens=10))[1] == Counter(overlong=1)
 
 
 def test_readable_adds_the_summary_once():
     summary = "so the answer is {answer} ."
-    once = readable(GOOD, summary)
+    once = readable(judge(GOOD), summary)
     assert once == ("<think> i start from 4 + 5 - 2 . then 9 - 2 . then 7 . so the answer is 7 . </think> "
                     "<answer> 7 </answer>")
-    assert readable(once, summary) == once
+    assert readable(judge(once), summary) == once
     # text around the blocks is dropped; a plain answer gets its tags
-    assert readable("<think> a b c . </think> so 7 <answer>7</answer>", summary) == \
+    assert readable(judge("<think> a b c . </think> so 7 <answer>7</answer>"), summary) == \
         "<think> a b c . so the answer is 7 . </think> <answer> 7 </answer>"
-
-
-def test_repeats_finds_loops_not_short_lines():
-    assert repeats("then 9 - 2 . then 9 - 2 . done .")
-    assert not repeats("then 9 . then 9 . so the answer is 9 .")  # lines under three words
-    assert repeats("line one here\nother\nline one here")
 
 
 def test_collect_counts_add_up_and_keeps_only_clean_rows():
@@ -73,7 +68,7 @@ def test_collect_counts_add_up_and_keeps_only_clean_rows():
     samples = [[*CASES.values(), Completion(GOOD, 20, True), Completion(GOOD + " ", 21, True),
                 Completion(GOOD.replace("then 9 - 2", "then 9  - 2 . so 7"), 24, True)],
                [Completion(second_good, 20, True)]]
-    kept, removed = collect(rows, samples, CollectConfig(per_prompt=1), 1, "en", TEMPLATE, 0, "r1_zero")
+    kept, removed = collect(rows, samples, CollectConfig(per_prompt=1), 1, "en", TEMPLATE, 0, "r1_zero", [False] * 2)
     assert set(removed) <= set(REMOVED)
     assert len(kept) + sum(removed.values()) == sum(len(s) for s in samples)
     assert removed["duplicate"] == 1 and removed["per_prompt"] == 1 and removed["over_cap"] == 1
@@ -90,7 +85,7 @@ def test_few_shot_conversation_puts_exemplars_first():
     assert turns[-1]["content"] == "Q?" and "check :" in turns[2]["content"]
     for ex in pocket_exemplars():  # the built-in exemplars are right and pass the filters themselves
         row = dict(ROW, prompt=ex.prompt, answer=ex.completion.split("<answer>")[1].split("</answer>")[0].strip())
-        assert unreadable(Completion(ex.completion, 60, True), row, CollectConfig(), "en") is None
+        assert len(collected([Completion(ex.completion, 60, True)], rows=[row])[0]) == 1
 
 
 def test_source_defaults_and_errors():

@@ -7,11 +7,11 @@ from pathlib import Path
 import pytest
 
 from data.saved import load_split
-from data.split import prompt_key
+from rewards.completions import prompt_key
+from rewards.verdict import Verdict
 from stages import graph
 from stages.evaluation import (
     COLUMNS,
-    Sample,
     cons_at_k,
     format_table,
     heldout_rows,
@@ -24,8 +24,9 @@ GOLD = {"answer": "7", "task": None, "metadata": "{}"}
 
 
 def s(answer, correct=None, tokens=10, lang=1.0, refl=0):
-    return Sample(answer=answer, correct=answer == "7" if correct is None else correct, num_tokens=tokens,
-                  language_consistency=lang, reflection_words=refl)
+    return Verdict(text="", answer=answer, correct=answer == "7" if correct is None else correct, finished=True,
+                   num_tokens=tokens, think_prefilled=False, well_formed=True, think="", language_share=lang,
+                   repeats=False, reflection_words=refl)
 
 
 @pytest.mark.parametrize(

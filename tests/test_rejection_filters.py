@@ -1,6 +1,6 @@
-"""The rejection-sampling filters (stages/rejection_sampling.py), table-driven: one completion per
-reason a sample is removed, and what is kept is exactly the correct, finished, single-language,
-first-seen completions, verbatim."""
+"""The rejection-sampling filters (stages/rejection_sampling.py: the recipe's rules over the one
+verdict, rewards/verdict.py), table-driven: one completion per reason a sample is removed, and what
+is kept is exactly the correct, finished, single-language, first-seen completions, verbatim."""
 
 from __future__ import annotations
 
@@ -12,7 +12,8 @@ from data import pocket
 from rewards.accuracy import is_correct
 from rewards.extract import extract_answer, think_text
 from rewards.language import language_share
-from stages.rejection_sampling import filter_samples, keep_or_reason
+from rewards.verdict import judge, rejection, select
+from stages.rejection_sampling import keep_rules
 
 # 4 - 1 + 2 = 5
 ROW = {"prompt": "4 - 1 + 2 =", "answer": "5", "task": "chain_sum", "metadata": "{}"}
@@ -30,6 +31,14 @@ def answered(think: str, answer: str) -> str:
 GOOD = answered(EN, "5")
 
 # (completion, finished, num_tokens, the filter that must remove it or None)
+def keep_or_reason(row, text, finished, tokens, cfg, language):
+    return rejection(judge(text, row, language=language, finished=finished, num_tokens=tokens), keep_rules(cfg))
+
+
+def filter_samples(rows, samples, cfg, language):
+    return select(rows, samples, keep_rules(cfg), language, [False] * len(rows))
+
+
 TABLE = [
     (GOOD, True, 30, None),
     (GOOD, False, 30, "overlong"),  # cut off at max_new_tokens

@@ -3,7 +3,8 @@
 import pytest
 
 from data.sources import DataError
-from data.split import prompt_key, split
+from data.split import split
+from rewards.completions import prompt_key
 
 
 def rows(n, dup_every=0):
