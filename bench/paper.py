@@ -52,12 +52,12 @@ from core.config import load_recipe  # noqa: E402
 from core.generation import generate  # noqa: E402
 from core.modeling import adapter_path, inference_model, load_tokenizer  # noqa: E402
 from core.runstore import RunStore  # noqa: E402
-from data import pocket  # noqa: E402
 from data.chat import messages, render  # noqa: E402
 from data.saved import load_split  # noqa: E402
 from flows.distill import distill  # noqa: E402
 from flows.pipeline import r1_pipeline  # noqa: E402
 from flows.r1_zero import r1_zero  # noqa: E402
+from pocket import world  # noqa: E402
 from shell.prefect_server import prefect_home  # noqa: E402
 from stages import graph  # noqa: E402
 from stages.evaluation import heldout_rows, load_results, load_samples, score_sample, stage_name  # noqa: E402
@@ -111,7 +111,7 @@ def bootstrap_seeds(by_seed: list[list[float]], n: int = 2000, seed: int = 0) ->
 
 def aha_rollout(recipe: Any, store: RunStore, run_id: str, tries: int = 512) -> dict[str, str] | None:
     """A rollout of the final R1-Zero policy (training prompts, the GRPO temperature) in which a
-    check catches a real slip (`pocket.caught_slip`: the work went wrong, the check names the wrong
+    check catches a real slip (`world.caught_slip`: the work went wrong, the check names the wrong
     value and the answer is right); None when none of `tries` samples does."""
     refs = {name: store.ref(run_id, name) for name in (graph.TASK_DATA, graph.BASE, "r1_zero")}
     tokenizer = load_tokenizer(refs[graph.BASE].path)
@@ -122,7 +122,7 @@ def aha_rollout(recipe: Any, store: RunStore, run_id: str, tries: int = 512) -> 
                        temperature=recipe.r1_zero.temperature, n=8, seed=recipe.seed, desc="looking for an aha rollout")
     for row, completions in zip(rows, samples, strict=True):
         for c in completions:
-            if pocket.caught_slip(c.text, int(row["answer"])):
+            if world.caught_slip(c.text, int(row["answer"])):
                 return {"prompt": row["prompt"], "answer": row["answer"], "completion": c.text}
     return None
 
@@ -134,17 +134,17 @@ def check_outcome(text: str, answer: str) -> str | None:
     """What a response's written check ("check :") did: None when it has none; else, by whether the
     work before the check ended on the right value and whether the answer given is right,
     "confirmed" (right, right), "caught" (wrong, right), "missed" (wrong, wrong) or "broke" (right, wrong).
-    It reads the text as pocket.caught_slip does; it is not beside it because data/ is hashed into
+    It reads the text as world.caught_slip does; it is not beside it because data/ is hashed into
     every stage's key, and moving it there would rebuild every stage of the committed table."""
-    if pocket.CHECK_WORD not in text:
+    if world.CHECK_WORD not in text:
         return None
-    worked = re.findall(r"-?\d+", text.split(pocket.CHECK_WORD, 1)[0].split("<think>")[-1])
+    worked = re.findall(r"-?\d+", text.split(world.CHECK_WORD, 1)[0].split("<think>")[-1])
     given = re.findall(r"<answer>\s*(-?\d+)\s*</answer>", text)
     return OUTCOMES[(bool(worked) and worked[-1] == answer.strip(), bool(given) and given[-1] == answer.strip())]
 
 
 # The forward work's lines in every language of the world ("i start from 4 - 1 ." / "then 3 .").
-_WORK_LINE = re.compile("(?:" + "|".join(re.escape(p[w]) for p in pocket.PHRASES.values() for w in ("start", "then"))
+_WORK_LINE = re.compile("(?:" + "|".join(re.escape(p[w]) for p in world.PHRASES.values() for w in ("start", "then"))
                         + r") (-?\d[-+ \d]*?) \.")
 ANATOMY = ("responses", "written", "copied", "clean", "clean_right", "checked", "check_from_prompt", "check_from_work",
            "check_from_other")
@@ -152,7 +152,7 @@ ANATOMY = ("responses", "written", "copied", "clean", "clean_right", "checked", 
 
 def _terms(text: str) -> list[int] | None:
     try:
-        return pocket.parse_terms(text)
+        return world.parse_terms(text)
     except (ValueError, IndexError):
         return None
 
@@ -163,7 +163,7 @@ def work_anatomy(text: str, chain: list[int]) -> dict[str, Any] | None:
     ("reduced": first two terms added, the rest copied), and where its check started ("check_from":
     "prompt" when it copied the prompt's chain again, "work" when it copied the work's first line
     instead, "other", or None without a check). Like check_outcome, it lives here, not in data/."""
-    work, _, check = text.split("<think>")[-1].partition(pocket.CHECK_WORD)
+    work, _, check = text.split("<think>")[-1].partition(world.CHECK_WORD)
     lines = [_terms(m) for m in _WORK_LINE.findall(work)]
     if not lines:
         return None
@@ -183,7 +183,7 @@ def tally_anatomy(rows: list[dict[str, Any]], sampled: list[list[Any]], language
     the checks started."""
     counts = Counter({key: 0 for key in ANATOMY})
     for row, completions in zip(rows, sampled, strict=True):
-        chain = pocket.terms_of(row["metadata"])
+        chain = world.terms_of(row["metadata"])
         for c in completions:
             counts["responses"] += 1
             a = work_anatomy(c.text, chain) if chain else None

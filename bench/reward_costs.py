@@ -14,30 +14,30 @@ import statistics
 import time
 
 from bench.common import RESULTS, ROOT
-from data import pocket
+from pocket import world
 from rewards.catalog import get
 
 N = 1000
 GROUP = 8
 REPEATS = 5
-STYLES = pocket.STYLES
+STYLES = world.STYLES
 
 
 def batch(seed: int = 0) -> dict:
     """N completions and the columns TRL would pass with them."""
     rng = random.Random(seed)
-    problems = list(pocket.problems(seed, N // GROUP, 2, 6))
+    problems = list(world.problems(seed, N // GROUP, 2, 6))
     prompts, completions, answers, metadata = [], [], [], []
     for problem in problems:
         for _ in range(GROUP):
-            text = pocket.solution(rng.choice(STYLES), list(problem.terms), rng, 0.5, 6, slip_rate=0.15,
+            text = world.solution(rng.choice(STYLES), list(problem.terms), rng, 0.5, 6, slip_rate=0.15,
                                    check_rate=0.2)
             if rng.random() < 0.2:  # spoil the shape now and then
                 text = text.replace("</think>", "", 1) if rng.random() < 0.5 else "so " + text
             prompts.append(problem.prompt)
             completions.append(text)
             answers.append(problem.answer)
-            metadata.append(json.dumps({"expression": pocket.show(list(problem.terms))}))
+            metadata.append(json.dumps({"expression": world.show(list(problem.terms))}))
     ids = [[0] * len(c.split()) for c in completions]
     return {"prompts": prompts, "completions": completions, "completion_ids": ids, "answer": answers,
             "task": ["chain_sum"] * len(prompts), "metadata": metadata}

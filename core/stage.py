@@ -6,8 +6,9 @@ builds with it, `StageCall.key` shows it):
   * the stage's own recipe section and every other setting it declares it uses (`uses`: model.dtype,
     model.lora, data.template, seed, ...), resolved to JSON (`key_config`);
   * the content hashes of its inputs;
-  * its code version (`code_version`): the library (core/, data/, rewards/) plus the stage's own
-    module and the stage modules that one imports; never the flows or the shell.
+  * its code version (`code_version`): the stage's module and every project module it imports,
+    transitively (`import_closure`); never the flows or the shell, and a module the stage does
+    not import leaves its key alone.
 The stage sees the recipe only through a RecipeView that lets it read just those settings, so a
 setting it uses but does not declare fails loudly instead of silently missing from the key.
 """
@@ -24,14 +25,13 @@ from pathlib import Path
 from typing import Any, Literal
 
 from core.runstore import (
-    LIBRARY_PACKAGES,
     PROJECT_ROOT,
     Ref,
     RunStore,
     StageOutcome,
     StageResult,
     cache_key,
-    package_files,
+    combine,
     source_version,
 )
 
@@ -62,8 +62,10 @@ class StageSpec:
                 if n not in self.when or (recipe is not None and self.when[n](recipe))}
 
     def settings(self) -> tuple[str, ...]:
-        """Every recipe setting in the stage's key: its section first, then what it uses."""
-        return ((self.section,) if self.section else ()) + self.uses
+        """Every recipe setting in the stage's key: its section first, then what else it uses."""
+        if not self.section:
+            return self.uses
+        return (self.section, *(u for u in self.uses if not u.startswith(self.section + ".")))
 
 
 def setting(recipe: Any, path: str) -> Any:
@@ -85,6 +87,10 @@ def key_config(spec: StageSpec, recipe: Any) -> dict[str, Any]:
 
 # --- code version ------------------------------------------------------------------------------
 
+# The packages whose modules can decide what a stage makes; flows/, shell/ and bench/ sit above the
+# stages (lint-imports) and are never part of a key.
+PROJECT_PACKAGES = ("core", "data", "rewards", "pocket", "stages")
+
 
 def _module_file(module: str) -> Path:
     found = importlib.util.find_spec(module)
@@ -93,37 +99,63 @@ def _module_file(module: str) -> Path:
     return Path(found.origin)
 
 
-def _project_imports(path: Path, package: str) -> set[str]:
-    """Modules of `package` that the file at `path` imports (absolute imports, as this project writes them)."""
+def _is_module(name: str) -> bool:
+    try:
+        return importlib.util.find_spec(name) is not None
+    except ModuleNotFoundError:
+        return False
+
+
+def _runtime_nodes(tree: ast.AST) -> list[ast.AST]:
+    """Every node of `tree` except what sits under `if TYPE_CHECKING:` (imports for annotations run no code)."""
+    out, todo = [], [tree]
+    while todo:
+        node = todo.pop()
+        out.append(node)
+        if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test):
+            todo += node.orelse
+        else:
+            todo += list(ast.iter_child_nodes(node))
+    return out
+
+
+def _project_imports(path: Path) -> set[str]:
+    """Modules of the project's packages that the file at `path` imports at run time (absolute
+    imports, as this project writes them), function-level imports included. A module's code is what
+    it names: `from pocket import world` is pocket/world.py, not the package's __init__ around it
+    (ours only re-export); `from pocket import base_key` is the __init__."""
     found = set()
-    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+    for node in _runtime_nodes(ast.parse(path.read_text(encoding="utf-8"))):
         if isinstance(node, ast.Import):
-            found |= {a.name for a in node.names if a.name.split(".")[0] == package}
-        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-            if node.module == package:
-                found |= {f"{package}.{a.name}" for a in node.names}
-            elif node.module.split(".")[0] == package:
+            found |= {a.name for a in node.names if a.name.split(".")[0] in PROJECT_PACKAGES}
+        elif (isinstance(node, ast.ImportFrom) and node.module and node.level == 0
+              and node.module.split(".")[0] in PROJECT_PACKAGES):
+            names = [f"{node.module}.{a.name}" for a in node.names]
+            found |= {n for n in names if _is_module(n)}
+            if not all(_is_module(n) for n in names):
                 found.add(node.module)
     return found
 
 
 @functools.cache
+def import_closure(module: str) -> tuple[str, ...]:
+    """The source files (relative to the project root) of `module` and every project module it
+    imports, transitively: the code that runs when it does."""
+    todo, seen = [module], set()
+    while todo:
+        name = todo.pop()
+        if name not in seen:
+            seen.add(name)
+            todo += sorted(_project_imports(_module_file(name)) - seen)
+    return tuple(sorted(_module_file(name).resolve().relative_to(PROJECT_ROOT).as_posix() for name in seen))
+
+
 def code_files(run: Callable[..., Any]) -> tuple[str, ...]:
-    """The source files whose code a stage runs: the library, and the stage function's module with
-    every module of its package it imports (transitively), relative to the project root."""
+    """The source files whose code a stage runs: the stage function's module and its import closure."""
     module = inspect.getmodule(run)
     if module is None:
         raise ValueError(f"{run!r}: cannot tell which module defines it")
-    package = module.__name__.split(".")[0]
-    todo, seen = [module.__name__, package], set()
-    while todo:
-        name = todo.pop()
-        if name in seen:
-            continue
-        seen.add(name)
-        todo += sorted(_project_imports(_module_file(name), package) - seen)
-    own = {_module_file(name).resolve().relative_to(PROJECT_ROOT).as_posix() for name in seen}
-    return tuple(sorted(set(package_files(LIBRARY_PACKAGES)) | own))
+    return import_closure(module.__name__)
 
 
 def code_version(spec: StageSpec, root: Path = PROJECT_ROOT) -> str:
@@ -137,6 +169,12 @@ def code_version(spec: StageSpec, root: Path = PROJECT_ROOT) -> str:
 @functools.cache
 def _project_code_version(run: Callable[..., Any]) -> str:
     return source_version(code_files(run), PROJECT_ROOT)
+
+
+def module_code_version(module: str, extra: Mapping[str, str] | None = None, root: Path = PROJECT_ROOT) -> str:
+    """A content key of `module`'s import closure and `extra` (what else decides the result): for
+    artifacts built outside a stage call, as the pocket base is."""
+    return combine({"code": source_version(import_closure(module), root), **(extra or {})})
 
 
 # --- the recipe as a stage sees it -------------------------------------------------------------

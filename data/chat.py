@@ -3,9 +3,10 @@ and a conversation becomes model input through the tokenizer's own chat template
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from core.config import TemplateConfig
+if TYPE_CHECKING:
+    from core.config import TemplateConfig
 
 
 def messages(prompt: str, template: TemplateConfig) -> list[dict[str, str]]:

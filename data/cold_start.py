@@ -3,7 +3,7 @@
 The paper's cold start was a few thousand readable examples (`<think>` reasoning ending in a short
 summary `</think>`, then the answer), collected from few-shot prompting with long worked examples
 and from R1-Zero's own outputs, kept only when verified and readable, then rewritten. Here:
-  * generated: the pocket world's oracle writes correct step-by-step solutions;
+  * generated: the pocket world's oracle writes correct step-by-step solutions (pocket/cold_start.py);
   * file: the user's {prompt, completion} rows;
   * collected (r1_zero, few_shot): a model's sampled completions, filtered by rewards/verdict.py, rewritten
     by `readable` and capped by `collect` (the sampling itself is the stage's, stages/cold_start_data.py).
@@ -21,21 +21,12 @@ import datasets
 
 from core.config import CollectConfig, Exemplar, TemplateConfig
 from core.generation import Completion
-from data import pocket
 from data.chat import messages
+from data.sources import DataError
 from rewards.verdict import REASONS, Keep, Verdict, select
 
 # Why a collected completion was removed, in the order the filters run.
 REMOVED = (*REASONS, "over_cap")
-
-
-def chain_sum_completion(terms: list[int]) -> str:
-    """The readable English solution of a chain sum, as the cold-start set writes it: the work, closed
-    by a one-line summary ("so the answer is 3 ."), then the answer. A second summary between
-    `</think>` and `<answer>` was tried: 300 examples only half taught it and the mix broke the answer
-    tag ("<answer> <answer>"), cutting pass@1 0.72 -> 0.55; without it the cold start lifts it to 0.92."""
-    think = pocket.steps_text(terms, ["en"] * len(terms))
-    return f"<think> {think} </think> <answer> {sum(terms)} </answer>"
 
 
 def general_completion(answer: str) -> str:
@@ -48,47 +39,26 @@ def conversation(prompt: str, completion: str, template: TemplateConfig) -> dict
     return {"prompt": messages(prompt, template), "completion": [{"role": "assistant", "content": completion}]}
 
 
-def pocket_cold_start(train: datasets.Dataset, n: int, seed: int, template: TemplateConfig) -> datasets.Dataset:
-    """`n` cold-start conversations built from chain-sum training prompts."""
-    rows = [r for r in train if pocket.terms_of(r["metadata"])]
-    if not rows:
-        raise ValueError("the pocket cold start needs chain_sum training prompts; set cold_start.dataset instead")
-    picked = random.Random(seed).sample(rows, min(n, len(rows)))
-    return datasets.Dataset.from_list([
-        conversation(r["prompt"], chain_sum_completion(pocket.terms_of(r["metadata"])), template) for r in picked
-    ])
-
-
-def file_conversations(path: str, template: TemplateConfig) -> datasets.Dataset:
-    """A user's file (.jsonl/.json/.parquet) of `prompt` / `completion` rows as conversations: the
-    cold-start set of a real recipe, or rejection sampling's general data."""
-    suffix = Path(path).suffix.lower()
-    loader = "parquet" if suffix == ".parquet" else "json"
+def file_rows(path: str, setting: str) -> datasets.Dataset:
+    """A user's file (.jsonl/.json/.parquet) of `prompt` / `completion` rows; `setting` is the recipe
+    key that names it, for errors."""
+    if not Path(path).is_file():
+        raise DataError(f"{setting} {path}: file not found")
+    loader = "parquet" if Path(path).suffix.lower() == ".parquet" else "json"
     ds = datasets.load_dataset(loader, data_files=path, split="train")
     missing = {"prompt", "completion"} - set(ds.column_names)
     if missing:
-        raise ValueError(f"{path}: expected columns prompt and completion; missing {sorted(missing)}")
+        raise DataError(f"{setting} {path}: expected columns prompt and completion; missing {sorted(missing)}")
+    return ds
+
+
+def file_conversations(path: str, template: TemplateConfig, setting: str = "cold_start.dataset") -> datasets.Dataset:
+    """A user's file of `prompt` / `completion` rows as conversations: the cold-start set of a real recipe."""
+    ds = file_rows(path, setting)
     return ds.map(lambda r: conversation(r["prompt"], r["completion"], template), remove_columns=ds.column_names)
 
 
 # --- collected cold starts (sources r1_zero and few_shot) ------------------------------------
-
-# Long worked examples with a check, for few-shot prompting of the pocket base: short chains, so
-# two of them, the question and a long answer fit the pocket model's 384 positions.
-POCKET_EXEMPLAR_CHAINS = ((4, -7, 2), (8, 3, -5, 6))
-POCKET_PROMPT = "State the final answer to the following arithmetic problem: {expression} ="
-
-
-def pocket_exemplars() -> list[Exemplar]:
-    """The built-in few-shot exemplars of the pocket world: the work, a check, the summary, the answer."""
-    out = []
-    for chain in POCKET_EXEMPLAR_CHAINS:
-        terms = list(chain)
-        think = pocket.steps_text(terms, ["en"] * len(terms), conclude=False) + " " + pocket.check_text(terms, sum(terms))
-        out.append(Exemplar(prompt=POCKET_PROMPT.format(expression=pocket.show(terms)),
-                            completion=f"<think> {think} </think> <answer> {sum(terms)} </answer>"))
-    return out
-
 
 def few_shot_messages(prompt: str, exemplars: Sequence[Exemplar], template: TemplateConfig) -> list[dict[str, str]]:
     """The conversation for few-shot sampling: each exemplar as an earlier user / assistant turn."""

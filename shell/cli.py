@@ -24,6 +24,7 @@ import shlex
 import sys
 import traceback
 
+import pocket
 from core.config import load_recipe
 from core.runstore import PROJECT_ROOT, RunStore
 from core.stage import StageCall
@@ -99,7 +100,7 @@ def cmd_flow(args: argparse.Namespace) -> int:
     print(f"\nrun {out['run_id']}  (store {store.root})\n")
     base_metrics = (store.manifest(out["run_id"], graph.BASE) or {}).get("metrics", {})
     if "accuracy_all" in base_metrics:
-        print(format_base_accuracy(base_metrics) + "\n")
+        print(pocket.format_base_report(base_metrics) + "\n")
     print(format_table(eval_results(store, out["run_id"])))
     print(f"\nreport: {out['report']}\nlineage: r1 lineage {out['run_id']}")
     return 0
@@ -136,22 +137,6 @@ def cmd_report(args: argparse.Namespace) -> int:
         return 1
     print(build_report(store, args.run_id))
     return 0
-
-
-def format_base_accuracy(m: dict) -> str:
-    """The base's held-out accuracy as a small table: written-out steps vs direct answers."""
-    rows = [("all items", "all", ""), ("short (2-3 terms)", "short", "short_"), ("long (4+ terms)", "long", "long_")]
-    lines = [f"held-out accuracy, {m['samples_per_prompt']} samples per prompt at temperature {m['temperature']}: "
-             f"{m['accuracy_all']:.1%} (greedy: {m['greedy_accuracy']:.1%}); steps written in "
-             f"{m['steps_share']:.0%} of answers, mean length {m['mean_length']:.1f} tokens",
-             f"{'':20} {'overall':>14} {'with steps':>14} {'direct':>14}"]
-    for label, cell, prefix in rows:
-        cols = []
-        for key in (cell, f"{prefix}steps", f"{prefix}direct"):
-            acc, n = m.get(f"accuracy_{key}"), m.get(f"count_{key}", 0)
-            cols.append(f"{acc:6.1%} (n={n:3d})" if acc is not None else f"{'-':>14}")
-        lines.append(f"{label:20} " + " ".join(f"{c:>14}" for c in cols))
-    return "\n".join(lines)
 
 
 def cmd_runs(args: argparse.Namespace) -> int:

@@ -12,18 +12,12 @@ from typing import Any
 
 import datasets
 
+import pocket
 from core.modeling import load_tokenizer
 from core.runstore import Ref, StageOutcome, StageResult
 from core.stage import StageCall
 from data.chat import messages, render
-from data.cold_start import (
-    REMOVED,
-    collect,
-    few_shot_messages,
-    file_conversations,
-    pocket_cold_start,
-    pocket_exemplars,
-)
+from data.cold_start import REMOVED, collect, few_shot_messages, file_conversations
 from data.saved import SFT_DATASET, load_split
 from rewards.completions import think_prefilled
 from stages import sampling
@@ -55,7 +49,7 @@ def run(call: StageCall) -> StageOutcome:
             data = file_conversations(start.dataset, template)
             metrics: dict[str, Any] = {}
         elif start.source == "generated":
-            data = pocket_cold_start(load_split(task_data_ref, "train"), start.examples, recipe.seed, template)
+            data = pocket.cold_start_rows(load_split(task_data_ref, "train"), start.examples, recipe.seed, template)
             metrics = {}
         else:
             data, metrics = collected(call, task_data_ref, base_ref, adapter_ref)
@@ -72,7 +66,7 @@ def collected(call: StageCall, task_data_ref: Ref, base_ref: Ref,
     train = load_split(task_data_ref, "train").shuffle(seed=recipe.seed)
     rows = list(train.select(range(min(cfg.prompts, len(train)))))
     if start.source == "few_shot":
-        exemplars = cfg.exemplars or (pocket_exemplars() if recipe.model.base == "pocket" else None)
+        exemplars = cfg.exemplars or (pocket.exemplars() if recipe.model.base == "pocket" else None)
         if not exemplars:
             raise ValueError("cold_start.collect.exemplars: the few_shot source of a real model needs worked "
                              "examples ({prompt, completion} rows) in the recipe")

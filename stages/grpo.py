@@ -27,7 +27,7 @@ from typing import Any
 import datasets
 from transformers import TrainerCallback
 
-from core.config import AllScenarioConfig, GRPOStageConfig, GuardConfig, PreferenceSource, TemplateConfig
+from core.config import AllScenarioConfig, GRPOStageConfig, GuardConfig, TemplateConfig
 from core.generation import generate
 from core.modeling import ADAPTER, adapter_path, load_tokenizer
 from core.resources import trainer_stage_bytes
@@ -35,12 +35,11 @@ from core.runstore import Ref, StageOutcome, StageResult
 from core.stage import StageCall
 from core.trainers import train_grpo
 from data.chat import messages, prompt_dataset, render
-from data.general import general_rows
-from data.preferences import dataset_pairs, pair_prompts
 from data.saved import load_split
 from rewards.completions import think_prefilled
 from rewards.routing import grpo_rewards
 from rewards.verdict import judge_completion
+from stages.general import general_rows
 from stages.reward_model import model_path
 
 log = logging.getLogger(__name__)
@@ -51,20 +50,7 @@ BEST = "best_adapter"
 # --- prompts -----------------------------------------------------------------------------------
 
 
-def general_task_rows(n: int, seed: int, preferences: PreferenceSource | None = None,
-                      fits: Callable[[str], bool] = lambda prompt: True) -> list[dict[str, Any]]:
-    """`n` prompts without a verifier: those of the reward model's preference dataset (what it
-    learned to judge) that `fits` keeps, when the recipe names one; else the pocket world's
-    general tasks."""
-    if preferences is None:
-        return general_rows(n, seed)
-    train, _ = dataset_pairs(preferences, 2 * n, 0, seed)  # room for prompts too long to keep
-    prompts = [p for p in pair_prompts(train) if fits(p)][:n]
-    return [{"prompt": p, "answer": "", "task": "general", "metadata": "{}"} for p in prompts]
-
-
-def training_prompts(cfg: GRPOStageConfig, task_data_ref: Ref, template: TemplateConfig, seed: int,
-                     preferences: PreferenceSource | None = None,
+def training_prompts(cfg: GRPOStageConfig, recipe: Any, task_data_ref: Ref, template: TemplateConfig, seed: int,
                      fits: Callable[[str], bool] = lambda prompt: True) -> datasets.Dataset:
     """The stage's training prompts: verifiable task prompts; an all-scenario stage adds its share
     of general prompts, every row tagged by `kind` (which rewards judge it: rewards/routing.py)."""
@@ -73,8 +59,9 @@ def training_prompts(cfg: GRPOStageConfig, task_data_ref: Ref, template: Templat
         return verifiable
     verifiable = verifiable.add_column("kind", ["verifiable"] * len(verifiable))
     n_general = round(len(verifiable) * cfg.general_fraction / (1 - cfg.general_fraction))
-    general = prompt_dataset(datasets.Dataset.from_list(general_task_rows(n_general, seed + 1, preferences, fits)),
-                             template)
+    rows = [{k: r[k] for k in ("prompt", "answer", "task", "metadata")}
+            for r in general_rows(recipe, n_general, seed + 1, fits)]
+    general = prompt_dataset(datasets.Dataset.from_list(rows), template)
     general = general.add_column("kind", ["general"] * len(general))
     return datasets.concatenate_datasets([verifiable, general.cast(verifiable.features)]).shuffle(seed=seed)
 
@@ -203,10 +190,8 @@ def run(call: StageCall) -> StageOutcome:
     template, model = recipe.data.template, recipe.model
 
     def build(work: Path) -> StageResult:
-        # general prompts come from the reward model's preference data: an all-scenario stage's only
-        preferences = recipe.reward_model.dataset if isinstance(cfg, AllScenarioConfig) else None
-        fits = prompt_fits(base_ref.path, template, cfg, model.eos_token) if preferences else lambda prompt: True
-        data = training_prompts(cfg, task_data_ref, template, recipe.seed, preferences, fits)
+        fits = prompt_fits(base_ref.path, template, cfg, model.eos_token)
+        data = training_prompts(cfg, recipe, task_data_ref, template, recipe.seed, fits)
         callbacks = heldout_callbacks(cfg, task_data_ref, base_ref.path, template, work, model.eos_token)
         context = {"reward_model_path": str(model_path(judge_ref))} if judge_ref else {}
         funcs, weights = grpo_rewards(cfg.rewards, **context)

@@ -17,13 +17,12 @@ from core.modeling import load_tokenizer
 from core.runstore import Ref, StageOutcome, StageResult
 from core.stage import StageCall
 from data.chat import messages, render
-from data.cold_start import conversation, file_conversations, general_completion
-from data.general import general_rows
-from data.preferences import dataset_pairs
+from data.cold_start import conversation
 from data.saved import SFT_DATASET, load_split
 from rewards.completions import prompt_key, think_prefilled
 from rewards.verdict import Keep, select
 from stages import sampling
+from stages.general import general_rows
 
 
 def keep_rules(cfg: RejectionSamplingConfig) -> Keep:
@@ -45,23 +44,6 @@ def sample(recipe: Any, base_ref: Ref, adapter_ref: Ref, prompts: list[str]
     return sampler, [think_prefilled(r) for r in rendered], samples
 
 
-def general_data(recipe: Any, n: int) -> list[dict[str, Any]]:
-    """`n` general rows as conversations: the recipe's file; else the reward model's preference
-    dataset, each prompt with its chosen reply (in the answer tags, as the pocket world's general
-    rows: no chain of thought for a non-reasoning query); else the pocket world's general tasks."""
-    cfg, template, prefs = recipe.rejection_sampling, recipe.data.template, recipe.reward_model.dataset
-    no_gold = {"kind": "general", "answer": "", "task": "general", "metadata": "{}"}
-    if cfg.general_dataset:
-        ds = file_conversations(cfg.general_dataset, template).shuffle(seed=recipe.seed)
-        return [dict(r, **no_gold) for r in ds.select(range(min(n, len(ds))))]
-    if prefs is not None:
-        pairs, _ = dataset_pairs(prefs, n, 0, recipe.seed)
-        return [conversation(p["prompt"][-1]["content"], general_completion(p["chosen"][-1]["content"]), template)
-                | no_gold for p in pairs]
-    return [conversation(r["prompt"], general_completion(r["answer"]), template) | _gold(r, "general")
-            for r in general_rows(n, recipe.seed)]
-
-
 def _gold(row: dict[str, Any], kind: str) -> dict[str, Any]:
     """The columns that let anyone re-verify a kept row."""
     return {"kind": kind, "answer": row["answer"], "task": row["task"], "metadata": row["metadata"]}
@@ -78,7 +60,9 @@ def run(call: StageCall) -> StageOutcome:
         sampler, prefilled, samples = sample(recipe, base_ref, adapter_ref, [r["prompt"] for r in train])
         passed, removed = select(train, samples, keep_rules(cfg), language, prefilled)
         kept = [conversation(row["prompt"], text, template) | _gold(row, "reasoning") for row, text in passed]
-        general = general_data(recipe, round(len(kept) / cfg.reasoning_to_general)) if kept else []
+        n_general = round(len(kept) / cfg.reasoning_to_general) if kept else 0
+        general = [conversation(r["prompt"], r["reply"], template) | _gold(r, "general")
+                   for r in general_rows(recipe, n_general, recipe.seed)] if n_general else []
         rows = kept + general
         random.Random(recipe.seed).shuffle(rows)
         datasets.Dataset.from_list(rows).save_to_disk(str(work / SFT_DATASET))

@@ -1,7 +1,7 @@
 """Stage: the reward model (for prompts with no verifier, used in the all-scenario RL stage).
 
 Reads like a recipe: preference pairs from the recipe's preference dataset (`reward_model.dataset`,
-real recipes) or generated from the pocket world's general tasks (data/preferences.py),
+real recipes) or generated from the pocket world's general tasks (pocket/preferences.py),
 a sequence classifier (num_labels=1) initialised from the base model, TRL's RewardTrainer, save,
 then the held-out pair accuracy (how often the preferred answer scores higher) as the stage's
 metric. Small bases are fully fine-tuned; large ones train a LoRA adapter (task SEQ_CLS) that is
@@ -23,13 +23,13 @@ from peft import LoraConfig
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 from trl import RewardConfig, RewardTrainer
 
+import pocket
 from core import devices, tracking
 from core.config import LoraSettings, RewardModelConfig
 from core.resources import model_copy_bytes
 from core.runstore import Ref, StageOutcome, StageResult
 from core.stage import StageCall
-from data.general import general_rows
-from data.preferences import dataset_pairs, preference_pairs
+from data.preferences import dataset_pairs
 from rewards.completions import prompt_key
 from rewards.reward_model import score_texts
 
@@ -46,9 +46,9 @@ def pairs(cfg: RewardModelConfig) -> tuple[list[dict[str, Any]], list[dict[str, 
     """(train, held-out) preference pairs; no held-out prompt appears in training."""
     if cfg.dataset is not None:
         return dataset_pairs(cfg.dataset, cfg.pairs, cfg.heldout_pairs, cfg.seed)
-    train = preference_pairs(general_rows(cfg.pairs, cfg.seed), cfg.seed)
+    train = pocket.preference_pairs(pocket.general_rows(cfg.pairs, cfg.seed), cfg.seed)
     seen = {prompt_key(p["prompt"][0]["content"]) for p in train}
-    candidates = preference_pairs(general_rows(cfg.heldout_pairs * 4, cfg.seed + 1), cfg.seed + 1)
+    candidates = pocket.preference_pairs(pocket.general_rows(cfg.heldout_pairs * 4, cfg.seed + 1), cfg.seed + 1)
     heldout = [p for p in candidates if prompt_key(p["prompt"][0]["content"]) not in seen][: cfg.heldout_pairs]
     return train, heldout
 

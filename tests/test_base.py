@@ -2,14 +2,19 @@
 with a tokenizer that round-trips exactly and tags that are ordinary tokens."""
 
 import json
+from pathlib import Path
 
 import pytest
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from data import pocket
+import pocket
 from data.chat import messages, render
 from data.saved import load_split
+from pocket import world
+from pocket.corpus import corpus
+from pocket.pretrain import build_model, pretrain
+from pocket.tokenizer import TAG_TOKENS, build_tokenizer
 from rewards.language import word_languages
 from stages import base
 
@@ -44,9 +49,9 @@ def test_reloaded_tokenizer_encodes_exactly_as_the_training_one(pocket_run, test
     from the same corpus and compare encodings token for token."""
     cfg, template = test_recipe.model.pocket, test_recipe.data.template
     heldout = list(load_split(pocket_run[2], "heldout")["prompt"])
-    docs = base.corpus(cfg, template, {p.lower() for p in heldout})
+    docs = corpus(cfg, template, {p.lower() for p in heldout})
     texts = [m["content"] for conv, _ in docs for m in conv] + [reply for _, reply in docs]
-    trained = base.build_tokenizer(texts, cfg.vocab_size)
+    trained = build_tokenizer(texts, cfg.vocab_size)
     _, reloaded = loaded
     for text in SAMPLES + [reply for _, reply in docs[:50]]:
         assert reloaded.encode(text, add_special_tokens=False) == trained.encode(text, add_special_tokens=False)
@@ -55,7 +60,7 @@ def test_reloaded_tokenizer_encodes_exactly_as_the_training_one(pocket_run, test
 
 def test_tags_are_single_ordinary_tokens_and_survive_skip_special(loaded):
     _, tok = loaded
-    for tag in base.TAG_TOKENS:
+    for tag in TAG_TOKENS:
         ids = tok.encode(tag, add_special_tokens=False)
         assert len(ids) == 1 and ids[0] not in tok.all_special_ids
     text = "<think> 1 + 2 . then 3 . </think> <answer> 3 </answer>"
@@ -86,13 +91,13 @@ def test_base_metrics_are_recorded(pocket_run):
     assert metrics["count_steps"] + metrics.get("count_direct", 0) == metrics["count_all"]
     assert 0.0 <= metrics["greedy_accuracy"] <= 1.0
     assert json.loads((store.stage_dir(run_id, "base") / "eval.json").read_text()) == metrics
-    assert (base.Path(base_ref.path) / "pretraining.json").is_file()
+    assert (Path(base_ref.path) / "pretraining.json").is_file()
 
 
 def test_pocket_base_is_cached_by_content(pocket_run, test_recipe, monkeypatch):
     store, _, task_data_ref, base_ref = pocket_run
     heldout = list(load_split(task_data_ref, "heldout")["prompt"])
-    monkeypatch.setattr(base, "build_pocket", lambda *a, **k: pytest.fail("rebuilt a cached base"))
+    monkeypatch.setattr(pocket, "build_base", lambda *a, **k: pytest.fail("rebuilt a cached base"))
     path = base.pocket_base(test_recipe.model.pocket, test_recipe.data.template, heldout, store)
     assert str(path) == base_ref.path
 
@@ -100,8 +105,8 @@ def test_pocket_base_is_cached_by_content(pocket_run, test_recipe, monkeypatch):
 def test_corpus_is_deterministic_and_excludes_heldout(test_recipe, pocket_run):
     cfg, template = test_recipe.model.pocket, test_recipe.data.template
     heldout = {p.lower() for p in load_split(pocket_run[2], "heldout")["prompt"]}
-    a = base.corpus(cfg, template, heldout)
-    assert a == base.corpus(cfg, template, heldout)
+    a = corpus(cfg, template, heldout)
+    assert a == corpus(cfg, template, heldout)
     assert not heldout & {" ".join(conv[-1]["content"].lower().split()) for conv, _ in a}
 
 
@@ -109,9 +114,9 @@ def test_checked_practice_follows_the_webs_written_languages(test_recipe):
     """Checked practice work is French (wholly or in part) about as often as the web's written
     solutions are, so the base's checking habit carries the web's languages (and R1-Zero can mix)."""
     cfg = test_recipe.model.pocket.model_copy(update={"corpus_documents": 50, "practice_documents": 2000})
-    checked = [reply for conv, reply in base.corpus(cfg, test_recipe.data.template, set())
-               if conv[-1]["content"].startswith(pocket.PRACTICE_PROMPTS["check"].split("{")[0])]
-    french = sum("fr" in word_languages(reply.split(pocket.CHECK_WORD)[0]) for reply in checked)
+    checked = [reply for conv, reply in corpus(cfg, test_recipe.data.template, set())
+               if conv[-1]["content"].startswith(world.PRACTICE_PROMPTS["check"].split("{")[0])]
+    french = sum("fr" in word_languages(reply.split(world.CHECK_WORD)[0]) for reply in checked)
     mix = cfg.mix
     expected = (mix.second_language + mix.mixed_language) / (mix.steps + mix.second_language + mix.mixed_language)
     assert len(checked) > 900 and abs(french / len(checked) - expected) < 0.05, (french, len(checked), expected)
@@ -119,13 +124,13 @@ def test_checked_practice_follows_the_webs_written_languages(test_recipe):
 
 def test_model_is_deterministic_for_a_config(test_recipe, loaded):
     _, tok = loaded
-    a = base.build_model(test_recipe.model.pocket, tok)
-    b = base.build_model(test_recipe.model.pocket, tok)
+    a = build_model(test_recipe.model.pocket, tok)
+    b = build_model(test_recipe.model.pocket, tok)
     assert all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values(), strict=True))
 
 
 def test_bfloat16_autocast_computes_in_bfloat16_and_keeps_float32_weights(test_recipe, loaded):
-    """pocket.autocast: the same steps on the same windows, the forward in bfloat16, the weights and
+    """model.pocket.autocast: the same steps on the same windows, the forward in bfloat16, the weights and
     the optimizer in float32; both precisions learn."""
     _, tok = loaded
     ids = [tok(render(tok, messages(f"{a} + {b} =", test_recipe.data.template)) + f"{a + b}")["input_ids"]
@@ -133,8 +138,8 @@ def test_bfloat16_autocast_computes_in_bfloat16_and_keeps_float32_weights(test_r
     losses = {}
     for precision in ("float32", "bfloat16"):
         cfg = test_recipe.model.pocket.model_copy(update={"steps": 40, "warmup_steps": 5, "autocast": precision})
-        model = base.build_model(cfg, tok)
-        losses[precision] = base.pretrain(model, ids, cfg)
+        model = build_model(cfg, tok)
+        losses[precision] = pretrain(model, ids, cfg)
         assert all(p.dtype == torch.float32 for p in model.parameters())
         assert losses[precision][-1] < 0.7 * losses[precision][0], (precision, losses[precision][::10])
     assert losses["float32"][0] == pytest.approx(losses["bfloat16"][0], rel=0.02)  # same start...

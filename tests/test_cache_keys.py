@@ -1,6 +1,7 @@
 """Cache keys: a stage's key covers its own recipe section, every model setting it uses and the code
-it runs (library + its own module), so changing any of them rebuilds it and, through its new output,
-everything downstream; the shell and the flows are in no key. The stage reads nothing of the recipe
+it runs (its module and everything that imports, transitively), so changing any of them rebuilds it
+and, through its new output, everything downstream; the shell, the flows and every module a stage
+does not import are in no key. The stage reads nothing of the recipe
 that its declaration (stages/graph.py) leaves out of its key."""
 
 from __future__ import annotations
@@ -89,7 +90,7 @@ def test_a_setting_no_stage_reads_changes_nothing(default_keys):
 @pytest.fixture
 def source_copy(tmp_path) -> Path:
     """The project's packages copied to a directory whose files a test may edit."""
-    for pkg in ("core", "data", "rewards", "stages", "flows", "shell"):
+    for pkg in ("core", "data", "rewards", "pocket", "stages", "flows", "shell"):
         shutil.copytree(PROJECT_ROOT / pkg, tmp_path / pkg, ignore=shutil.ignore_patterns("__pycache__"))
     return tmp_path
 
@@ -107,19 +108,44 @@ def test_editing_the_shell_or_the_flows_changes_no_stage_key(default_keys, sourc
     assert keys(root=source_copy) == default_keys
 
 
-def test_editing_a_stage_module_changes_its_stages_and_the_library_every_stage(default_keys, source_copy):
+def test_editing_a_stage_module_changes_its_stages_and_what_is_built_from_them(default_keys, source_copy):
     _edit(source_copy / "stages" / "sft.py")  # the cold start, stage 3b and distillation
     assert changed(default_keys, keys(root=source_copy)) == DOWNSTREAM_OF_COLD_START
-    _edit(source_copy / "core" / "trainers.py")
-    assert changed(default_keys, keys(root=source_copy)) == ALL
 
 
-def test_code_of_a_stage_is_the_library_and_its_own_modules():
+def test_editing_a_module_a_stage_does_not_import_leaves_its_key(default_keys, source_copy):
+    """The code sandbox is imported by the GRPO stages (through the reward catalog), not by SFT, the
+    data or the base: an edit there retrains R1-Zero and the RL stages, nothing upstream of them."""
+    _edit(source_copy / "rewards" / "code.py")
+    after = changed(default_keys, keys(root=source_copy))
+    assert {"r1_zero", "reasoning_rl", "all_scenario_rl", "student_rl"} <= after
+    assert not after & {"task_data", "base", "cold_start_data", "cold_start", "reward_model", "student_base",
+                        "eval_base", "eval_cold_start"}
+
+
+def test_code_of_a_stage_is_its_import_closure():
     files = code_files(graph.BY_NAME["all_scenario_rl"].run)
     assert {"stages/grpo.py", "stages/reward_model.py", "core/trainers.py", "data/chat.py",
-            "rewards/routing.py"} <= set(files)
+            "rewards/routing.py", "rewards/code.py"} <= set(files)
     assert not [f for f in files if f.startswith(("shell/", "flows/", "bench/"))]
     assert "stages/sft.py" not in files and "stages/graph.py" not in files
+    assert "rewards/code.py" not in code_files(graph.BY_NAME["sft"].run)
+
+
+def test_the_pocket_base_key_follows_the_code_that_builds_it(test_recipe, source_copy):
+    """The base's content key covers pretrain.py's import closure: the corpus writer, the tokenizer,
+    the world; not the evaluation, the preference pairs or the report of the same package."""
+    import pocket
+
+    cfg, template = test_recipe.model.pocket, test_recipe.data.template
+    key = lambda root: pocket.base_key(cfg, template, ["1 + 2 ="], root=root)  # noqa: E731
+    assert key(source_copy) == pocket.base_key(cfg, template, ["1 + 2 ="])
+    for untouched in ("pocket/report.py", "pocket/preferences.py", "rewards/verdict.py", "core/trainers.py"):
+        _edit(source_copy / untouched)
+    assert key(source_copy) == pocket.base_key(cfg, template, ["1 + 2 ="])
+    _edit(source_copy / "pocket" / "world.py")
+    assert key(source_copy) != pocket.base_key(cfg, template, ["1 + 2 ="])
+    assert pocket.base_key(cfg, template, ["1 + 3 ="]) != pocket.base_key(cfg, template, ["1 + 2 ="])
 
 
 def test_a_stage_cannot_read_a_setting_it_does_not_declare(tmp_path):

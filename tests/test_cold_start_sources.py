@@ -10,9 +10,10 @@ from collections import Counter
 import pytest
 from conftest import TEST_RECIPE
 
+import pocket
 from core.config import ColdStartConfig, CollectConfig, RecipeError, TemplateConfig, load_recipe
 from core.generation import Completion
-from data.cold_start import REMOVED, collect, few_shot_messages, pocket_exemplars, readable
+from data.cold_start import REMOVED, collect, few_shot_messages, readable
 from rewards.verdict import judge
 from stages import graph
 
@@ -80,10 +81,10 @@ def test_collect_counts_add_up_and_keeps_only_clean_rows():
 
 
 def test_few_shot_conversation_puts_exemplars_first():
-    turns = few_shot_messages("Q?", pocket_exemplars(), TemplateConfig(system="be brief", instruction="{prompt}"))
+    turns = few_shot_messages("Q?", pocket.exemplars(), TemplateConfig(system="be brief", instruction="{prompt}"))
     assert [t["role"] for t in turns] == ["system", "user", "assistant", "user", "assistant", "user"]
     assert turns[-1]["content"] == "Q?" and "check :" in turns[2]["content"]
-    for ex in pocket_exemplars():  # the built-in exemplars are right and pass the filters themselves
+    for ex in pocket.exemplars():  # the built-in exemplars are right and pass the filters themselves
         row = dict(ROW, prompt=ex.prompt, answer=ex.completion.split("<answer>")[1].split("</answer>")[0].strip())
         assert len(collected([Completion(ex.completion, 60, True)], rows=[row])[0]) == 1
 

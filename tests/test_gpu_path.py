@@ -75,7 +75,8 @@ def test_gpu_work_is_isolated_on_a_gpu_host_only(monkeypatch):
 def base_like(tmp_path_factory):
     """A tiny Qwen2 directory whose tokenizer is built like Qwen2.5 base's: EOS <|endoftext|>, chat
     turns closed by <|im_end|>."""
-    from stages.base import build_model, build_tokenizer
+    from pocket.pretrain import build_model
+    from pocket.tokenizer import build_tokenizer
 
     tok = build_tokenizer(["the answer is 3 . the sum of 4 and 5 is 9 ."] * 20, vocab_size=300)
     tok.eos_token = "<|endoftext|>"
@@ -266,18 +267,17 @@ def test_hub_rows_without_an_answer_are_skipped_and_counted(monkeypatch):
 
 
 def test_stage_4_general_prompts_and_general_sft_rows_come_from_the_preference_data(tmp_path, test_recipe):
-    from stages.grpo import general_task_rows
-    from stages.rejection_sampling import general_data
+    from stages.general import general_rows
 
     # 3 of 12 too long: of the 6 drawn for 3 prompts, at least 3 fit
     rows = [{"prompt": f"tell me about {'a long story ' * 5 if i % 4 == 0 else ''}item {i}",
              "chosen": f"item {i} is fine", "rejected": "no"} for i in range(12)]
     src = PreferenceSource(kind="file", path=_jsonl(tmp_path / "prefs.jsonl", rows))
-    prompts = [r["prompt"] for r in general_task_rows(3, 0, src, fits=lambda p: "long" not in p)]
-    assert len(prompts) == 3 and all(p.startswith("tell me about item") for p in prompts)
     recipe = test_recipe.model_copy(update={"reward_model": test_recipe.reward_model.model_copy(
         update={"dataset": src})})
-    general = general_data(recipe, 2)
-    assert len(general) == 2 and all(r["kind"] == "general" for r in general)
-    reply = general[0]["completion"][0]["content"]
+    prompts = [r["prompt"] for r in general_rows(recipe, 3, 0, fits=lambda p: "long" not in p)]
+    assert len(prompts) == 3 and all(p.startswith("tell me about item") for p in prompts)
+    general = general_rows(recipe, 2, 0)
+    assert len(general) == 2 and all(r["answer"] == "" and r["task"] == "general" for r in general)
+    reply = general[0]["reply"]
     assert reply.startswith("<think>") and reply.endswith("</answer>") and " is fine" in reply

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from bench import paper
-from data import pocket
+from pocket import world
 
 ROOT = Path(__file__).resolve().parents[1]
 TABLE = paper.RESULTS / "paper_table.json"
@@ -89,7 +89,7 @@ CHAIN = [4, -1, -7, 7]
      {"copied": False, "reduced": True, "check_from": "work"}),
     # the finer check (data/pocket.check_work): the prompt's chain, then each sum beside its two terms
     ("<think> i start from 4 - 1 - 7 + 7 . then 3 - 7 + 7 . then -4 + 7 . then 4 . "
-     f"{pocket.check_text(CHAIN, 4)} </think> <answer> 3 </answer>",
+     f"{world.check_text(CHAIN, 4)} </think> <answer> 3 </answer>",
      {"copied": True, "reduced": False, "check_from": "prompt"}),
     # the finer check started from the work's miscopied first line
     ("<think> i start from 4 - 1 + 7 . then 3 + 7 . then 10 . check : 4 - 1 + 7 . 4 - 1 = 3 , 3 + 7 . 3 + 7 = 10 . "

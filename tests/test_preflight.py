@@ -48,7 +48,8 @@ def runs(tmp_path, monkeypatch, harness):
 def tiny_model(tmp_path_factory):
     """A real (untrained) Qwen2 model directory with a chat template and a 128-token context."""
     from core.config import PocketConfig
-    from stages.base import build_model, build_tokenizer
+    from pocket.pretrain import build_model
+    from pocket.tokenizer import build_tokenizer
 
     out = tmp_path_factory.mktemp("tiny-model")
     tok = build_tokenizer([f"What is {a} + {b}? The answer is {a + b}." for a in range(30) for b in range(30)], 300)

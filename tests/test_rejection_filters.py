@@ -8,7 +8,7 @@ import pytest
 
 from core.config import RejectionSamplingConfig
 from core.generation import Completion
-from data import pocket
+from pocket import world
 from rewards.accuracy import is_correct
 from rewards.extract import extract_answer, think_text
 from rewards.language import language_share
@@ -18,9 +18,9 @@ from stages.rejection_sampling import keep_rules
 # 4 - 1 + 2 = 5
 ROW = {"prompt": "4 - 1 + 2 =", "answer": "5", "task": "chain_sum", "metadata": "{}"}
 OTHER = {"prompt": "1 + 1 =", "answer": "2", "task": "chain_sum", "metadata": "{}"}
-EN = pocket.steps_text([4, -1, 2], ["en"] * 3)
-FR = pocket.steps_text([4, -1, 2], ["fr"] * 3)
-MIXED = pocket.steps_text([4, -1, 2], ["en", "fr", "fr"])
+EN = world.steps_text([4, -1, 2], ["en"] * 3)
+FR = world.steps_text([4, -1, 2], ["fr"] * 3)
+MIXED = world.steps_text([4, -1, 2], ["en", "fr", "fr"])
 CFG = RejectionSamplingConfig(max_tokens=40, language_threshold=1.0)
 
 

@@ -71,13 +71,13 @@ def test_a_pipeline_stage_refuses_when_the_disk_is_full(pocket_run, test_recipe,
 @pytest.mark.slow
 def test_estimate_bounds_a_real_stage_and_checkpoints_are_bounded(pocket_run, test_recipe, tmp_path):
     """SFT with a checkpoint every step and save_total_limit 2 keeps 2; the estimate covers it all."""
+    import pocket
     from core.trainers import train_sft
-    from data.cold_start import pocket_cold_start
     from data.saved import load_split
 
     _, _, task_data_ref, base_ref = pocket_run
     cfg = test_recipe.cold_start.model_copy(update={"steps": 5, "save_steps": 1, "save_total_limit": 2})
-    data = pocket_cold_start(load_split(task_data_ref, "train"), 32, 0, test_recipe.data.template)
+    data = pocket.cold_start_rows(load_split(task_data_ref, "train"), 32, 0, test_recipe.data.template)
     work = tmp_path / "work"
     work.mkdir()
     data.save_to_disk(str(work / "dataset"))

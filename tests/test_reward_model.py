@@ -8,8 +8,8 @@ import pytest
 import torch
 
 from core.config import RewardSpec
-from data.general import general_rows, world
-from data.preferences import KINDS, preference_pairs
+from pocket.general import general_rows, world
+from pocket.preferences import KINDS, preference_pairs
 from rewards.accuracy import verify
 from rewards.catalog import build
 from rewards.language import language_share

@@ -4,18 +4,18 @@ from __future__ import annotations
 
 import pytest
 
-from data import pocket
+from pocket import world
 from rewards.language import detect_language, language_consistency, language_share, word_languages
 from rewards.reflection import reflection_count, reflection_counts
 
-EN_STEPS = pocket.steps_text([4, -1, 2], ["en"] * 3)
-FR_STEPS = pocket.steps_text([4, -1, 2], ["fr"] * 3)
-MIXED_STEPS = pocket.steps_text([4, -1, 2], ["en", "fr", "fr"])
+EN_STEPS = world.steps_text([4, -1, 2], ["en"] * 3)
+FR_STEPS = world.steps_text([4, -1, 2], ["fr"] * 3)
+MIXED_STEPS = world.steps_text([4, -1, 2], ["en", "fr", "fr"])
 
 
-@pytest.mark.parametrize(("lang", "key"), [(lang, key) for lang in pocket.PHRASES for key in pocket.PHRASES[lang]])
+@pytest.mark.parametrize(("lang", "key"), [(lang, key) for lang in world.PHRASES for key in world.PHRASES[lang]])
 def test_every_pocket_phrase_is_recognised(lang, key):
-    words = word_languages(pocket.PHRASES[lang][key])
+    words = word_languages(world.PHRASES[lang][key])
     assert words and set(words) == {lang}
 
 

@@ -1,0 +1,112 @@
+"""The pocket base, built the way nanoGPT's train.py reads: corpus, tokenizer, a tiny Qwen2 from
+config, a plain training loop, save. The result is an ordinary HF model directory."""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import torch
+from tqdm.auto import tqdm
+from transformers import PreTrainedTokenizerFast, Qwen2Config, Qwen2ForCausalLM
+
+from data.chat import render
+from pocket.corpus import corpus
+from pocket.tokenizer import build_tokenizer
+from rewards.completions import prompt_key
+
+if TYPE_CHECKING:
+    from core.config import PocketConfig, TemplateConfig
+
+log = logging.getLogger(__name__)
+
+
+def build_model(cfg: PocketConfig, tokenizer: PreTrainedTokenizerFast) -> Qwen2ForCausalLM:
+    config = Qwen2Config(
+        vocab_size=len(tokenizer),
+        hidden_size=cfg.hidden_size,
+        intermediate_size=cfg.intermediate_size,
+        num_hidden_layers=cfg.num_layers,
+        num_attention_heads=cfg.num_heads,
+        num_key_value_heads=cfg.num_kv_heads,
+        max_position_embeddings=cfg.max_position_embeddings,
+        tie_word_embeddings=True,
+        bos_token_id=tokenizer.eos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+    )
+    torch.manual_seed(cfg.seed)
+    return Qwen2ForCausalLM(config)
+
+
+def pretrain(model: Qwen2ForCausalLM, ids: list[list[int]], cfg: PocketConfig) -> list[float]:
+    """Next-token prediction on random windows of the packed corpus (nanoGPT-style: documents are
+    concatenated, each ending in <|end|>, so no compute goes to padding); returns the loss per step."""
+    stream = torch.tensor([t for doc in ids for t in doc])
+    gen = torch.Generator().manual_seed(cfg.seed)
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.learning_rate, betas=(0.9, 0.95), weight_decay=0.01)
+
+    def lr_scale(step: int) -> float:
+        if step < cfg.warmup_steps:
+            return (step + 1) / cfg.warmup_steps
+        progress = (step - cfg.warmup_steps) / max(1, cfg.steps - cfg.warmup_steps)
+        return 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * progress))
+
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_scale)
+    model.train()
+    losses = []
+    bar = tqdm(range(cfg.steps), desc="pretraining pocket base", unit="step")
+    for step in bar:
+        starts = torch.randint(len(stream) - cfg.block_size - 1, (cfg.batch_size,), generator=gen)
+        batch = torch.stack([stream[s : s + cfg.block_size] for s in starts.tolist()])
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=cfg.autocast == "bfloat16"):
+            loss = model(input_ids=batch, labels=batch).loss
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        sched.step()
+        opt.zero_grad(set_to_none=True)
+        losses.append(loss.item())
+        if step % 20 == 0:
+            bar.set_postfix(loss=f"{loss.item():.3f}")
+    model.eval()
+    return losses
+
+
+def build(cfg: PocketConfig, template: TemplateConfig, heldout_prompts: list[str], out: Path) -> None:
+    """Corpus -> tokenizer -> model -> pretraining -> save, into the directory `out`."""
+    t0 = time.perf_counter()
+    torch.manual_seed(cfg.seed)
+    docs = corpus(cfg, template, {prompt_key(p) for p in heldout_prompts})
+    texts = [m["content"] for conv, _ in docs for m in conv] + [reply for _, reply in docs]
+    tokenizer = build_tokenizer(texts, cfg.vocab_size)
+    rendered = [
+        render(tokenizer, conv + [{"role": "assistant", "content": reply}], add_generation_prompt=False)
+        for conv, reply in docs
+    ]
+    ids = tokenizer(rendered, add_special_tokens=False)["input_ids"]
+    longest = max(map(len, ids))
+    if longest > cfg.max_position_embeddings:
+        raise ValueError(f"pocket documents reach {longest} tokens, above max_position_embeddings "
+                         f"{cfg.max_position_embeddings}; raise it or shorten the tasks")
+    model = build_model(cfg, tokenizer)
+    log.info("pocket base: %d documents, vocab %d, %.2fM parameters", len(ids), len(tokenizer),
+             model.num_parameters() / 1e6)
+    losses = pretrain(model, ids, cfg)
+    model.generation_config.pad_token_id = tokenizer.pad_token_id
+    model.generation_config.eos_token_id = tokenizer.eos_token_id
+    model.save_pretrained(out)
+    tokenizer.save_pretrained(out)
+    (out / "pretraining.json").write_text(json.dumps({
+        "documents": len(ids),
+        "longest_document_tokens": longest,
+        "parameters": model.num_parameters(),
+        "vocab_size": len(tokenizer),
+        "final_loss": sum(losses[-20:]) / len(losses[-20:]),
+        "loss": losses[:: max(1, len(losses) // 200)],
+        "wall_s": round(time.perf_counter() - t0, 1),
+    }, indent=2))
