@@ -10,7 +10,7 @@ from typing import Any
 
 from core.config import load_recipe
 from core.runstore import RunStore
-from stages import graph
+from stages import graph, runner
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results"
@@ -25,5 +25,5 @@ def pocket_inputs(overrides: list[str] | None = None) -> tuple[Any, Any, str, An
     recipe = load_recipe(POCKET, overrides)
     store = RunStore()
     run_id = store.new_run_id(f"bench-{recipe.name}")
-    refs = graph.build([graph.BASE], recipe, store, run_id)
+    refs = runner.build([graph.BASE], recipe, store, run_id)
     return recipe, store, run_id, refs[graph.TASK_DATA], refs[graph.BASE]

@@ -25,6 +25,7 @@ from typing import Any
 import torch
 
 from bench.common import RESULTS, ROOT
+from core.layout import EVAL_RESULTS
 from core.runstore import RunStore
 from stages import graph
 from stages.evaluation import stage_name
@@ -87,7 +88,7 @@ def checks(run_id: str, manifests: dict[str, dict[str, Any]], output: str, gpus:
     out.append(("rejection sampling sampled with vLLM", sampler == "vllm", sampler))
     for name in manifests:
         if name.startswith("eval_"):
-            device = json.loads((RunStore().stage_dir(run_id, name) / "eval.json").read_text()).get("device", "?")
+            device = json.loads((RunStore().stage_dir(run_id, name) / EVAL_RESULTS).read_text()).get("device", "?")
             out.append((f"{name} evaluated on the GPU", device.startswith("cuda"), device))
     out.append(("no stage fell back from vLLM", "is set but" not in output,
                 "no fallback warning" if "is set but" not in output else "a vLLM fallback warning was logged"))

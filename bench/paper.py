@@ -50,20 +50,18 @@ import matplotlib.pyplot as plt  # noqa: E402
 from bench import side_by_side  # noqa: E402
 from core.config import load_recipe  # noqa: E402
 from core.generation import generate  # noqa: E402
+from core.layout import LOG_HISTORY
 from core.modeling import adapter_path, inference_model, load_tokenizer  # noqa: E402
 from core.runstore import RunStore  # noqa: E402
 from data.chat import messages, render  # noqa: E402
 from data.saved import load_split  # noqa: E402
-from flows.distill import distill  # noqa: E402
-from flows.pipeline import r1_pipeline  # noqa: E402
-from flows.r1_zero import r1_zero  # noqa: E402
+from flows.training import FLOWS  # noqa: E402
 from pocket import world  # noqa: E402
 from shell.prefect_server import prefect_home  # noqa: E402
 from stages import graph  # noqa: E402
 from stages.evaluation import heldout_rows, load_results, load_samples, score_sample, stage_name  # noqa: E402
 
 RESULTS = Path(__file__).parent / "results"
-FLOWS = {"r1-zero": r1_zero, "r1-pipeline": r1_pipeline, "distill": distill}
 EVAL_OVERRIDES = ["eval.samples=16", "eval.temperature=0.6", "eval.top_p=0.95", "eval.prompts=null"]
 FIELDS = ("pass_at_1", "cons_at_16", "mean_length", "language_consistency", "reflection_rate")
 PIPELINE = ("cold_start", "reasoning_rl", "sft", "all_scenario_rl")
@@ -286,7 +284,7 @@ def run_seed(recipe_path: str, overrides: list[str], seed: int) -> dict[str, Any
     zero = results(paper_rows()["r1_zero"])
     # what each stage took when it was built (a rerun over finished stages only reuses them)
     build = {m["stage"]: m["wall_s"] for m in store.stages(run_id)}
-    history = [h for h in json.loads((Path(store.ref(run_id, "r1_zero").path) / "log_history.json").read_text())
+    history = [h for h in json.loads((Path(store.ref(run_id, "r1_zero").path) / LOG_HISTORY).read_text())
                if "reward" in h]
     aha = aha_rollout(recipe, store, run_id)
     return {

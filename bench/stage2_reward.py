@@ -11,9 +11,10 @@ import json
 from pathlib import Path
 
 from core.config import load_recipe
+from core.layout import LOG_HISTORY, MANIFEST
 from core.runstore import RunStore
 from core.trainers import reward_trend
-from stages import graph
+from stages import runner
 
 RESULTS = Path(__file__).parent / "results" / "stage2_reward.json"
 
@@ -26,13 +27,13 @@ def main() -> None:
     args = parser.parse_args()
     recipe = load_recipe(args.recipe, args.overrides)
     store = RunStore()
-    rl = graph.build(["reasoning_rl"], recipe, store, args.run_id)["reasoning_rl"]
-    history = json.loads((Path(rl.path) / "log_history.json").read_text())
+    rl = runner.build(["reasoning_rl"], recipe, store, args.run_id)["reasoning_rl"]
+    history = json.loads((Path(rl.path) / LOG_HISTORY).read_text())
     trend = reward_trend(history)
     per_function = {name: reward_trend(history, f"rewards/{name}/mean")
                     for name in ("accuracy", "format", "language_consistency")}
     steps = len([h for h in history if "reward" in h])
-    rl_wall = json.loads((Path(rl.path) / "manifest.json").read_text())["wall_s"]
+    rl_wall = json.loads((Path(rl.path) / MANIFEST).read_text())["wall_s"]
     result = {"recipe": recipe.name, "run_id": args.run_id, "overrides": args.overrides, "steps": steps, **trend,
               "per_function": per_function, "reasoning_rl_wall_s": rl_wall}
     RESULTS.parent.mkdir(parents=True, exist_ok=True)

@@ -13,10 +13,10 @@ from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
 
 from core.config import LoraSettings
+from core.layout import ADAPTER
 from core.runstore import Ref
 
 log = logging.getLogger(__name__)
-ADAPTER = "adapter"  # the adapter's sub-directory in a stage directory
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16, "auto": "auto"}
 
 

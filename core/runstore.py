@@ -10,6 +10,7 @@ Before a build it refuses to start when what the stage will write does not fit o
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import functools
 import hashlib
@@ -24,24 +25,19 @@ import subprocess
 import time
 import uuid
 from collections.abc import Callable, Iterable, Mapping
+from contextlib import AbstractContextManager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
-from core import resources, tracking
+from core import resources
 from core.atomic import file_lock, publish_dir, write_json_atomic
+from core.layout import CHECKPOINTS, MANIFEST
 
 log = logging.getLogger(__name__)
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
-# The library every stage runs on; a stage's code version adds its own module(s) (core/stage.py).
-# The shell and the flows are not here: editing them retrains nothing.
-LIBRARY_PACKAGES = ("core", "data", "rewards")
 TRACKED_PACKAGES = ("torch", "transformers", "trl", "peft", "datasets", "accelerate", "reasoning-gym", "math-verify")
-MANIFEST = "manifest.json"
-# The one part of a work directory that survives a killed attempt: trainer checkpoints to resume
-# from. Everything else is wiped before a new attempt, and this is dropped once the stage is done.
-CHECKPOINTS = "checkpoints"
 
 
 def default_root() -> Path:
@@ -82,6 +78,25 @@ class StageOutcome:
 
     ref: Ref
     reused: bool
+
+
+class StageTracker(Protocol):
+    """What a tracking run does with a published stage (core.tracking.StageTracker)."""
+
+    def log_output(self, ref: Ref, metrics: Mapping[str, Any], stage_dir: Path) -> None: ...
+
+
+# (store root, run id, stage, kind, config, inputs) -> a context manager around one build
+Tracker = Callable[[Path, str, str, str, Any, Mapping[str, Ref]], AbstractContextManager[StageTracker]]
+
+
+class _NoTracker:
+    def log_output(self, ref: Ref, metrics: Mapping[str, Any], stage_dir: Path) -> None:
+        pass
+
+
+def _untracked(*_: Any) -> AbstractContextManager[StageTracker]:
+    return contextlib.nullcontext(_NoTracker())
 
 
 class StageError(RuntimeError):
@@ -125,20 +140,9 @@ def path_sha256(path: Path) -> str:
     return hashlib.sha256(str(path).encode()).hexdigest()
 
 
-def package_files(packages: Iterable[str], root: Path = PROJECT_ROOT) -> list[str]:
-    """Every .py file of the given top-level packages, as paths relative to root."""
-    return sorted(p.relative_to(root).as_posix() for pkg in packages for p in (root / pkg).rglob("*.py"))
-
-
 def source_version(files: Iterable[str], root: Path = PROJECT_ROOT) -> str:
     """Hash of the given source files (relative to root): the code part of a cache key."""
     return combine({f: file_sha256(root / f) for f in sorted(set(files))})[:16]
-
-
-@functools.cache
-def library_version() -> str:
-    """The code version of the library alone (for stages built without a StageSpec)."""
-    return source_version(package_files(LIBRARY_PACKAGES))
 
 
 def cache_key(stage: str, config: Any, inputs: Mapping[str, Ref], code: str) -> str:
@@ -262,80 +266,88 @@ class RunStore:
         inputs: Mapping[str, Ref],
         build: Callable[[Path], StageResult | None],
         *,
-        code: str | None = None,
+        code: str = "",
         kind: str = "model",
         force: bool = False,
         needs_bytes: int | None = None,
+        track: Tracker | None = None,
     ) -> StageOutcome:
         """Build a stage once: reuse it when finished with the same key, else build and publish.
 
         `build(work_dir)` writes the stage's files into work_dir. Only work_dir/checkpoints/ is
         kept between attempts with the same key, so a trainer can resume from it. `code` is the
-        stage's code version (default: the library's), `kind` what it outputs (dataset, model or
-        eval: the W&B artifact type). `needs_bytes` estimates what the build writes
-        (core.resources): a build that would not fit on the disk is refused before it starts
-        (default: a small margin). A second process asking for the same stage waits on the
-        stage's lock and then reuses what the first built.
+        stage's code version, `kind` what it outputs (dataset, model or eval: the W&B artifact
+        type; empty: the caller has no code to key). `needs_bytes` estimates what the build writes (core.resources): a build that would
+        not fit on the disk is refused before it starts (default: a small margin). `track` opens the
+        stage's tracking run around a build (core.tracking.stage_run; default: none). A second
+        process asking for the same stage waits on the stage's lock and then reuses what the first
+        built.
         """
-        code = code or library_version()
         key = cache_key(stage, config, inputs, code)
         final = self.stage_dir(run_id, stage)
-        work = final.with_name(f".{stage}.work")
         with file_lock(final.with_name(f".{stage}.lock")):
-            manifest = self.manifest(run_id, stage)
-            if manifest and manifest["cache_key"] == key and not force:
-                bad = self.verify(manifest)
-                if not bad:
-                    ref = Ref.from_dict(manifest["ref"])
-                    log.info("%s/%s: reused v%s (unchanged: %s)", run_id, stage, ref.version, final)
-                    return StageOutcome(ref, reused=True)
-                log.warning("%s/%s: files changed since written (%s); rebuilding", run_id, stage, bad[:3])
-            ensure_free_disk(self.root, needs_bytes, f"{run_id}/{stage}")
-            if work.exists() and (force or _read_text(work / ".key") != key):
-                shutil.rmtree(work)
-            work.mkdir(parents=True, exist_ok=True)
-            for stale in work.iterdir():
-                if stale.name != CHECKPOINTS:
-                    shutil.rmtree(stale) if stale.is_dir() else stale.unlink()
-            (work / ".key").write_text(key)
+            ref = None if force else self.reusable(run_id, stage, key)
+            if ref is not None:
+                log.info("%s/%s: reused v%s (unchanged: %s)", run_id, stage, ref.version, final)
+                return StageOutcome(ref, reused=True)
+            work = self.prepare(run_id, stage, key, needs_bytes, force)
             started, t0 = _now(), time.perf_counter()
-            # One W&B run per built stage (a reused stage returned above and opens none).
-            with tracking.stage_run(self.root, run_id, stage, kind, config, inputs) as tracked:
+            with (track or _untracked)(self.root, run_id, stage, kind, config, inputs) as tracker:
                 try:
                     result = build(work) or StageResult()
                 except Exception as exc:
                     raise StageError(f"{run_id}/{stage} failed: {exc}") from exc
-                (work / ".key").unlink()
-                shutil.rmtree(work / CHECKPOINTS, ignore_errors=True)
-                outputs = tree_hashes(work)
-                external = result.artifact is not None
-                artifact = Path(result.artifact) if external else final
-                sha = path_sha256(artifact) if external else combine(outputs)
-                ref = Ref(run_id=run_id, stage=stage, path=str(artifact), sha256=sha, version=key[:12])
-                write_json_atomic(work / MANIFEST, {
-                    "stage": stage,
-                    "run_id": run_id,
-                    "status": "complete",
-                    "cache_key": key,
-                    "kind": kind,
-                    "code_version": code,
-                    "ref": ref.to_dict(),
-                    "artifact_external": external,
-                    "config": config,
-                    "inputs": {name: r.to_dict() for name, r in inputs.items()},
-                    "outputs": outputs,
-                    "metrics": result.metrics,
-                    "git_commit": git_commit(),
-                    "packages": package_versions(),
-                    "host": socket.gethostname(),
-                    "started_at": started,
-                    "finished_at": _now(),
-                    "wall_s": round(time.perf_counter() - t0, 3),
-                })
-                publish_dir(work, final)
-                tracked.log_output(ref, result.metrics, final)
+                ref = self.publish(run_id, stage, work, key, result, {
+                    "kind": kind, "code_version": code, "config": config,
+                    "inputs": {name: r.to_dict() for name, r in inputs.items()}, "started_at": started,
+                    "wall_s": round(time.perf_counter() - t0, 3)})
+                tracker.log_output(ref, result.metrics, final)
             log.info("%s/%s: built v%s in %.1fs -> %s", run_id, stage, ref.version, time.perf_counter() - t0, final)
             return StageOutcome(ref, reused=False)
+
+    def reusable(self, run_id: str, stage: str, key: str) -> Ref | None:
+        """The finished stage's reference when it was built with this key and its files are intact."""
+        manifest = self.manifest(run_id, stage)
+        if not manifest or manifest["cache_key"] != key:
+            return None
+        bad = self.verify(manifest)
+        if bad:
+            log.warning("%s/%s: files changed since written (%s); rebuilding", run_id, stage, bad[:3])
+            return None
+        return Ref.from_dict(manifest["ref"])
+
+    def prepare(self, run_id: str, stage: str, key: str, needs_bytes: int | None, force: bool) -> Path:
+        """The stage's work directory, emptied but for the checkpoints of an attempt with this key
+        (none when forced), after checking the disk has room for what it will write."""
+        work = self.stage_dir(run_id, stage).with_name(f".{stage}.work")
+        ensure_free_disk(self.root, needs_bytes, f"{run_id}/{stage}")
+        if work.exists() and (force or _read_text(work / ".key") != key):
+            shutil.rmtree(work)
+        work.mkdir(parents=True, exist_ok=True)
+        for stale in work.iterdir():
+            if stale.name != CHECKPOINTS:
+                shutil.rmtree(stale) if stale.is_dir() else stale.unlink()
+        (work / ".key").write_text(key)
+        return work
+
+    def publish(self, run_id: str, stage: str, work: Path, key: str, result: StageResult,
+                record: Mapping[str, Any]) -> Ref:
+        """Hash what the build wrote, write the manifest (`record` adds what the caller knows: kind,
+        code version, config, inputs, timings) and rename the work directory into place."""
+        (work / ".key").unlink()
+        shutil.rmtree(work / CHECKPOINTS, ignore_errors=True)
+        outputs = tree_hashes(work)
+        external = result.artifact is not None
+        artifact = Path(result.artifact) if external else self.stage_dir(run_id, stage)
+        sha = path_sha256(artifact) if external else combine(outputs)
+        ref = Ref(run_id=run_id, stage=stage, path=str(artifact), sha256=sha, version=key[:12])
+        write_json_atomic(work / MANIFEST, {
+            "stage": stage, "run_id": run_id, "status": "complete", "cache_key": key, "ref": ref.to_dict(),
+            "artifact_external": external, **record, "outputs": outputs, "metrics": result.metrics,
+            "git_commit": git_commit(), "packages": package_versions(), "host": socket.gethostname(),
+            "finished_at": _now()})
+        publish_dir(work, self.stage_dir(run_id, stage))
+        return ref
 
     # shared cache (content-addressed, across runs)
     def cached_build(self, name: str, key: str, build: Callable[[Path], None]) -> Path:

@@ -30,6 +30,7 @@ from core.runstore import (
     RunStore,
     StageOutcome,
     StageResult,
+    Tracker,
     cache_key,
     combine,
     source_version,
@@ -223,6 +224,7 @@ class StageCall:
     run_id: str
     inputs: Mapping[str, Ref] = field(default_factory=dict)
     force: bool = False
+    track: Tracker | None = None  # opens the stage's tracking run around a build (the runner passes W&B's)
 
     def __post_init__(self) -> None:
         if not isinstance(self.recipe, RecipeView):
@@ -246,4 +248,4 @@ class StageCall:
         return self.store.run_stage(self.run_id, self.spec.name, key_config(self.spec, self.recipe),
                                     self.inputs if inputs is None else inputs, build,
                                     code=code_version(self.spec), kind=self.spec.output, force=self.force,
-                                    needs_bytes=needs_bytes)
+                                    needs_bytes=needs_bytes, track=self.track)

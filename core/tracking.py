@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from core.atomic import write_json_atomic
+from core.layout import EVAL_RESULTS, MANIFEST
 
 log = logging.getLogger(__name__)
 
@@ -127,9 +128,9 @@ class StageTracker:
             )
             # The manifest is small and names every output file with its sha256, so the artifact's
             # digest follows the content; the (possibly large) output itself is a reference, not a copy.
-            artifact.add_file(str(stage_dir / "manifest.json"), name="manifest.json")
-            if (stage_dir / "eval.json").is_file():
-                artifact.add_file(str(stage_dir / "eval.json"), name="eval.json")
+            artifact.add_file(str(stage_dir / MANIFEST), name=MANIFEST)
+            if (stage_dir / EVAL_RESULTS).is_file():
+                artifact.add_file(str(stage_dir / EVAL_RESULTS), name=EVAL_RESULTS)
             artifact.add_reference(Path(ref.path).resolve().as_uri(), name="output", checksum=False)
             logged = self.run.log_artifact(artifact, aliases=["latest", f"key-{ref.version}"])
             if mode() != "offline":

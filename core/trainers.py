@@ -28,11 +28,10 @@ from trl import GRPOConfig, GRPOTrainer, SFTConfig, SFTTrainer
 from core import devices, distributed, tracking
 from core.config import GRPOStageConfig, LoraSettings, SFTStageConfig, TrainConfig
 from core.generation import vllm_usable
-from core.modeling import ADAPTER, load_tokenizer, stop_token_ids, trainable_model
-from core.runstore import CHECKPOINTS
+from core.layout import ADAPTER, CHECKPOINTS, LOG_HISTORY
+from core.modeling import load_tokenizer, stop_token_ids, trainable_model
 
 log = logging.getLogger(__name__)
-LOG_HISTORY = "log_history.json"
 
 
 def _common_args(cfg: TrainConfig, work: Path, seed: int, report_to: str | list[str] | None) -> dict[str, Any]:

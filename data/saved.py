@@ -7,8 +7,9 @@ from typing import Any
 
 import datasets
 
+from core.layout import DATASET
+
 SPLITS = ("train", "heldout", "harder")
-SFT_DATASET = "dataset"
 
 
 def load_split(ref: Any, part: str) -> datasets.Dataset:
@@ -20,4 +21,4 @@ def load_split(ref: Any, part: str) -> datasets.Dataset:
 
 def load_sft_dataset(ref: Any) -> datasets.Dataset:
     """The {prompt, completion} conversations a stage saved (cold start, rejection sampling)."""
-    return datasets.load_from_disk(str(Path(ref.path) / SFT_DATASET))
+    return datasets.load_from_disk(str(Path(ref.path) / DATASET))

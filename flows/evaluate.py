@@ -7,16 +7,17 @@ from typing import Any
 
 from prefect import flow
 
-from flows.prefect_tasks import FLOW_OPTIONS, evaluate_stages, report, run_stages, start
+from core.config import Recipe
+from flows.prefect_tasks import FLOW_OPTIONS, build, report, start
 from stages import graph
+from stages.evaluation import stage_name
 
 
 @flow(name="evaluate", **FLOW_OPTIONS)
-def evaluate(recipe: str = "pocket", overrides: list[str] | None = None, run_id: str | None = None,
+def evaluate(recipe: str | Recipe = "pocket", overrides: list[str] | None = None, run_id: str | None = None,
              force: list[str] | None = None, stages: list[str] | None = None) -> dict[str, Any]:
     """Evaluate `stages` (default: every finished evaluated stage of the run built on the base, and the base)."""
     run = start(recipe, overrides, run_id, force)
-    refs = run_stages(run, graph.needed([graph.BASE]), {})
     candidates = [s for s in graph.evaluated_on(graph.BASE) if s != graph.BASE]
     wanted = [s for s in stages or candidates if s != graph.BASE]
     unknown = sorted(set(wanted) - set(candidates))
@@ -29,5 +30,7 @@ def evaluate(recipe: str = "pocket", overrides: list[str] | None = None, run_id:
     if missing:
         raise ValueError(f"run {run.run_id} has no finished stage {missing}; finished: "
                          f"{[m['stage'] for m in run.store.stages(run.run_id)]}")
-    evals = evaluate_stages(run, [graph.BASE, *finished], refs | finished)
+    names = [graph.BASE, *finished]
+    refs = build(run, [stage_name(n) for n in names], finished)
+    evals = {n: refs[stage_name(n)] for n in names}
     return {"run_id": run.run_id, "report": report(run, evals), "evals": {n: r.to_dict() for n, r in evals.items()}}

@@ -1,6 +1,6 @@
-"""Prefect tasks: one task per stage of the graph (stages/graph.py), a thin wrapper that calls the
-stage function with a StageCall and returns its Ref; `run_flow` chains a flow's stages in the
-graph's order, then its evaluations and the report.
+"""Prefect tasks: the one runner (stages/runner.py) with each stage run as a Prefect task, a thin
+wrapper around the stage function; `run_flow` builds a flow's stages and its evaluations that way,
+then the report.
 
 Stages hand each other small references (path + hash + version), never models. The run store is
 the cache (an unchanged stage is reused) and says whether it built or reused, so Prefect's own task
@@ -27,13 +27,13 @@ from prefect.context import FlowRunContext
 from prefect.exceptions import MissingContextError
 from prefect.runtime import flow_run
 
-from core.config import Recipe, load_recipe
+from core.config import Recipe
 from core.runstore import Ref, RunStore, StageOutcome
 from core.stage import StageCall, StageSpec
 from flows.report import HTML, build_report, report_url
 from flows.user_errors import quiet_prefect_tracebacks, user_error
-from stages import graph, preflight
-from stages.evaluation import format_table, load_results
+from stages import graph, preflight, runner
+from stages.evaluation import evaluated_name, format_table, load_results, stage_name
 
 log = logging.getLogger(__name__)
 quiet_prefect_tracebacks()  # every flow imports this module, a worker's flow runs included
@@ -64,11 +64,12 @@ class PipelineRun:
         return stage in self.force or "all" in self.force
 
 
-def start(recipe: str, overrides: list[str] | None, run_id: str | None, force: list[str] | None) -> PipelineRun:
-    """Load and validate the recipe first (a config error fails here, before any training), then
-    take the given run id (resume) or make a new one, and put it in the flow run's name."""
-    resolved = load_recipe(recipe, overrides or [])
-    preflight.check_recipe(resolved, str(recipe))  # rewards, model paths, causal LM: before a run dir exists
+def start(recipe: str | Recipe, overrides: list[str] | None, run_id: str | None,
+          force: list[str] | None) -> PipelineRun:
+    """The run: the recipe (a Recipe the caller already loaded and checked, or a configs/ name or
+    path, loaded and checked here before any run directory exists), the given run id (resume) or a
+    new one, named in the flow run's name."""
+    resolved = recipe if isinstance(recipe, Recipe) else preflight.load_checked(recipe, overrides)
     store = RunStore()
     resumed = bool(run_id and store.stages(run_id))
     run_id = run_id or store.new_run_id(resolved.name)
@@ -81,8 +82,9 @@ def start(recipe: str, overrides: list[str] | None, run_id: str | None, force: l
 def flow_run_name() -> str:
     """`<flow> · <recipe> · <run id>` from the flow's parameters (a new run id is filled in by start())."""
     params = flow_run.parameters
-    recipe = Path(str(params.get("recipe", "pocket"))).stem
-    return f"{flow_run.flow_name} · {recipe} · {params.get('run_id') or 'new run'}"
+    recipe = params.get("recipe", "pocket")
+    name = recipe.name if isinstance(recipe, Recipe) else Path(str(recipe)).stem
+    return f"{flow_run.flow_name} · {name} · {params.get('run_id') or 'new run'}"
 
 
 # What every flow passes to @flow. Prints are not captured as logs (log_prints=False): Prefect's
@@ -123,42 +125,42 @@ def _key(*parts: str) -> str:
     return re.sub(r"[^a-z0-9-]+", "-", "-".join(parts).lower()).strip("-")
 
 
-def publish_stage(run: PipelineRun, outcome: StageOutcome) -> None:
+def publish_stage(store: RunStore, recipe: str, outcome: StageOutcome) -> None:
     """A Prefect table artifact for a stage: its output reference, whether it was reused, and its
     scalar metrics."""
     ref, reused = outcome.ref, outcome.reused
-    manifest = run.store.manifest(run.run_id, ref.stage) or {}
-    rows = [{"field": "output", "value": ref.path}, {"field": "stage dir", "value": str(run.store.stage_dir(
-        run.run_id, ref.stage))}, {"field": "version", "value": ref.version},
+    manifest = store.manifest(ref.run_id, ref.stage) or {}
+    rows = [{"field": "output", "value": ref.path}, {"field": "stage dir", "value": str(store.stage_dir(
+        ref.run_id, ref.stage))}, {"field": "version", "value": ref.version},
         {"field": "sha256", "value": ref.sha256[:16]}, {"field": "reused", "value": str(reused)},
         {"field": "wall_s", "value": str(manifest.get("wall_s", ""))}]
     for k, v in (manifest.get("metrics") or {}).items():
         if isinstance(v, int | float | str) or v is None:
             rows.append({"field": k, "value": f"{v:.4g}" if isinstance(v, float) else str(v)})
-    create_table_artifact(rows, key=_key(run.name, ref.stage),
-                          description=f"{ref.stage} of run {run.run_id} ({'reused' if reused else 'built'})")
+    create_table_artifact(rows, key=_key(recipe, ref.stage),
+                          description=f"{ref.stage} of run {ref.run_id} ({'reused' if reused else 'built'})")
 
 
-NAME = "{run.recipe.name} · {run.run_id} · {spec.name}"
+NAME = "{recipe} · {call.run_id} · {call.spec.name}"
 IO = {"retries": 1, "retry_delay_seconds": 2, "retry_condition_fn": not_a_config_error, "cache_policy": NO_CACHE}
 TRAIN = {"retries": 0, "cache_policy": NO_CACHE}
 
 
 @task(task_run_name=NAME, **TRAIN)
-def run_stage(run: PipelineRun, spec: StageSpec, inputs: dict[str, Ref]) -> Ref:
-    """One stage: build it in the run store or reuse it, say which, publish its artifact."""
+def run_stage(call: StageCall, recipe: str) -> StageOutcome:
+    """One stage (of run `recipe`'s): build it in the run store or reuse it, say which, publish its artifact."""
     logger = run_log()
-    logger.info("%s: started", spec.name)
-    outcome = spec.run(StageCall(spec, run.recipe, run.store, run.run_id, inputs, force=run.forced(spec.name)))
-    logger.info(stage_summary(run, outcome))
-    publish_stage(run, outcome)
-    return outcome.ref
+    logger.info("%s: started", call.spec.name)
+    outcome = call.spec.run(call)
+    logger.info(stage_summary(call.store, outcome))
+    publish_stage(call.store, recipe, outcome)
+    return outcome
 
 
-def stage_summary(run: PipelineRun, outcome: StageOutcome, max_metrics: int = 6) -> str:
+def stage_summary(store: RunStore, outcome: StageOutcome, max_metrics: int = 6) -> str:
     """One log line per finished stage: built or reused, its version, wall time and first metrics."""
     ref = outcome.ref
-    manifest = run.store.manifest(run.run_id, ref.stage) or {}
+    manifest = store.manifest(ref.run_id, ref.stage) or {}
     if outcome.reused:
         return f"{ref.stage}: reused v{ref.version} (built {manifest.get('finished_at', '?')})"
     numbers = [(k, v) for k, v in (manifest.get("metrics") or {}).items()
@@ -173,41 +175,26 @@ def stage_task(spec: StageSpec) -> Task:
     return run_stage.with_options(name=spec.name, **options)
 
 
-def run_stages(run: PipelineRun, specs: list[StageSpec], refs: dict[str, Ref]) -> dict[str, Ref]:
-    """Run stages in order, each on the references of the stages it reads (from `refs`, which grows)."""
-    for spec in specs:
-        inputs = {name: refs[src] for name, src in spec.inputs_for(run.recipe).items()}
-        refs[spec.name] = stage_task(spec)(run, spec, inputs)
-        check_prompts_once_possible(run, spec.name, refs)
-    return refs
+def as_tasks(run: PipelineRun) -> runner.Runner:
+    """The runner's `run` for a flow: each stage its Prefect task."""
+    return lambda spec, call: stage_task(spec)(call, run.name)
 
 
-def check_prompts_once_possible(run: PipelineRun, finished: str, refs: dict[str, Ref]) -> None:
-    """Prompt lengths are checked as soon as the split prompts and the base's tokenizer both exist:
-    after the task data for a user's model, after the base stage for the pocket world (whose
-    tokenizer that stage builds)."""
-    recipe = run.recipe
-    user_model = recipe.model.base != "pocket"
-    if (finished == graph.TASK_DATA and user_model) or (finished == graph.BASE and not user_model):
-        model = recipe.model.base if user_model else refs[graph.BASE].path
-        preflight.check_prompt_lengths(recipe, refs[graph.TASK_DATA], model, recipe.name)
+def build(run: PipelineRun, targets: list[str], refs: dict[str, Ref] | None = None) -> dict[str, Ref]:
+    """The runner on this run, every stage a Prefect task."""
+    return runner.build(targets, run.recipe, run.store, run.run_id, refs, run.force, run=as_tasks(run))
 
 
-def evaluate_stages(run: PipelineRun, names: list[str], refs: dict[str, Ref]) -> dict[str, Ref]:
-    """The held-out evaluation of each named stage's model; evaluated name -> its eval stage's Ref."""
-    specs = {name: graph.evaluation_of(name) for name in names}
-    return {name: stage_task(spec)(run, spec, {n: refs[src] for n, src in spec.inputs.items()})
-            for name, spec in specs.items()}
-
-
-def run_flow(flow: graph.Flow, recipe: str, overrides: list[str] | None, run_id: str | None,
+def run_flow(flow: graph.Flow, recipe: str | Recipe, overrides: list[str] | None, run_id: str | None,
              force: list[str] | None) -> dict[str, Any]:
-    """A flow of the graph: start the run, build its stages in order, evaluate, write the report."""
+    """A flow of the graph: start the run, build its stages and their evaluations, write the report."""
     run = start(recipe, overrides, run_id, force)
-    refs = run_stages(run, graph.flow_stages(flow, run.recipe), {})
-    evals = evaluate_stages(run, graph.flow_evaluations(flow, run.recipe), refs)
+    evaluations = [stage_name(s) for s in graph.flow_evaluations(flow, run.recipe)]
+    refs = build(run, [*flow.targets, *evaluations])
+    evals = {evaluated_name(name): ref for name, ref in refs.items() if name in evaluations}
     report_path = report(run, evals)
-    return {"run_id": run.run_id, "report": report_path, "refs": {n: r.to_dict() for n, r in refs.items()},
+    return {"run_id": run.run_id, "report": report_path,
+            "refs": {n: r.to_dict() for n, r in refs.items() if n not in evaluations},
             "evals": {n: r.to_dict() for n, r in evals.items()}}
 
 

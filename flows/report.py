@@ -28,8 +28,8 @@ from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 from core import tracking  # noqa: E402
 from core.atomic import write_json_atomic  # noqa: E402
+from core.layout import EVAL_RESULTS, LOG_HISTORY  # noqa: E402
 from core.runstore import RunStore  # noqa: E402
-from core.trainers import LOG_HISTORY  # noqa: E402
 from rewards.monitors import NAMES as MONITORS  # noqa: E402 (zero-weight statistics, not rewards)
 from stages import graph  # noqa: E402
 from stages.evaluation import evaluated_name, format_table  # noqa: E402
@@ -67,7 +67,7 @@ def eval_results(store: RunStore, run_id: str) -> dict[str, dict[str, Any]]:
     found = {}
     for m in store.stages(run_id):
         name = evaluated_name(m["stage"])
-        path = store.stage_dir(run_id, m["stage"]) / "eval.json"
+        path = store.stage_dir(run_id, m["stage"]) / EVAL_RESULTS
         if name is not None and path.is_file():
             found[name] = json.loads(path.read_text())
     return dict(sorted(found.items(), key=lambda kv: _order(kv[0])))

@@ -14,6 +14,7 @@ import torch
 from tqdm.auto import tqdm
 from transformers import PreTrainedTokenizerFast, Qwen2Config, Qwen2ForCausalLM
 
+from core.layout import PRETRAINING
 from data.chat import render
 from pocket.corpus import corpus
 from pocket.tokenizer import build_tokenizer
@@ -101,7 +102,7 @@ def build(cfg: PocketConfig, template: TemplateConfig, heldout_prompts: list[str
     model.generation_config.eos_token_id = tokenizer.eos_token_id
     model.save_pretrained(out)
     tokenizer.save_pretrained(out)
-    (out / "pretraining.json").write_text(json.dumps({
+    (out / PRETRAINING).write_text(json.dumps({
         "documents": len(ids),
         "longest_document_tokens": longest,
         "parameters": model.num_parameters(),

@@ -25,14 +25,12 @@ import sys
 import traceback
 
 import pocket
-from core.config import load_recipe
 from core.runstore import PROJECT_ROOT, RunStore
-from core.stage import StageCall
 from flows.report import build_report, eval_results
 from flows.user_errors import DEBUG_ENV, debug, user_error
 from shell import doctor, interrupts
 from shell.plan import dry_run
-from stages import graph, preflight
+from stages import graph, preflight, runner
 from stages.evaluation import format_table, import_adapter, load_results
 
 
@@ -47,26 +45,15 @@ def _recipe_args(p: argparse.ArgumentParser) -> None:
                         f"{', '.join(graph.BY_NAME)}, and eval_<stage> for an evaluation")
 
 
-FLOW_COMMANDS = {  # command -> (Prefect flow, help)
-    "pipeline": ("r1-pipeline", "run the pipeline (cold start, reasoning RL, rejection sampling, SFT, "
-                                "all-scenario RL) on a recipe"),
-    "r1-zero": ("r1-zero", "run R1-Zero: GRPO straight from the base, evaluated against it"),
-    "distill": ("distill", "distil the teacher's rejection-sampled data into the recipe's student, "
-                           "against the student trained by RL alone"),
-}
+COMMANDS = {spec.command: spec for spec in graph.FLOWS.values()}  # `r1 <command>` -> the flow it runs
 
 
 def _flow(name: str):
     # Imported here, after the settings in cmd_flow: importing Prefect reads them and installs its
     # logging handlers, which the other commands do not need.
-    if name == "r1-zero":
-        from flows.r1_zero import r1_zero
-        return r1_zero
-    if name == "distill":
-        from flows.distill import distill
-        return distill
-    from flows.pipeline import r1_pipeline
-    return r1_pipeline
+    from flows.training import FLOWS
+
+    return FLOWS[name]
 
 
 def resume_command(args: argparse.Namespace, run_id: str) -> str:
@@ -84,15 +71,15 @@ def cmd_flow(args: argparse.Namespace) -> int:
     os.environ.setdefault("PREFECT_HOME", str(PROJECT_ROOT / ".prefect"))
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per Prefect API call otherwise
-    # A config error stops here, before Prefect starts and before a run directory exists.
-    recipe = load_recipe(args.recipe, args.overrides)
-    preflight.check_recipe(recipe, args.recipe)
+    # A config error stops here, before Prefect starts and before a run directory exists; the flow
+    # gets the recipe as loaded here.
+    recipe = preflight.load_checked(args.recipe, args.overrides)
     store = RunStore()
     run_id = args.run_id or store.new_run_id(recipe.name)  # chosen here so an interrupt can name it
     interrupts.install()
-    flow = _flow(FLOW_COMMANDS[args.command][0])
+    flow = _flow(COMMANDS[args.command].name)
     try:
-        out = flow(recipe=args.recipe, overrides=args.overrides, run_id=run_id, force=args.force)
+        out = flow(recipe=recipe, run_id=run_id, force=args.force)
     except KeyboardInterrupt:
         print(f"\ninterrupted; finished stages are kept, the stopped one resumes from its last checkpoint: "
               f"{resume_command(args, run_id)}", file=sys.stderr)
@@ -109,18 +96,13 @@ def cmd_flow(args: argparse.Namespace) -> int:
 def cmd_evaluate(args: argparse.Namespace) -> int:
     """Evaluate any HF model directory, merged model or PEFT adapter on the recipe's held-out prompts."""
     overrides = args.overrides + ([f"model.base={args.model}"] if args.model else [])
-    recipe = load_recipe(args.recipe, overrides)
+    recipe = preflight.load_checked(args.recipe, overrides)
     store = RunStore()
     run_id = args.run_id or store.new_run_id(f"eval-{recipe.name}")
-    refs = {}
-    for spec in graph.needed([graph.BASE]):  # the task data and the base model
-        refs[spec.name] = spec.run(StageCall(spec, recipe, store, run_id, {n: refs[s] for n, s in spec.inputs.items()})).ref
     name = args.name or ("adapter" if args.adapter else "model")
     spec = graph.evaluation_spec(name, adapter_stage="adapter_import" if args.adapter else None)
-    if args.adapter:
-        refs["adapter_import"] = import_adapter(store, run_id, args.adapter)
-    inputs = {n: refs[s] for n, s in spec.inputs.items()}
-    ref = spec.run(StageCall(spec, recipe, store, run_id, inputs, force=args.force)).ref
+    given = {"adapter_import": import_adapter(store, run_id, args.adapter)} if args.adapter else {}
+    ref = runner.build([spec], recipe, store, run_id, given, force=[spec.name] if args.force else [])[spec.name]
     results = load_results(ref)
     print(format_table({name: results}))
     for task, m in results["per_task"].items():
@@ -179,8 +161,8 @@ def main(argv: list[str] | None = None) -> int:
                         help=f"print the traceback of a recipe, data or model error too (or set {DEBUG_ENV}=1)")
     parser = argparse.ArgumentParser(prog="r1", description="r1-pipeline: the DeepSeek-R1 recipe as Prefect flows.")
     sub = parser.add_subparsers(dest="command", required=True)
-    for command, (_, help_text) in FLOW_COMMANDS.items():
-        p = sub.add_parser(command, help=help_text, description=help_text, parents=[common])
+    for command, spec in COMMANDS.items():
+        p = sub.add_parser(command, help=spec.doc, description=f"{spec.doc} (the {spec.name} flow)", parents=[common])
         _recipe_args(p)
         p.set_defaults(func=cmd_flow)
     p = sub.add_parser("evaluate", parents=[common], help="evaluate a model directory, merged model or adapter on held-out prompts",

@@ -19,6 +19,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 
 import pocket
 from core.config import PocketConfig, TemplateConfig
+from core.layout import EVAL_RESULTS
 from core.resources import pocket_bytes
 from core.runstore import RunStore, StageOutcome, StageResult
 from core.stage import StageCall
@@ -55,7 +56,7 @@ def run(call: StageCall) -> StageOutcome:
         model, tokenizer = load(path)
         metrics = pocket.base_report(model, tokenizer, list(heldout), recipe.data.template)
         metrics["parameters"] = model.num_parameters()
-        (work / "eval.json").write_text(json.dumps(metrics, indent=2))
+        (work / EVAL_RESULTS).write_text(json.dumps(metrics, indent=2))
         return StageResult(metrics=metrics, artifact=path)
 
     # the pocket base is written to the shared cache (same disk); a user's model is only hashed

@@ -13,12 +13,13 @@ from typing import Any
 import datasets
 
 import pocket
+from core.layout import DATASET
 from core.modeling import load_tokenizer
 from core.runstore import Ref, StageOutcome, StageResult
 from core.stage import StageCall
 from data.chat import messages, render
 from data.cold_start import REMOVED, collect, few_shot_messages, file_conversations
-from data.saved import SFT_DATASET, load_split
+from data.saved import load_split
 from rewards.completions import think_prefilled
 from stages import sampling
 
@@ -53,7 +54,7 @@ def run(call: StageCall) -> StageOutcome:
             metrics = {}
         else:
             data, metrics = collected(call, task_data_ref, base_ref, adapter_ref)
-        data.save_to_disk(str(work / SFT_DATASET))
+        data.save_to_disk(str(work / DATASET))
         return StageResult(metrics={"source": start.source, **metrics, "examples": len(data)})
 
     return call.run(build, inputs=inputs)

@@ -22,6 +22,7 @@ from typing import Any
 from core import devices
 from core.config import EvalConfig, TemplateConfig
 from core.generation import Completion, generate
+from core.layout import EVAL_RESULTS, EVAL_TABLE, SAMPLES
 from core.modeling import ModelError, adapter_path, inference_model, load_tokenizer
 from core.runstore import Ref, RunStore, StageOutcome, StageResult
 from core.stage import StageCall
@@ -31,8 +32,6 @@ from rewards.accuracy import is_correct, normalize
 from rewards.completions import think_prefilled
 from rewards.verdict import Verdict, judge_completion
 
-RESULTS = "eval.json"
-SAMPLES = "samples-{split}.jsonl"
 PREFIX = "eval_"
 
 
@@ -191,7 +190,7 @@ def heldout_rows(cfg: EvalConfig, task_data_ref: Ref, split: str = "heldout") ->
 
 def load_results(ref: Ref) -> dict[str, Any]:
     """The eval.json an evaluation stage wrote."""
-    return json.loads((Path(ref.path) / RESULTS).read_text())
+    return json.loads((Path(ref.path) / EVAL_RESULTS).read_text())
 
 
 def import_adapter(store: RunStore, run_id: str, path: str) -> Ref:
@@ -235,8 +234,8 @@ def run(call: StageCall) -> StageOutcome:
     def build(work: Path) -> StageResult:
         # on a GPU host in a process of its own: the next stage gets the whole GPU back
         results = devices.on_one_gpu(evaluate, recipe, cfg, task_data_ref, base_ref, adapter_ref, name, work)
-        (work / RESULTS).write_text(json.dumps(results, indent=2))
-        (work / "table.md").write_text(format_table({name: results}) + "\n")
+        (work / EVAL_RESULTS).write_text(json.dumps(results, indent=2))
+        (work / EVAL_TABLE).write_text(format_table({name: results}) + "\n")
         return StageResult(metrics=results["overall"])
 
     return call.run(build)

@@ -14,12 +14,10 @@ stage can read nothing else of the recipe.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from core.runstore import Ref, RunStore
-from core.stage import StageCall, StageSpec
+from core.stage import StageSpec
 from stages import (
     base,
     cold_start_data,
@@ -97,19 +95,26 @@ EVALUATED = tuple(s.name for s in STAGES if s.evaluated)  # in the graph's order
 @dataclass(frozen=True)
 class Flow:
     """A flow builds its targets and every stage they need, then evaluates the evaluated stages built
-    on its base model."""
+    on its base model. The Prefect flow (flows/training.py), the CLI command and prefect.yaml's
+    deployments are made from this list."""
 
-    name: str
+    name: str  # the Prefect flow's name
+    command: str  # `r1 <command>`
     targets: tuple[str, ...]
     base: str
     doc: str
 
+    @property
+    def entrypoint(self) -> str:
+        """The flow function's name in flows/training.py (prefect.yaml: flows/training.py:<entrypoint>)."""
+        return self.name.replace("-", "_")
+
 
 FLOWS = {f.name: f for f in (
-    Flow("r1-pipeline", ("merged",), BASE,
+    Flow("r1-pipeline", "pipeline", ("merged",), BASE,
          "DeepSeek-R1's four stages (the paper's Figure 2), every stage evaluated, the final adapter merged"),
-    Flow("r1-zero", ("r1_zero",), BASE, "R1-Zero: GRPO from the base, no SFT, evaluated against the base"),
-    Flow("distill", ("student_distilled", "student_rl"), "student_base",
+    Flow("r1-zero", "r1-zero", ("r1_zero",), BASE, "R1-Zero: GRPO from the base, no SFT, evaluated against the base"),
+    Flow("distill", "distill", ("student_distilled", "student_rl"), "student_base",
          "the teacher's rejection-sampled data distilled into a smaller student, against the same student by RL alone"),
 )}
 
@@ -174,18 +179,3 @@ def spec(name: str) -> StageSpec:
     if name not in BY_NAME:
         raise KeyError(f"unknown stage {name!r}; stages: {', '.join(BY_NAME)} and eval_<stage>")
     return BY_NAME[name]
-
-
-def build(targets: list[str], recipe: Any, store: RunStore, run_id: str,
-          refs: Mapping[str, Ref] | None = None) -> dict[str, Ref]:
-    """Run the target stages (of the graph, or evaluations: eval_<stage>) and every stage they need,
-    in order, in this process without Prefect; stages already in `refs` are taken from there.
-    Returns stage name -> Ref for all of them."""
-    out = dict(refs or {})
-    specs = [spec(t) for t in targets]
-    needs = needed([src for s in specs for src in s.inputs_for(recipe).values() if src not in out], recipe)
-    for s in [*needs, *specs]:
-        if s.name not in out:
-            inputs = {n: out[src] for n, src in s.inputs_for(recipe).items()}
-            out[s.name] = s.run(StageCall(s, recipe, store, run_id, inputs)).ref
-    return out

@@ -29,7 +29,8 @@ from transformers import TrainerCallback
 
 from core.config import AllScenarioConfig, GRPOStageConfig, GuardConfig, TemplateConfig
 from core.generation import generate
-from core.modeling import ADAPTER, adapter_path, load_tokenizer
+from core.layout import ADAPTER, BEST_ADAPTER, HELDOUT_CURVE
+from core.modeling import adapter_path, load_tokenizer
 from core.resources import trainer_stage_bytes
 from core.runstore import Ref, StageOutcome, StageResult
 from core.stage import StageCall
@@ -43,8 +44,6 @@ from stages.general import general_rows
 from stages.reward_model import model_path
 
 log = logging.getLogger(__name__)
-CURVE = "heldout_curve.json"
-BEST = "best_adapter"
 
 
 # --- prompts -----------------------------------------------------------------------------------
@@ -119,7 +118,7 @@ class HeldoutProbe(TrainerCallback):
         if not self.writes:
             return
         self.work.mkdir(parents=True, exist_ok=True)
-        (self.work / CURVE).write_text(json.dumps(self.history, indent=1))
+        (self.work / HELDOUT_CURVE).write_text(json.dumps(self.history, indent=1))
 
     def check(self, step: int, model: Any, control: Any) -> None:
         """Hook for subclasses: called after each measurement."""
@@ -153,7 +152,7 @@ class RewardHackingGuard(HeldoutProbe):
         if acc > self.best:
             self.best, self.best_step = acc, step
             if self.writes:
-                model.save_pretrained(self.work / BEST)
+                model.save_pretrained(self.work / BEST_ADAPTER)
         elif acc < self.best - self.margin:
             log.warning("guard: accuracy fell %.3f -> %.3f (margin %.3f); stopping at step %d and keeping "
                         "the adapter of step %d", self.best, acc, self.margin, step, self.best_step)
@@ -219,7 +218,7 @@ def keep_best_adapter(guard: RewardHackingGuard, work: Path, base: str, eos_toke
     summary = guard.summary()
     if summary["guard_restored_best"]:
         shutil.rmtree(work / ADAPTER)
-        shutil.copytree(work / BEST, work / ADAPTER)
+        shutil.copytree(work / BEST_ADAPTER, work / ADAPTER)
         load_tokenizer(base, eos_token).save_pretrained(work / ADAPTER)
-    shutil.rmtree(work / BEST, ignore_errors=True)
+    shutil.rmtree(work / BEST_ADAPTER, ignore_errors=True)
     return summary

@@ -40,6 +40,7 @@ from core.config import (
     RecipeError,
     SamplingConfig,
     TrainConfig,
+    load_recipe,
 )
 from core.generation import vllm_unavailable
 from core.modeling import ModelError, check_causal_lm, load_tokenizer
@@ -174,6 +175,14 @@ def check_recipe(recipe: Recipe, source: str = "<recipe>") -> list[str]:
     for note in notes:
         log.info("preflight note: %s", note)
     return notes
+
+
+def load_checked(path: str | Path, overrides: list[str] | None = None) -> Recipe:
+    """The one way a run gets its recipe: loaded, overrides applied, validated (load_recipe), then
+    checked (`check_recipe`), so a bad recipe fails before any run directory or server exists."""
+    recipe = load_recipe(path, overrides or [])
+    check_recipe(recipe, str(path))
+    return recipe
 
 
 # --- prompt lengths ----------------------------------------------------------------------------

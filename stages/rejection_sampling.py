@@ -13,12 +13,13 @@ import datasets
 
 from core.config import RejectionSamplingConfig
 from core.generation import Completion
+from core.layout import DATASET
 from core.modeling import load_tokenizer
 from core.runstore import Ref, StageOutcome, StageResult
 from core.stage import StageCall
 from data.chat import messages, render
 from data.cold_start import conversation
-from data.saved import SFT_DATASET, load_split
+from data.saved import load_split
 from rewards.completions import prompt_key, think_prefilled
 from rewards.verdict import Keep, select
 from stages import sampling
@@ -65,7 +66,7 @@ def run(call: StageCall) -> StageOutcome:
                    for r in general_rows(recipe, n_general, recipe.seed)] if n_general else []
         rows = kept + general
         random.Random(recipe.seed).shuffle(rows)
-        datasets.Dataset.from_list(rows).save_to_disk(str(work / SFT_DATASET))
+        datasets.Dataset.from_list(rows).save_to_disk(str(work / DATASET))
         return StageResult(metrics={
             "prompts": len(train),
             "sampler": sampler,

@@ -26,6 +26,7 @@ from trl import RewardConfig, RewardTrainer
 import pocket
 from core import devices, tracking
 from core.config import LoraSettings, RewardModelConfig
+from core.layout import HELDOUT_PAIRS, METRICS, MODEL
 from core.resources import model_copy_bytes
 from core.runstore import Ref, StageOutcome, StageResult
 from core.stage import StageCall
@@ -34,12 +35,11 @@ from rewards.completions import prompt_key
 from rewards.reward_model import score_texts
 
 log = logging.getLogger(__name__)
-MODEL_DIR = "model"
 
 
 def model_path(ref: Ref) -> Path:
     """The trained classifier's directory in a reward_model stage (what `reward_model_path` takes)."""
-    return Path(ref.path) / MODEL_DIR
+    return Path(ref.path) / MODEL
 
 
 def pairs(cfg: RewardModelConfig) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
@@ -113,14 +113,14 @@ def train(cfg: RewardModelConfig, lora: LoraSettings, base_path: str | Path, out
                     len(dataset) - len(trainer.train_dataset), len(dataset), max_length)
     result = trainer.train()
     model = trainer.model.merge_and_unload() if peft_config is not None else trainer.model
-    model.save_pretrained(out / MODEL_DIR)
-    tokenizer.save_pretrained(out / MODEL_DIR)
+    model.save_pretrained(out / MODEL)
+    tokenizer.save_pretrained(out / MODEL)
     shutil.rmtree(out / "trainer", ignore_errors=True)
     train_s = time.perf_counter() - t0
-    with open(out / "heldout_pairs.jsonl", "w", encoding="utf-8") as fh:
+    with open(out / HELDOUT_PAIRS, "w", encoding="utf-8") as fh:
         for pair in heldout:
             fh.write(json.dumps(pair) + "\n")
-    metrics = pair_accuracy(out / MODEL_DIR, heldout)
+    metrics = pair_accuracy(out / MODEL, heldout)
     metrics.update({
         "train_pairs": len(trainer.train_dataset),
         "heldout_pairs": len(heldout),
@@ -143,7 +143,7 @@ def run(call: StageCall) -> StageOutcome:
             metrics = devices.run_isolated(train, call.cfg, call.recipe.model.lora, base_ref.path, work)
         else:
             metrics = train(call.cfg, call.recipe.model.lora, base_ref.path, work)
-        (work / "metrics.json").write_text(json.dumps(metrics, indent=2))
+        (work / METRICS).write_text(json.dumps(metrics, indent=2))
         return StageResult(metrics=metrics)
 
     # a full fine-tune writes a classifier the size of the base (a LoRA one: less)

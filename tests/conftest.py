@@ -48,11 +48,11 @@ def test_recipe():
 def pocket_run(tmp_path_factory, test_recipe):
     """(store, run_id, task_data_ref, base_ref) for the test-size pocket recipe."""
     from core.runstore import RunStore
-    from stages import graph
+    from stages import graph, runner
 
     store = RunStore(tmp_path_factory.mktemp("runs"))
     run_id = store.new_run_id(test_recipe.name)
-    refs = graph.build([graph.BASE], test_recipe, store, run_id)
+    refs = runner.build([graph.BASE], test_recipe, store, run_id)
     return store, run_id, refs[graph.TASK_DATA], refs[graph.BASE]
 
 
@@ -73,12 +73,12 @@ def trained_run(own_run, test_recipe):
     """(store, run_id, refs) for the r1-pipeline chain at test size in its own run id, built once for
     the session: cold start -> RL -> dataset -> SFT -> reward model -> all-scenario RL, with the base
     and the final adapter evaluated. For tests that read what the stages made."""
-    from stages import graph
+    from stages import runner
 
     store, run_id, _ = own_run("chain")
     # its own task data and base stages (the base from the shared cache): a flow that joins this run
     # id finds every stage it needs here, built from this run's own inputs, and reuses it
-    refs = graph.build(["all_scenario_rl", "eval_base", "eval_all_scenario_rl"], test_recipe, store, run_id)
+    refs = runner.build(["all_scenario_rl", "eval_base", "eval_all_scenario_rl"], test_recipe, store, run_id)
     return store, run_id, refs
 
 
@@ -96,9 +96,8 @@ def side_flows(trained_run, prefect_harness):
     """The r1-zero, distill and evaluate flows, run once each through Prefect on the training chain's
     run id (they reuse its finished stages and build their own): flow name -> what the flow returned."""
     store, run_id, _ = trained_run
-    from flows.distill import distill
     from flows.evaluate import evaluate
-    from flows.r1_zero import r1_zero
+    from flows.training import distill, r1_zero
 
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("R1_RUNS_DIR", str(store.root))

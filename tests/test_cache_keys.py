@@ -102,7 +102,7 @@ def _edit(path: Path) -> None:
 def test_editing_the_shell_or_the_flows_changes_no_stage_key(default_keys, source_copy):
     assert keys(root=source_copy) == default_keys
     for module in ("shell/cli.py", "shell/doctor.py", "shell/plan.py", "shell/prefect_server.py",
-                   "flows/prefect_tasks.py", "flows/report.py", "flows/pipeline.py", "stages/graph.py",
+                   "flows/prefect_tasks.py", "flows/report.py", "flows/training.py", "stages/graph.py",
                    "stages/preflight.py"):
         _edit(source_copy / module)
     assert keys(root=source_copy) == default_keys

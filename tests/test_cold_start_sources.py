@@ -15,7 +15,7 @@ from core.config import ColdStartConfig, CollectConfig, RecipeError, TemplateCon
 from core.generation import Completion
 from data.cold_start import REMOVED, collect, few_shot_messages, readable
 from rewards.verdict import judge
-from stages import graph
+from stages import graph, runner
 
 TEMPLATE = TemplateConfig(system=None, instruction="{prompt}")
 ROW = {"prompt": "State the final answer to the following arithmetic problem: 4 + 5 - 2 =", "answer": "7",
@@ -111,7 +111,7 @@ def test_a_missing_r1_zero_run_is_named(pocket_run, test_recipe):
     store, _, task_data, base = pocket_run
     recipe = load_recipe(TEST_RECIPE, ["cold_start.source=r1_zero", "cold_start.collect.r1_zero_run=nope"])
     with pytest.raises(ValueError, match="r1_zero_run: run 'nope' has no finished r1_zero stage"):
-        graph.build(["cold_start_data"], recipe, store, store.new_run_id("missing"),
+        runner.build(["cold_start_data"], recipe, store, store.new_run_id("missing"),
                     {"task_data": task_data, "base": base})
 
 
@@ -151,7 +151,7 @@ def test_collected_source_through_the_sampler(pocket_run, source):
         overrides.append(SHORT_EXEMPLAR)
     recipe = load_recipe(TEST_RECIPE, overrides)
     run_id = store.new_run_id(f"cold-{source}")
-    refs = graph.build(["cold_start"], recipe, store, run_id, {"task_data": task_data, "base": base})
+    refs = runner.build(["cold_start"], recipe, store, run_id, {"task_data": task_data, "base": base})
     metrics = store.manifest(run_id, "cold_start_data")["metrics"]
     kept = load_sft_dataset(refs["cold_start_data"])
     assert metrics["source"] == source and metrics["examples"] == len(kept) > 0
@@ -166,9 +166,9 @@ SAMPLING_SCRIPT = """
 import sys
 from core.config import load_recipe
 from core.runstore import RunStore
-from stages import graph
+from stages import runner
 recipe = load_recipe(sys.argv[1], sys.argv[4:])
-graph.build(["cold_start_data"], recipe, RunStore(sys.argv[2]), sys.argv[3])
+runner.build(["cold_start_data"], recipe, RunStore(sys.argv[2]), sys.argv[3])
 """
 
 

@@ -30,14 +30,14 @@ TASKS_AND_BASE = textwrap.dedent("""
     from core.config import load_recipe
     from core.runstore import RunStore
     from pathlib import Path
-    from stages import graph
+    from stages import graph, runner
     recipe = load_recipe(sys.argv[1], sys.argv[5:])
     store = RunStore(sys.argv[2])
     Path(sys.argv[4]).touch()  # ready; start together on the go signal
     while not Path(sys.argv[3]).exists():
         time.sleep(0.01)
     run_id = store.new_run_id(recipe.name)
-    base_ref = graph.build([graph.BASE], recipe, store, run_id)[graph.BASE]
+    base_ref = runner.build([graph.BASE], recipe, store, run_id)[graph.BASE]
     print("RESULT", run_id, base_ref.path, flush=True)
 """)
 
@@ -110,7 +110,7 @@ SAME_RUN = textwrap.dedent("""
     from core.config import load_recipe
     from core.runstore import RunStore
     from core.stage import StageCall
-    from stages import graph
+    from stages import graph, runner
     recipe = load_recipe(sys.argv[1], sys.argv[5:])
     store = RunStore(sys.argv[2])
     Path(sys.argv[4]).touch()  # ready; start together on the go signal

@@ -18,8 +18,7 @@ from safetensors.torch import load_file
 
 from core import distributed
 from core.config import load_recipe
-from core.modeling import ADAPTER
-from core.runstore import MANIFEST
+from core.layout import ADAPTER, MANIFEST
 
 # |loss with 2 processes - loss with 1|: the same steps on twice the rows (each rank its own batch)
 LOSS_TOLERANCE = {"reasoning_rl": 0.1, "sft": 0.5}
@@ -44,21 +43,21 @@ def one_and_two(pocket_run):
     """Cold start, then reasoning RL and SFT with 1 process, and again with 2 processes (in a second
     run id, from the same inputs). SFT trains on the cold-start conversations (any stage that saved
     {prompt, completion} rows will do): rejection sampling is not what is tested here."""
-    from stages import graph
+    from stages import runner
 
     store, _, task_data_ref, base_ref = pocket_run
     one = load_recipe(TEST_RECIPE)
     two = load_recipe(TEST_RECIPE, ["reasoning_rl.num_processes=2", "sft.num_processes=2"])
     runs = {}
     run1 = store.new_run_id("one-process")
-    refs = graph.build(["reasoning_rl"], one, store, run1, {"task_data": task_data_ref, "base": base_ref})
+    refs = runner.build(["reasoning_rl"], one, store, run1, {"task_data": task_data_ref, "base": base_ref})
     cs, cs_data = refs["cold_start"], refs["cold_start_data"]
     # SFT reads the cold-start conversations as its dataset
-    graph.build(["sft"], one, store, run1, refs | {"rejection_sampling": cs_data})
+    runner.build(["sft"], one, store, run1, refs | {"rejection_sampling": cs_data})
     runs[1] = run1
     run2 = store.new_run_id("two-processes")
-    refs = graph.build(["reasoning_rl"], two, store, run2, {"task_data": task_data_ref, "base": base_ref, "cold_start": cs})
-    graph.build(["sft"], two, store, run2, refs | {"rejection_sampling": cs_data})
+    refs = runner.build(["reasoning_rl"], two, store, run2, {"task_data": task_data_ref, "base": base_ref, "cold_start": cs})
+    runner.build(["sft"], two, store, run2, refs | {"rejection_sampling": cs_data})
     runs[2] = run2
     return store, runs
 

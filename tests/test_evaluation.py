@@ -9,7 +9,7 @@ import pytest
 from data.saved import load_split
 from rewards.completions import prompt_key
 from rewards.verdict import Verdict
-from stages import graph
+from stages import runner
 from stages.evaluation import (
     COLUMNS,
     cons_at_k,
@@ -82,7 +82,7 @@ def test_summary_splits_accuracy_by_reflection_and_length_by_correctness():
 @pytest.fixture(scope="module")
 def base_eval(own_run, test_recipe):
     store, run_id, refs = own_run("eval")
-    ref = graph.build(["eval_base"], test_recipe, store, run_id, refs)["eval_base"]
+    ref = runner.build(["eval_base"], test_recipe, store, run_id, refs)["eval_base"]
     return store, run_id, refs["task_data"], ref
 
 

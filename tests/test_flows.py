@@ -38,8 +38,14 @@ def test_the_disassembly_pattern_catches_what_the_logs_showed():
 # --- fast checks -------------------------------------------------------------------------------
 
 
-def test_prefect_yaml_has_a_deployment_per_flow_and_recipe():
+def test_prefect_yaml_deploys_exactly_the_graphs_flows_for_each_recipe():
+    """The flows, the CLI's commands and the deployments all come from the graph's flow list:
+    prefect.yaml, a file, must name exactly those flows (and `evaluate`), for both recipes."""
     from prefect.flows import load_flow_from_entrypoint
+
+    from flows.training import FLOWS
+    from shell.cli import COMMANDS
+    from stages import graph
 
     spec = yaml.safe_load((ROOT / "prefect.yaml").read_text())
     found = set()
@@ -48,8 +54,11 @@ def test_prefect_yaml_has_a_deployment_per_flow_and_recipe():
         found.add(f"{flow.name}/{d['name']}")
         assert d["work_pool"]["name"] == "r1-local"
         assert "recipe" in d["parameters"]
-    for name in ("r1-pipeline", "r1-zero", "distill", "evaluate"):
-        assert {f"{name}/pocket", f"{name}/pocket-test"} <= found
+        if flow.name in graph.FLOWS:
+            assert d["entrypoint"] == f"flows/training.py:{graph.FLOWS[flow.name].entrypoint}"
+    names = [*graph.FLOWS, "evaluate"]
+    assert found == {f"{name}/{recipe}" for name in names for recipe in ("pocket", "pocket-test")}
+    assert set(FLOWS) == set(graph.FLOWS) == {spec.name for spec in COMMANDS.values()}
 
 
 class _FailedState:
@@ -85,13 +94,14 @@ def test_retries_only_where_a_retry_can_help():
 
 def test_task_run_names_show_recipe_run_and_stage(test_recipe, tmp_path):
     from core.runstore import RunStore
+    from core.stage import StageCall
     from flows import prefect_tasks as t
     from stages import graph
 
-    run = t.PipelineRun(test_recipe, RunStore(tmp_path), "pocket-test-1234")
     for spec, name in ((graph.BY_NAME["cold_start"], "cold_start"), (graph.evaluation_of("sft"), "eval_sft")):
+        call = StageCall(spec, test_recipe, RunStore(tmp_path), "pocket-test-1234")
         task = t.stage_task(spec)
-        assert task.task_run_name.format(run=run, spec=spec) == f"pocket-test · pocket-test-1234 · {name}"
+        assert task.task_run_name.format(call=call, recipe="pocket-test") == f"pocket-test · pocket-test-1234 · {name}"
 
 
 # --- the real thing: server, worker, deployment ------------------------------------------------

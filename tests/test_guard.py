@@ -12,7 +12,8 @@ from peft import get_peft_model_state_dict
 from safetensors.torch import load_file
 
 from core.config import GuardConfig
-from core.modeling import ADAPTER, adapter_path
+from core.layout import ADAPTER, BEST_ADAPTER
+from core.modeling import adapter_path
 from core.trainers import train_grpo
 from data.saved import load_split
 from rewards.routing import grpo_rewards
@@ -78,7 +79,7 @@ def test_guard_publishes_the_best_adapter_not_the_last(guarded_run):
     assert published.keys() == best.keys()
     assert any(not torch.equal(best[k], last[k]) for k in best), "training did not move the adapter (nothing to tell)"
     assert all(torch.equal(published[k], best[k]) for k in best), "the published adapter is not step 2's"
-    assert not (Path(work) / grpo.BEST).exists()  # the guard's copy is not left among the outputs
+    assert not (Path(work) / BEST_ADAPTER).exists()  # the guard's copy is not left among the outputs
     assert (Path(work) / ADAPTER / "tokenizer_config.json").is_file()  # a restored adapter still loads alone
 
 

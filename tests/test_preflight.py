@@ -86,7 +86,7 @@ def file_source(path: Path, **extra):
 
 
 def run_flow(recipe: Path, overrides: list[str] | None = None):
-    from flows.pipeline import r1_pipeline
+    from flows.training import r1_pipeline
 
     return r1_pipeline(recipe=str(recipe), overrides=overrides or [])
 

@@ -59,12 +59,12 @@ def test_run_stage_refuses_before_building_but_reuses_without_space(tmp_path, mo
 
 
 def test_a_pipeline_stage_refuses_when_the_disk_is_full(pocket_run, test_recipe, tmp_path, monkeypatch):
-    from stages import graph
+    from stages import runner
 
     store, _, task_data_ref, base_ref = pocket_run
     monkeypatch.setenv("R1_DISK_MARGIN", str(resources.free_bytes(store.root)))
     with pytest.raises(DiskSpaceError, match=r"disk-full/cold_start_data: not enough free disk .* the stage writes"):
-        graph.build(["cold_start"], test_recipe, store, "disk-full", {"task_data": task_data_ref, "base": base_ref})
+        runner.build(["cold_start"], test_recipe, store, "disk-full", {"task_data": task_data_ref, "base": base_ref})
     assert not (store.root / "disk-full" / "cold_start_data").exists()
 
 

@@ -30,7 +30,8 @@ from pathlib import Path
 
 import pytest
 
-from core.runstore import MANIFEST, RunStore
+from core.layout import MANIFEST
+from core.runstore import RunStore
 
 ROOT = Path(__file__).resolve().parent.parent
 # The pipelines run from a snapshot of the source: a stage's cache key includes the code's hash, so

@@ -13,7 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from core.runstore import MANIFEST, Ref, RunStore, StageError, StageResult, cache_key
+from core.layout import MANIFEST
+from core.runstore import Ref, RunStore, StageError, StageResult, cache_key
 
 
 def writer(text, calls):

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from transformers import AutoModelForCausalLM
 
-from core.modeling import ADAPTER
+from core.layout import ADAPTER
 from core.runstore import Ref
 from stages.evaluation import load_results, stage_name
 

@@ -15,13 +15,13 @@ from peft import PeftModel
 from safetensors.torch import load_file
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from core.modeling import ADAPTER
+from core.layout import ADAPTER, BEST_ADAPTER
 from core.runstore import file_sha256
 from core.stage import StageCall
 from data.chat import messages, render
 from data.saved import load_sft_dataset, load_split
 from rewards.accuracy import score_completion
-from stages import graph, grpo, rejection_sampling
+from stages import graph, grpo, rejection_sampling, runner
 
 TRAINING = ["cold_start", "reasoning_rl", "sft", "all_scenario_rl"]
 
@@ -131,7 +131,7 @@ def test_sft_from_base_starts_a_fresh_adapter(chain, test_recipe):
 
 def test_merged_model_is_a_plain_hf_directory(chain, test_recipe):
     store, run_id, refs = chain
-    ref = graph.build(["merged"], test_recipe, store, run_id, refs)["merged"]
+    ref = runner.build(["merged"], test_recipe, store, run_id, refs)["merged"]
     model = AutoModelForCausalLM.from_pretrained(str(Path(ref.path) / "model"))
     peft = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(refs["base"].path),
                                      str(Path(refs["all_scenario_rl"].path) / ADAPTER)).merge_and_unload()
@@ -152,7 +152,7 @@ def test_guard_writes_files_only_on_rank_zero(chain, test_recipe, tmp_path):
                                         cfg.max_completion_length, work)
         guard.on_train_begin(None, TrainerState(is_world_process_zero=rank_zero), TrainerControl(), model=model)
         assert len(guard.history) == 1
-        assert (work / grpo.BEST).is_dir() == rank_zero
+        assert (work / BEST_ADAPTER).is_dir() == rank_zero
         assert (work / "heldout_curve.json").is_file() == rank_zero
 
 

@@ -29,9 +29,9 @@ def test_a_built_stage_is_one_offline_run_and_a_reused_one_none(tmp_path, monkey
         return StageResult(metrics={"rows": 3, "accuracy": 0.5, "nested": {"skip": 1}})
 
     assert tracking.report_to() == "none"
-    ref = store.run_stage("r1", "task_data", {"size": 3}, {}, build, kind="dataset").ref
+    ref = store.run_stage("r1", "task_data", {"size": 3}, {}, build, kind="dataset", track=tracking.stage_run).ref
     assert seen_report_to == ["wandb"] and tracking.report_to() == "none"
-    again = store.run_stage("r1", "task_data", {"size": 3}, {}, build, kind="dataset")
+    again = store.run_stage("r1", "task_data", {"size": 3}, {}, build, kind="dataset", track=tracking.stage_run)
     assert again.ref == ref and again.reused and len(seen_report_to) == 1
 
     (run,) = offline_runs(tmp_path / "r1", wait_s=30)
@@ -52,14 +52,14 @@ def test_a_failed_stage_ends_its_run_with_an_error_and_logs_no_artifact(tmp_path
         raise ValueError("boom")
 
     with pytest.raises(StageError):
-        store.run_stage("r1", "cold_start", {}, {}, build)
+        store.run_stage("r1", "cold_start", {}, {}, build, track=tracking.stage_run)
     (run,) = offline_runs(tmp_path / "r1", wait_s=30)
     assert run["exit_code"] != 0 and not run["logged_artifacts"]
 
 
 def test_disabled_tracking_opens_no_run(tmp_path, monkeypatch):
     monkeypatch.setenv("WANDB_MODE", "disabled")
-    RunStore(tmp_path).run_stage("r1", "task_data", {}, {}, lambda work: None)
+    RunStore(tmp_path).run_stage("r1", "task_data", {}, {}, lambda work: None, track=tracking.stage_run)
     assert not (tmp_path / "r1" / "wandb").exists()
 
 
