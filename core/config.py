@@ -8,10 +8,18 @@ from __future__ import annotations
 
 import difflib
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, PositiveInt, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PositiveInt,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 
 class RecipeError(ValueError):
@@ -222,34 +230,34 @@ class PreferenceSource(Section):
         return self
 
 
-class RewardModelConfig(Section):
-    """The trained reward model (TRL RewardTrainer) used for prompts that have no verifier."""
-
-    dataset: PreferenceSource | None = Field(
-        None, description="preference pairs to train on (real recipes); default: pairs generated from the pocket "
-        "world's general tasks")
-    pairs: int = Field(2000, gt=0, description="training pairs (generated, or the first of the shuffled dataset)")
-    heldout_pairs: int = Field(200, gt=0)
-    steps: int = Field(300, gt=0)
-    batch_size: int = Field(32, gt=0)
-    learning_rate: float = Field(1e-3, gt=0)
-    seed: int = 0
-    max_length: int = Field(256, gt=0, description="longest pair in tokens; longer pairs are dropped (TRL filters)")
-    use_lora: Literal["auto", "always", "never"] = Field(
-        "auto", description="LoRA (model.lora settings) instead of a full fine-tune; auto: when the base is large"
-    )
-    lora_above_parameters: int = Field(
-        50_000_000, gt=0, description="with use_lora: auto, bases with more parameters train a LoRA adapter"
-    )
-    bf16: bool = Field(False, description="bf16 mixed precision (GPU)")
-    gradient_checkpointing: bool = Field(False, description="recompute activations: less memory, more time")
-
-
 # --- training stages -------------------------------------------------------------------------
 
 
+# Settings a trainer's TRL config takes from the project, never from a recipe: where it writes, what
+# it reports to, the device, the seed, checkpointing (the run store resumes from it) and the reward
+# weights (the stage's `rewards`).
+MANAGED_TRL_FIELDS = frozenset({"output_dir", "overwrite_output_dir", "report_to", "use_cpu", "seed", "data_seed",
+                                "save_strategy", "reward_weights", "completion_only_loss", "eos_token"})
+
+
+def trl_config_class(name: str) -> type:
+    """TRL's config dataclass by name (imported here: trl takes seconds to import)."""
+    import trl
+
+    return getattr(trl, name)
+
+
 class TrainConfig(Section):
-    """What every trainer of ours shares (passed to TRL's SFTConfig / GRPOConfig)."""
+    """What every trainer of ours shares. The fields below are the ones users set most, under our
+    names (`TRL_NAMES` maps them to the TRL config's); any other field of the trainer's TRL config
+    goes in `trl`, passed as is, checked against that class when the recipe loads."""
+
+    TRL_CONFIG: ClassVar[str] = "SFTConfig"  # the TRL config class this section's trainer takes
+    TRL_NAMES: ClassVar[dict[str, str]] = {  # our field -> the TRL config's field it sets
+        "steps": "max_steps", "learning_rate": "learning_rate", "batch_size": "per_device_train_batch_size",
+        "gradient_accumulation_steps": "gradient_accumulation_steps", "warmup_steps": "warmup_steps",
+        "logging_steps": "logging_steps", "save_steps": "save_steps", "save_total_limit": "save_total_limit",
+        "bf16": "bf16", "gradient_checkpointing": "gradient_checkpointing"}
 
     steps: int = Field(100, gt=0, description="optimizer steps (TRL max_steps)")
     learning_rate: float = Field(1e-4, gt=0)
@@ -264,10 +272,79 @@ class TrainConfig(Section):
     gradient_checkpointing: bool = Field(
         False, description="recompute activations in the backward pass: less GPU memory for long sequences, ~30% "
         "more time (off for the tiny pocket model)")
+    trl: dict[str, Any] = Field(
+        default_factory=dict, description="any other field of the trainer's TRL config (TRL_CONFIG), e.g. "
+        "{num_iterations: 2, mask_truncated_completions: true}; checked against the class when the recipe loads")
+
+    @field_validator("trl")
+    @classmethod
+    def _trl_fields(cls, value: dict[str, Any]) -> dict[str, Any]:
+        if not value:
+            return value
+        import dataclasses
+
+        known = {f.name for f in dataclasses.fields(trl_config_class(cls.TRL_CONFIG))}
+        ours = {trl_name: field for field, trl_name in cls.TRL_NAMES.items()}
+        for key in value:
+            if key in ours:
+                raise ValueError(f"'{key}' is this section's `{ours[key]}`; set that instead")
+            if key in MANAGED_TRL_FIELDS:
+                raise ValueError(f"'{key}' is set by the project (where it writes, reports, resumes, rewards), "
+                                 "not by a recipe")
+            if key not in known:
+                hint = difflib.get_close_matches(key, known, n=1)
+                raise ValueError(f"'{key}' is not a field of TRL's {cls.TRL_CONFIG}" +
+                                 (f" (did you mean '{hint[0]}'?)" if hint else ""))
+        return value
+
+    def trl_args(self) -> dict[str, Any]:
+        """This section's settings under TRL's names, the `trl` mapping included (what a trainer
+        passes to TRL's config besides what the project manages)."""
+        return {trl_name: getattr(self, field) for field, trl_name in self.TRL_NAMES.items()} | self.trl
+
+
+class RewardModelConfig(TrainConfig):
+    """The trained reward model (TRL RewardTrainer) used for prompts that have no verifier; it trains
+    and checkpoints like the other stages (core/trainers.py), in one process."""
+
+    TRL_CONFIG: ClassVar[str] = "RewardConfig"
+    TRL_NAMES: ClassVar[dict[str, str]] = {**TrainConfig.TRL_NAMES, "max_length": "max_length"}
+
+    dataset: PreferenceSource | None = Field(
+        None, description="preference pairs to train on (real recipes); default: pairs generated from the pocket "
+        "world's general tasks")
+    pairs: int = Field(2000, gt=0, description="training pairs (generated, or the first of the shuffled dataset)")
+    heldout_pairs: int = Field(200, gt=0)
+    steps: int = Field(300, gt=0, description="optimizer steps (TRL max_steps)")
+    batch_size: int = Field(32, gt=0)
+    learning_rate: float = Field(1e-3, gt=0)
+    warmup_steps: int | None = Field(None, ge=0, description="default: a tenth of the steps, at most 20")
+    seed: int = 0
+    max_length: int = Field(256, gt=0, description="longest pair in tokens; longer pairs are dropped (TRL filters)")
+    use_lora: Literal["auto", "always", "never"] = Field(
+        "auto", description="LoRA (model.lora settings) instead of a full fine-tune; auto: when the base is large"
+    )
+    lora_above_parameters: int = Field(
+        50_000_000, gt=0, description="with use_lora: auto, bases with more parameters train a LoRA adapter"
+    )
+
+    @model_validator(mode="after")
+    def _one_process(self) -> RewardModelConfig:
+        if self.num_processes != 1:
+            raise ValueError("num_processes: the reward model trains in one process (a GPU host gives it one GPU)")
+        return self
+
+    def trl_args(self) -> dict[str, Any]:
+        args = super().trl_args()
+        if self.warmup_steps is None:
+            args["warmup_steps"] = min(20, self.steps // 10)
+        return args
 
 
 class SFTStageConfig(TrainConfig):
     """Supervised fine-tuning of the LoRA adapter with TRL's SFTTrainer (loss on the assistant turn)."""
+
+    TRL_NAMES: ClassVar[dict[str, str]] = {**TrainConfig.TRL_NAMES, "max_length": "max_length"}
 
     learning_rate: float = Field(2e-3, gt=0)
     max_length: int = Field(512, gt=0, description="longest tokenized example; longer ones are truncated")
@@ -337,14 +414,26 @@ class ColdStartConfig(SFTStageConfig):
         return self
 
 
+GRPO_TRL_NAMES = ("num_generations", "beta", "loss_type", "epsilon", "epsilon_high", "scale_rewards",
+                  "max_completion_length", "temperature", "top_p", "use_vllm", "vllm_mode", "vllm_gpu_memory_utilization",
+                  "vllm_max_model_length")
+
+
 class GRPOStageConfig(TrainConfig):
-    """A GRPO stage (TRL GRPOTrainer): every knob that matters, set on purpose."""
+    """A GRPO stage (TRL GRPOTrainer): every knob that matters, set on purpose (TRL's own defaults are
+    DAPO's loss, no KL and bf16; set what you mean). Anything else of GRPOConfig (num_iterations,
+    steps_per_generation, importance_sampling_level, mask_truncated_completions, ...) goes in `trl`."""
+
+    TRL_CONFIG: ClassVar[str] = "GRPOConfig"
+    TRL_NAMES: ClassVar[dict[str, str]] = {**TrainConfig.TRL_NAMES, **{name: name for name in GRPO_TRL_NAMES}}
 
     learning_rate: float = Field(1e-3, gt=0)
     rewards: list[RewardSpec] = Field(default_factory=lambda: [RewardSpec(name="accuracy"), RewardSpec(name="format")])
     num_generations: int = Field(8, ge=2, description="completions per prompt (the group)")
     beta: float = Field(0.0, ge=0, description="KL coefficient (0 = no reference model)")
-    loss_type: Literal["grpo", "dr_grpo", "dapo", "bnpo"] = "dapo"
+    loss_type: Literal["grpo", "dr_grpo", "dapo", "bnpo", "cispo", "sapo", "luspo", "vespo"] = Field(
+        "dapo", description="how token losses are aggregated (TRL GRPOConfig.loss_type): dapo normalises over the "
+        "batch's tokens, grpo per sequence (length bias), dr_grpo by a constant")
     epsilon: float = Field(0.2, gt=0, description="lower clip range")
     epsilon_high: float | None = Field(0.28, gt=0, description="upper clip range (DAPO clip-higher)")
     scale_rewards: Literal["group", "batch", "none"] = "group"
@@ -518,11 +607,11 @@ def parse_recipe(data: Any, source: str = "<recipe>", overrides: list[str] | Non
 
 
 def _override_of(err: dict[str, Any], overrides: list[str]) -> str | None:
-    """The last KEY=VALUE override that set the key at (or above) this error's location, if any."""
+    """The last KEY=VALUE override that set the key at, above or inside this error's location, if any."""
     loc = [str(p) for p in err["loc"] if not str(p).startswith(("function-", "tagged-union"))]
     for override in reversed(overrides):
         key = override.split("=", 1)[0].strip().split(".")
-        if loc[:len(key)] == key:
+        if loc[:len(key)] == key or key[:len(loc)] == loc:
             return override
     return None
 

@@ -1,4 +1,5 @@
-"""Recipe configs mapped to TRL's trainers: SFT and GRPO on a LoRA adapter (TRL + PEFT).
+"""Recipe configs mapped to TRL's trainers: SFT and GRPO on a LoRA adapter (TRL + PEFT), and the
+reward model (RewardTrainer).
 
 Both read a stage config, resume from the last trainer checkpoint in <work>/checkpoints when a
 killed attempt left one, save the adapter to <work>/adapter and the trainer's log history to
@@ -19,45 +20,32 @@ from typing import Any
 
 import datasets
 import torch
-from peft import PeftModel
-from transformers import TrainerCallback
+from peft import LoraConfig, PeftModel
+from transformers import AutoModelForSequenceClassification, AutoTokenizer, TrainerCallback
 from transformers.trainer import TRAINER_STATE_NAME
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
-from trl import GRPOConfig, GRPOTrainer, SFTConfig, SFTTrainer
+from trl import GRPOConfig, GRPOTrainer, RewardConfig, RewardTrainer, SFTConfig, SFTTrainer
 
 from core import devices, distributed, tracking
-from core.config import GRPOStageConfig, LoraSettings, SFTStageConfig, TrainConfig
+from core.config import GRPOStageConfig, LoraSettings, RewardModelConfig, SFTStageConfig, TrainConfig
 from core.generation import vllm_usable
-from core.layout import ADAPTER, CHECKPOINTS, LOG_HISTORY
+from core.layout import ADAPTER, CHECKPOINTS, LOG_HISTORY, MODEL
 from core.modeling import load_tokenizer, stop_token_ids, trainable_model
 
 log = logging.getLogger(__name__)
 
 
-def _common_args(cfg: TrainConfig, work: Path, seed: int, report_to: str | list[str] | None) -> dict[str, Any]:
-    if report_to is None:  # the stage's W&B run, when the run store opened one (TRL logs into it)
+def trl_config(cls: type, cfg: TrainConfig, work: Path, seed: int, report_to: str | list[str] | None,
+               defaults: dict[str, Any] | None = None, **fixed: Any) -> Any:
+    """The TRL config `cls` of a stage: `defaults` we chose (a recipe's `trl` may change them), then
+    the section's settings under TRL's names and its `trl` mapping (cfg.trl_args()), then what the
+    project manages (where it writes and reports, the device, the seed, checkpoints) and `fixed`."""
+    if report_to is None:  # the stage's W&B run, when the runner opened one (TRL logs into it)
         report_to = tracking.report_to()
-    return {
-        "output_dir": str(work / CHECKPOINTS),
-        "max_steps": cfg.steps,
-        "learning_rate": cfg.learning_rate,
-        "per_device_train_batch_size": cfg.batch_size,
-        "gradient_accumulation_steps": cfg.gradient_accumulation_steps,
-        "warmup_steps": cfg.warmup_steps,
-        "logging_steps": cfg.logging_steps,
-        "save_strategy": "steps",
-        "save_steps": cfg.save_steps,
-        "save_total_limit": cfg.save_total_limit,
-        "seed": seed,
-        "data_seed": seed,
-        "bf16": cfg.bf16,
-        "use_cpu": not torch.cuda.is_available(),
-        "report_to": report_to,
-        "dataloader_num_workers": 0,
-        "disable_tqdm": False,
-        # recomputes activations in the backward: less memory for long completions, ~30% more time
-        "gradient_checkpointing": cfg.gradient_checkpointing,
-    }
+    managed = {"output_dir": str(work / CHECKPOINTS), "save_strategy": "steps", "seed": seed, "data_seed": seed,
+               "use_cpu": not torch.cuda.is_available(), "report_to": report_to}
+    return cls(**{"dataloader_num_workers": 0, "disable_tqdm": False, **(defaults or {}), **cfg.trl_args(),
+                  **managed, **fixed})
 
 
 def last_complete_checkpoint(folder: Path) -> str | None:
@@ -80,16 +68,20 @@ def last_complete_checkpoint(folder: Path) -> str | None:
     return None
 
 
-def _train(trainer: Any, work: Path) -> dict[str, Any]:
-    """Train (resuming from the last complete checkpoint if any), save adapter and log history."""
+def _train(trainer: Any, work: Path, save: Callable[[Any], None] | None = None) -> dict[str, Any]:
+    """Train (resuming from the last complete checkpoint if any), then save the model (`save`;
+    default: the adapter and tokenizer into work/adapter) and the log history."""
     last = last_complete_checkpoint(work / CHECKPOINTS)
     if last:
         log.info("resuming from %s", last)
     result = trainer.train(resume_from_checkpoint=last)
     history = trainer.state.log_history
     if trainer.args.should_save:  # rank 0 under `accelerate launch`: one writer per file
-        trainer.model.save_pretrained(work / ADAPTER)
-        trainer.processing_class.save_pretrained(work / ADAPTER)
+        if save is None:
+            trainer.model.save_pretrained(work / ADAPTER)
+            trainer.processing_class.save_pretrained(work / ADAPTER)
+        else:
+            save(trainer)
         (work / LOG_HISTORY).write_text(json.dumps(history, indent=1))
     return {"train_loss": result.training_loss, "steps": trainer.state.global_step,
             "resumed_from": Path(last).name if last else None,
@@ -114,8 +106,8 @@ def train_sft(*, base: str, adapter: Path | None, lora: LoraSettings, dtype: str
     tokenizer = load_tokenizer(base, eos_token)
     model = trainable_model(base, adapter, lora, dtype, seed)
     # TRL appends eos_token to each completion: the end-of-turn token the samplers stop at
-    args = SFTConfig(**_common_args(cfg, work, seed, report_to), max_length=cfg.max_length,
-                     completion_only_loss=True, lr_scheduler_type="cosine", eos_token=tokenizer.eos_token)
+    args = trl_config(SFTConfig, cfg, work, seed, report_to, {"lr_scheduler_type": "cosine"},
+                      completion_only_loss=True, eos_token=tokenizer.eos_token)
     trainer = SFTTrainer(model=model, args=args, train_dataset=dataset, processing_class=tokenizer)
     return _train(trainer, work)
 
@@ -125,31 +117,13 @@ def train_sft(*, base: str, adapter: Path | None, lora: LoraSettings, dtype: str
 
 def grpo_args(cfg: GRPOStageConfig, work: Path, seed: int, weights: list[float],
               report_to: str | list[str] | None = None, stop_ids: list[int] | None = None) -> GRPOConfig:
-    """GRPOConfig with every knob set from the recipe (TRL's defaults are not what we mean).
+    """GRPOConfig from the recipe (TRL's defaults are not what we mean: the section sets the knobs).
     `stop_ids`: the token ids that end a completion; HF generate takes them from the tokenizer and
     the model's generation config, vLLM (which loads its own tokenizer) from generation_kwargs."""
     vllm_stops = {"stop_token_ids": stop_ids} if cfg.use_vllm and stop_ids else None
-    return GRPOConfig(
-        **_common_args(cfg, work, seed, report_to),
-        num_generations=cfg.num_generations,
-        beta=cfg.beta,
-        loss_type=cfg.loss_type,
-        epsilon=cfg.epsilon,
-        epsilon_high=cfg.epsilon_high,
-        scale_rewards=cfg.scale_rewards,
-        max_completion_length=cfg.max_completion_length,
-        temperature=cfg.temperature,
-        top_p=cfg.top_p,
-        reward_weights=weights,
-        use_vllm=cfg.use_vllm,
-        vllm_mode=cfg.vllm_mode,
-        vllm_gpu_memory_utilization=cfg.vllm_gpu_memory_utilization,
-        vllm_max_model_length=cfg.vllm_max_model_length,
-        generation_kwargs=vllm_stops,
-        # constant after warmup_steps (plain "constant" would ignore them)
-        lr_scheduler_type="constant_with_warmup",
-        shuffle_dataset=True,
-    )
+    # constant after warmup_steps (plain "constant" would ignore them)
+    defaults = {"lr_scheduler_type": "constant_with_warmup", "shuffle_dataset": True, "generation_kwargs": vllm_stops}
+    return trl_config(GRPOConfig, cfg, work, seed, report_to, defaults, reward_weights=weights)
 
 
 class MergedRolloutGRPOTrainer(GRPOTrainer):
@@ -229,3 +203,52 @@ def reward_trend(history: list[dict[str, Any]], key: str = "reward") -> dict[str
         return {}
     n = max(1, len(values) // 10)
     return {f"{key}_first10": sum(values[:n]) / n, f"{key}_last10": sum(values[-n:]) / n}
+
+
+# --- the reward model ----------------------------------------------------------------------------
+
+
+def reward_lora(cfg: RewardModelConfig, lora: LoraSettings, parameters: int) -> LoraConfig | None:
+    """A LoRA adapter (task SEQ_CLS) for a large base, None for a full fine-tune of a small one."""
+    if cfg.use_lora == "never" or (cfg.use_lora == "auto" and parameters <= cfg.lora_above_parameters):
+        return None
+    return LoraConfig(task_type="SEQ_CLS", r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout,
+                      target_modules=lora.target_modules)
+
+
+def train_reward(*, base: str, lora: LoraSettings, dataset: datasets.Dataset, cfg: RewardModelConfig, work: Path,
+                 report_to: str | list[str] | None = None) -> dict[str, Any]:
+    """A reward model: a sequence classifier (one score) initialised from the base, trained on
+    {prompt, chosen, rejected} pairs with TRL's RewardTrainer, checkpointed and resumed like the other
+    trainers. A large base trains a LoRA adapter that is merged before saving, so work/model is one
+    plain model directory either way."""
+    if devices.should_isolate():  # one GPU (no DataParallel), its memory back when done
+        metrics = devices.run_isolated(train_reward, base=base, lora=lora, dataset=dataset, cfg=cfg, work=work,
+                                       report_to="none")
+        tracking.log_history(work / LOG_HISTORY)
+        return metrics
+    tokenizer = AutoTokenizer.from_pretrained(base)
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    torch.manual_seed(cfg.seed)  # the new score head is drawn at load time
+    model = AutoModelForSequenceClassification.from_pretrained(base, num_labels=1, dtype=torch.float32)
+    model.config.pad_token_id = tokenizer.pad_token_id
+    peft_config = reward_lora(cfg, lora, model.num_parameters())
+    max_length = min(cfg.max_length, getattr(model.config, "max_position_embeddings", cfg.max_length))
+    # centring keeps scores near 0, so the reward mixes with rule rewards
+    defaults = {"lr_scheduler_type": "cosine", "center_rewards_coefficient": 0.01, "disable_tqdm": True}
+    args = trl_config(RewardConfig, cfg, work, cfg.seed, report_to, defaults, max_length=max_length)
+    trainer = RewardTrainer(model=model, args=args, train_dataset=dataset, processing_class=tokenizer,
+                            peft_config=peft_config)
+    if len(trainer.train_dataset) < len(dataset):
+        log.warning("reward model: %d of %d pairs are longer than max_length %d and were dropped",
+                    len(dataset) - len(trainer.train_dataset), len(dataset), max_length)
+
+    def save(trained: Any) -> None:
+        final = trained.model.merge_and_unload() if peft_config is not None else trained.model
+        final.save_pretrained(work / MODEL)
+        tokenizer.save_pretrained(work / MODEL)
+
+    metrics = _train(trainer, work, save)
+    return metrics | {"train_pairs": len(trainer.train_dataset), "lora": peft_config is not None,
+                      "parameters": model.num_parameters()}

@@ -116,3 +116,35 @@ def test_general_answers_are_not_verifiable_by_case():
     # Why general rows need the reward model: normalised matching ignores case, so a rewrite that
     # was never upper-cased still "matches".
     assert verify("red cat", "RED CAT") == 1.0
+
+
+@pytest.mark.slow
+def test_the_reward_model_checkpoints_and_resumes_like_every_trainer(pocket_run, tmp_path):
+    """core/trainers.py trains it: checkpoints every save_steps, and a second attempt in the same work
+    directory (a killed stage's) resumes from the last one instead of starting over."""
+    import datasets
+
+    from core.config import RewardModelConfig
+    from core.layout import CHECKPOINTS, LOG_HISTORY, MODEL
+    from core.trainers import train_reward
+    from pocket.general import general_rows
+    from pocket.preferences import preference_pairs
+
+    base = pocket_run[3].path
+    pairs = [{k: p[k] for k in ("prompt", "chosen", "rejected")} for p in preference_pairs(general_rows(64, 0), 0)]
+    data = datasets.Dataset.from_list(pairs)
+    lora = load_recipe_lora()
+    first = train_reward(base=base, lora=lora, dataset=data, work=tmp_path, report_to="none",
+                         cfg=RewardModelConfig(steps=4, save_steps=2, batch_size=8))
+    assert first["resumed_from"] is None and first["steps"] == 4
+    assert sorted(p.name for p in (tmp_path / CHECKPOINTS).glob("checkpoint-*")) == ["checkpoint-2", "checkpoint-4"]
+    assert (tmp_path / MODEL / "config.json").is_file() and (tmp_path / LOG_HISTORY).is_file()
+    again = train_reward(base=base, lora=lora, dataset=data, work=tmp_path, report_to="none",
+                         cfg=RewardModelConfig(steps=6, save_steps=2, batch_size=8))
+    assert again["resumed_from"] == "checkpoint-4" and again["steps"] == 6
+
+
+def load_recipe_lora():
+    from core.config import load_recipe
+
+    return load_recipe("configs/pocket-test.yaml").model.lora
