@@ -414,6 +414,14 @@ class ColdStartConfig(SFTStageConfig):
         return self
 
 
+class GuardConfig(Section):
+    """Reward-hacking guard: stop when held-out verifiable accuracy falls by more than `margin`."""
+
+    every: int = Field(10, gt=0, description="evaluate every N steps")
+    margin: float = Field(0.05, ge=0, le=1)
+    prompts: int = Field(64, gt=0, description="held-out verifiable prompts per check (greedy)")
+
+
 GRPO_TRL_NAMES = ("num_generations", "beta", "loss_type", "epsilon", "epsilon_high", "scale_rewards",
                   "max_completion_length", "temperature", "top_p", "use_vllm", "vllm_mode", "vllm_gpu_memory_utilization",
                   "vllm_max_model_length")
@@ -444,6 +452,10 @@ class GRPOStageConfig(TrainConfig):
     heldout_every: int | None = Field(
         None, gt=0, description="measure greedy held-out accuracy every N steps (heldout_curve.json)")
     heldout_prompts: int = Field(64, gt=0, description="held-out prompts per measurement")
+    general_fraction: float = Field(0.0, ge=0, lt=1, description="share of general (unverifiable) prompts mixed in "
+                                    "(stages/general.py; judged by the rewards with rows: general)")
+    guard: GuardConfig | None = Field(None, description="a reward-hacking guard: keep the best adapter, stop when "
+                                      "held-out accuracy falls (None: train all the steps)")
     use_vllm: bool = Field(False, description="vLLM rollouts (needs vLLM and a GPU; else HF generate)")
     vllm_mode: Literal["colocate", "server"] = "colocate"
     vllm_gpu_memory_utilization: float = Field(
@@ -473,14 +485,6 @@ class RejectionSamplingConfig(SamplingConfig):
         None, description="file of general {prompt, completion} rows; default: the pocket world's general tasks")
 
 
-class GuardConfig(Section):
-    """Reward-hacking guard: stop when held-out verifiable accuracy falls by more than `margin`."""
-
-    every: int = Field(10, gt=0, description="evaluate every N steps")
-    margin: float = Field(0.05, ge=0, le=1)
-    prompts: int = Field(64, gt=0, description="held-out verifiable prompts per check (greedy)")
-
-
 class AllScenarioConfig(GRPOStageConfig):
     """Stage 4: GRPO on mixed prompts; rule rewards where a verifier exists, the reward model elsewhere."""
 
@@ -491,7 +495,7 @@ class AllScenarioConfig(GRPOStageConfig):
         RewardSpec(name="language_consistency", weight=0.5), RewardSpec(name="reward_model", rows="general"),
     ])
     general_fraction: float = Field(0.25, ge=0, lt=1, description="share of general (unverifiable) prompts")
-    guard: GuardConfig = GuardConfig()
+    guard: GuardConfig | None = GuardConfig()
 
 
 class DistillConfig(Section):
@@ -598,22 +602,28 @@ def parse_recipe(data: Any, source: str = "<recipe>", overrides: list[str] | Non
     except ValidationError as exc:
         lines, from_file = [], False
         for err in exc.errors():
-            origin = _override_of(err, overrides or [])
-            from_file = from_file or origin is None
-            lines.append(_describe(err, Recipe) + (f" (from override {origin!r})" if origin else ""))
+            origin, inside = _override_of(err, overrides or [])
+            from_file = from_file or origin is None or inside
+            note = f" (involves override {origin!r})" if inside else f" (from override {origin!r})" if origin else ""
+            lines.append(_describe(err, Recipe) + note)
         # A key the user typed on the command line is blamed on the override, not on the file.
         head = f"{source}: invalid recipe" if from_file else "invalid override" + ("s" if len(lines) > 1 else "")
         raise RecipeError(f"{head}\n  " + "\n  ".join(lines)) from None
 
 
-def _override_of(err: dict[str, Any], overrides: list[str]) -> str | None:
-    """The last KEY=VALUE override that set the key at, above or inside this error's location, if any."""
+def _override_of(err: dict[str, Any], overrides: list[str]) -> tuple[str | None, bool]:
+    """The last KEY=VALUE override that set the key at or above this error's location (the error is
+    the override's), else the last one that set a key inside it (the error involves it and may
+    involve the file too: True), else (None, False)."""
     loc = [str(p) for p in err["loc"] if not str(p).startswith(("function-", "tagged-union"))]
-    for override in reversed(overrides):
-        key = override.split("=", 1)[0].strip().split(".")
-        if loc[:len(key)] == key or key[:len(loc)] == loc:
-            return override
-    return None
+    keys = [(override, override.split("=", 1)[0].strip().split(".")) for override in reversed(overrides)]
+    for override, key in keys:
+        if loc[:len(key)] == key:
+            return override, False
+    for override, key in keys:
+        if key[:len(loc)] == loc:
+            return override, True
+    return None, False
 
 
 def load_recipe(path: str | Path, overrides: list[str] | None = None) -> Recipe:

@@ -57,6 +57,12 @@ class StageSpec:
     evaluated: bool = False  # held-out evaluation of this stage's model (eval_<name>) in its flows
     retries: int = 0  # a failure may be retried this many times (I/O-like stages; training is resumed instead)
 
+    @property
+    def kind(self) -> str:
+        """What kind of stage this is: the module of the function that runs it (grpo, sft, base,
+        rejection_sampling, ...). The plan, preflight and the budgets dispatch on it."""
+        return self.run.__module__.rsplit(".", 1)[-1]
+
     def inputs_for(self, recipe: Any) -> dict[str, str]:
         """The inputs this recipe makes the stage read (None: only those every recipe makes it read)."""
         return {n: src for n, src in self.inputs.items()

@@ -25,6 +25,7 @@ import sys
 import traceback
 
 import pocket
+from core.config import load_recipe
 from core.runstore import PROJECT_ROOT, RunStore
 from flows.report import build_report, eval_results
 from flows.user_errors import DEBUG_ENV, debug, user_error
@@ -96,7 +97,7 @@ def cmd_flow(args: argparse.Namespace) -> int:
 def cmd_evaluate(args: argparse.Namespace) -> int:
     """Evaluate any HF model directory, merged model or PEFT adapter on the recipe's held-out prompts."""
     overrides = args.overrides + ([f"model.base={args.model}"] if args.model else [])
-    recipe = preflight.load_checked(args.recipe, overrides)
+    recipe = load_recipe(args.recipe, overrides)  # the training stages' checks do not apply
     store = RunStore()
     run_id = args.run_id or store.new_run_id(f"eval-{recipe.name}")
     name = args.name or ("adapter" if args.adapter else "model")

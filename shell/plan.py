@@ -12,27 +12,22 @@ Problems that would stop a run are errors, raised together with the file and key
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
 
 from core.config import (
-    AllScenarioConfig,
     ColdStartConfig,
-    CollectConfig,
     GRPOStageConfig,
     HubSource,
-    PocketConfig,
     ReasoningGymSource,
     Recipe,
     RejectionSamplingConfig,
-    RewardModelConfig,
     SFTStageConfig,
-    TrainConfig,
     load_recipe,
 )
 from core.stage import StageSpec, setting
 from stages import graph
-from stages.preflight import sections, validate
+from stages.preflight import TRAINING, sections, validate
 
 
 @dataclass(frozen=True)
@@ -90,7 +85,7 @@ def _grpo(flow: str, stage: str, cfg: GRPOStageConfig, available: int | None, wh
     row = StagePlan(flow, stage, f"{what} ({rollout}, {per_step // cfg.num_generations} prompts x "
                     f"{cfg.num_generations} per step)", cfg.steps, cfg.num_processes,
                     _limit(cfg.prompts, available), generations, generations * cfg.max_completion_length)
-    if not isinstance(cfg, AllScenarioConfig):
+    if cfg.guard is None:
         return row
     checks = cfg.steps // cfg.guard.every + 2  # the guard: at the start, every N steps, at the end
     guard = checks * cfg.guard.prompts
@@ -98,19 +93,22 @@ def _grpo(flow: str, stage: str, cfg: GRPOStageConfig, available: int | None, wh
                      row.generations + guard, row.max_tokens + guard * cfg.max_completion_length)
 
 
-def _sft(flow: str, stage: str, cfg: SFTStageConfig, what: str) -> StagePlan:
+def _sft(flow: str, stage: str, cfg: SFTStageConfig, what: str, recipe: Recipe) -> StagePlan:
     per_step = cfg.batch_size * cfg.gradient_accumulation_steps * cfg.num_processes
-    examples = cfg.examples if isinstance(cfg, ColdStartConfig) and not cfg.dataset else None
-    source = f" (cold-start source: {cfg.source})" if isinstance(cfg, ColdStartConfig) else ""
+    cold_start = cfg is recipe.cold_start
+    examples = cfg.examples if cold_start and not cfg.dataset else None
+    source = f" (cold-start source: {cfg.source})" if cold_start else ""
     return StagePlan(flow, stage, f"{what}{source} ({per_step} sequences per step)", cfg.steps, cfg.num_processes,
                      examples)
 
 
-def _pocket(flow: str, stage: str, cfg: PocketConfig, model_path: str, what: str) -> StagePlan:
+def _base(flow: str, spec: StageSpec, recipe: Recipe) -> StagePlan:
+    cfg = setting(recipe, spec.section)
+    model_path = next(setting(recipe, u) for u in spec.uses if u in ("model.base", "distill.student_model"))
     if model_path != "pocket":
-        return StagePlan(flow, stage, f"use {model_path}")
-    return StagePlan(flow, stage, f"{what}: pretrain a pocket model ({cfg.hidden_size}d x {cfg.num_layers} layers) "
-                     f"on {cfg.corpus_documents} documents", cfg.steps)
+        return StagePlan(flow, spec.name, f"use {model_path}")
+    return StagePlan(flow, spec.name, f"{spec.doc}: pretrain a pocket model ({cfg.hidden_size}d x {cfg.num_layers} "
+                     f"layers) on {cfg.corpus_documents} documents", cfg.steps)
 
 
 def _collect(flow: str, stage: str, cfg: ColdStartConfig, available: int | None, what: str) -> StagePlan:
@@ -128,28 +126,33 @@ def _collect(flow: str, stage: str, cfg: ColdStartConfig, available: int | None,
                      f"<= {cfg.examples}", None, 1, prompts, generations, generations * c.max_new_tokens)
 
 
+def _sample(flow: str, stage: str, cfg: RejectionSamplingConfig, available: int | None, what: str) -> StagePlan:
+    prompts = _limit(cfg.prompts, available) or cfg.prompts
+    generations = prompts * cfg.samples_per_prompt
+    return StagePlan(flow, stage, f"{what} (k={cfg.samples_per_prompt} at T={cfg.temperature}, batched by "
+                     f"{cfg.batch_size})", None, 1, prompts, generations, generations * cfg.max_new_tokens)
+
+
+# How each kind of stage (StageSpec.kind) is planned; a kind not listed is one row with its doc.
+PLANNERS: dict[str, Callable[[str, StageSpec, Recipe, int | None], StagePlan]] = {
+    "grpo": lambda flow, spec, recipe, available: _grpo(flow, spec.name, setting(recipe, spec.section), available,
+                                                        spec.doc),
+    "sft": lambda flow, spec, recipe, available: _sft(flow, spec.name, setting(recipe, spec.section), spec.doc, recipe),
+    "cold_start_data": lambda flow, spec, recipe, available: _collect(flow, spec.name, recipe.cold_start, available,
+                                                                      spec.doc),
+    "rejection_sampling": lambda flow, spec, recipe, available: _sample(flow, spec.name, setting(recipe, spec.section),
+                                                                        available, spec.doc),
+    "reward_model": lambda flow, spec, recipe, available: StagePlan(
+        flow, spec.name, f"{spec.doc} (RewardTrainer on {recipe.reward_model.pairs} preference pairs)",
+        recipe.reward_model.steps, 1, recipe.reward_model.pairs),
+    "base": lambda flow, spec, recipe, available: _base(flow, spec, recipe),
+}
+
+
 def stage_plan(flow: str, spec: StageSpec, recipe: Recipe, available: int | None) -> StagePlan:
-    """One row: what the stage does (its doc), with the figures its recipe section gives."""
-    cfg: Any = setting(recipe, spec.section) if spec.section else None
-    what = spec.doc
-    if isinstance(cfg, GRPOStageConfig):
-        return _grpo(flow, spec.name, cfg, available, what)
-    if isinstance(cfg, SFTStageConfig):
-        return _sft(flow, spec.name, cfg, what)
-    if isinstance(cfg, CollectConfig):
-        return _collect(flow, spec.name, recipe.cold_start, available, what)
-    if isinstance(cfg, RejectionSamplingConfig):
-        prompts = _limit(cfg.prompts, available) or cfg.prompts
-        generations = prompts * cfg.samples_per_prompt
-        return StagePlan(flow, spec.name, f"{what} (k={cfg.samples_per_prompt} at T={cfg.temperature}, batched by "
-                         f"{cfg.batch_size})", None, 1, prompts, generations, generations * cfg.max_new_tokens)
-    if isinstance(cfg, RewardModelConfig):
-        return StagePlan(flow, spec.name, f"{what} (RewardTrainer on {cfg.pairs} preference pairs)", cfg.steps, 1,
-                         cfg.pairs)
-    if isinstance(cfg, PocketConfig):
-        model_path = next(setting(recipe, u) for u in spec.uses if u in ("model.base", "distill.student_model"))
-        return _pocket(flow, spec.name, cfg, model_path, what)
-    return StagePlan(flow, spec.name, what)
+    """One row: what the stage does (its doc), with the figures its kind reads from its recipe section."""
+    planner = PLANNERS.get(spec.kind)
+    return planner(flow, spec, recipe, available) if planner else StagePlan(flow, spec.name, spec.doc)
 
 
 def eval_plan(flow: str, evaluated: list[str], recipe: Recipe) -> StagePlan:
@@ -179,7 +182,7 @@ def device_lines(recipe: Recipe) -> list[str]:
     """Where the stages will run: the GPUs visible here and how stages use them."""
     import torch  # preflight has loaded it already
 
-    procs = {k: c.num_processes for k, c in sections(recipe, TrainConfig).items() if c.num_processes > 1}
+    procs = {k: c.num_processes for k, c in sections(recipe, *TRAINING).items() if c.num_processes > 1}
     if not torch.cuda.is_available():
         where = "devices: no CUDA GPU here; every stage would run on the CPU"
     else:
@@ -193,12 +196,12 @@ def device_lines(recipe: Recipe) -> list[str]:
 def memory_lines(recipe: Recipe) -> list[str]:
     """The memory settings of the stages that use vLLM or train long sequences."""
     lines = ["memory:"]
-    for key, cfg in sections(recipe, GRPOStageConfig).items():
+    for key, cfg in sections(recipe, "grpo").items():
         vllm = (f"vLLM {cfg.vllm_mode} share {cfg.vllm_gpu_memory_utilization}, max model length "
                 f"{cfg.vllm_max_model_length or 'the model default'}") if cfg.use_vllm else "HF generate"
         lines.append(f"  {key}: gradient checkpointing {'on' if cfg.gradient_checkpointing else 'off'}, "
                      f"bf16 {'on' if cfg.bf16 else 'off'}, {vllm}")
-    for key, cfg in sections(recipe, SFTStageConfig).items():
+    for key, cfg in sections(recipe, "sft").items():
         lines.append(f"  {key}: gradient checkpointing {'on' if cfg.gradient_checkpointing else 'off'}, "
                      f"bf16 {'on' if cfg.bf16 else 'off'}, max length {cfg.max_length}")
     rs = recipe.rejection_sampling

@@ -11,7 +11,7 @@
 
 What differs is data, not code: the stage's recipe section (its rewards, their weights and rows),
 whether it has an `adapter` input to continue and a `reward_model` input to score with, and whether
-its section is an AllScenarioConfig (general prompts, guard). Read top to bottom: prompts, held-out
+its section mixes in general prompts (`general_fraction`) and has a guard (`guard`). Read top to bottom: prompts, held-out
 callbacks, rewards, train, keep the best adapter.
 """
 
@@ -27,7 +27,7 @@ from typing import Any
 import datasets
 from transformers import TrainerCallback
 
-from core.config import AllScenarioConfig, GRPOStageConfig, GuardConfig, TemplateConfig
+from core.config import GRPOStageConfig, GuardConfig, TemplateConfig
 from core.generation import generate
 from core.layout import ADAPTER, BEST_ADAPTER, HELDOUT_CURVE
 from core.modeling import adapter_path, load_tokenizer
@@ -49,12 +49,13 @@ log = logging.getLogger(__name__)
 # --- prompts -----------------------------------------------------------------------------------
 
 
-def training_prompts(cfg: GRPOStageConfig, recipe: Any, task_data_ref: Ref, template: TemplateConfig, seed: int,
+def training_prompts(cfg: GRPOStageConfig, recipe: Any, task_data_ref: Ref,
                      fits: Callable[[str], bool] = lambda prompt: True) -> datasets.Dataset:
-    """The stage's training prompts: verifiable task prompts; an all-scenario stage adds its share
-    of general prompts, every row tagged by `kind` (which rewards judge it: rewards/routing.py)."""
+    """The stage's training prompts: verifiable task prompts; with a `general_fraction` (stage 4) its
+    share of general prompts, every row tagged by `kind` (which rewards judge it: rewards/routing.py)."""
+    template, seed = recipe.data.template, recipe.seed
     verifiable = prompt_dataset(load_split(task_data_ref, "train"), template, cfg.prompts, seed)
-    if not isinstance(cfg, AllScenarioConfig):
+    if not cfg.general_fraction:
         return verifiable
     verifiable = verifiable.add_column("kind", ["verifiable"] * len(verifiable))
     n_general = round(len(verifiable) * cfg.general_fraction / (1 - cfg.general_fraction))
@@ -168,9 +169,9 @@ class RewardHackingGuard(HeldoutProbe):
 
 def heldout_callbacks(cfg: GRPOStageConfig, task_data_ref: Ref, base: str, template: TemplateConfig,
                       work: Path, eos_token: str | None = None) -> list[HeldoutProbe]:
-    """The guard for an all-scenario stage; a probe where the stage asks for a held-out curve."""
+    """The guard where the stage has one (stage 4); a probe where it asks for a held-out curve."""
     heldout = list(load_split(task_data_ref, "heldout"))
-    if isinstance(cfg, AllScenarioConfig):
+    if cfg.guard is not None:
         return [RewardHackingGuard(base, heldout[: cfg.guard.prompts], template, cfg.guard,
                                    cfg.max_completion_length, work, eos_token)]
     if cfg.heldout_every:
@@ -190,7 +191,7 @@ def run(call: StageCall) -> StageOutcome:
 
     def build(work: Path) -> StageResult:
         fits = prompt_fits(base_ref.path, template, cfg, model.eos_token)
-        data = training_prompts(cfg, recipe, task_data_ref, template, recipe.seed, fits)
+        data = training_prompts(cfg, recipe, task_data_ref, fits)
         callbacks = heldout_callbacks(cfg, task_data_ref, base_ref.path, template, work, model.eos_token)
         context = {"reward_model_path": str(model_path(judge_ref))} if judge_ref else {}
         funcs, weights = grpo_rewards(cfg.rewards, **context)
@@ -208,8 +209,8 @@ def run(call: StageCall) -> StageOutcome:
                 metrics["heldout_curve"] = callback.history
         return StageResult(metrics=metrics)
 
-    # an all-scenario stage's guard keeps a copy of the best adapter besides the trainer's checkpoints
-    kept = cfg.save_total_limit + (1 if isinstance(cfg, AllScenarioConfig) else 0)
+    # a guard keeps a copy of the best adapter besides the trainer's checkpoints
+    kept = cfg.save_total_limit + (1 if cfg.guard is not None else 0)
     return call.run(build, needs_bytes=trainer_stage_bytes(base_ref.path, model.lora.r, kept))
 
 

@@ -32,14 +32,10 @@ from huggingface_hub import try_to_load_from_cache
 from transformers import AutoConfig
 
 from core.config import (
-    AllScenarioConfig,
     FileSource,
-    GRPOStageConfig,
     HubSource,
     Recipe,
     RecipeError,
-    SamplingConfig,
-    TrainConfig,
     load_recipe,
 )
 from core.generation import vllm_unavailable
@@ -72,10 +68,13 @@ def collects(recipe: Recipe) -> bool:
     return recipe.cold_start.source in ("r1_zero", "few_shot")
 
 
-def sections(recipe: Recipe, kind: type) -> dict[str, Any]:
-    """Recipe key -> section of every stage in the graph whose section is a `kind` config."""
-    found = {s.section: setting(recipe, s.section) for s in graph.STAGES if s.section}
-    return {key: cfg for key, cfg in found.items() if isinstance(cfg, kind)}
+TRAINING = ("sft", "grpo", "reward_model")  # the kinds of stage that train with a TrainConfig section
+SAMPLING = ("cold_start_data", "rejection_sampling")  # the kinds that sample a dataset (a SamplingConfig)
+
+
+def sections(recipe: Recipe, *kinds: str) -> dict[str, Any]:
+    """Recipe key -> section of every stage of the graph of these kinds (StageSpec.kind)."""
+    return {s.section: setting(recipe, s.section) for s in graph.STAGES if s.section and s.kind in kinds}
 
 
 def _model_check(path: str, key: str, errors: list[str], notes: list[str]) -> None:
@@ -106,7 +105,7 @@ def validate(recipe: Recipe, source: str = "<recipe>") -> list[str]:
     """Raise RecipeError listing every problem that would stop a run; return notes (things to know)."""
     errors: list[str] = []
     notes: list[str] = []
-    grpo = sections(recipe, GRPOStageConfig)
+    grpo = sections(recipe, "grpo")
     for key, cfg in grpo.items():
         try:
             notes += [f"{key}.rewards: {note}" for note in catalog.validate(cfg.rewards)]
@@ -141,14 +140,14 @@ def validate(recipe: Recipe, source: str = "<recipe>") -> list[str]:
     if reason := vllm_unavailable():
         if any(cfg.use_vllm for cfg in grpo.values()):
             notes.append(f"use_vllm: {reason}; GRPO rollouts will fall back to HF generate")
-        for key, cfg in sections(recipe, SamplingConfig).items():
+        for key, cfg in sections(recipe, *SAMPLING).items():
             if cfg.use_vllm and (key != "cold_start.collect" or collects(recipe)):
                 notes.append(f"{key}.use_vllm: {reason}; sampling will fall back to batched HF generate")
     for key, names in (("harder_stages", recipe.eval.harder_stages or []), ("stage_samples", recipe.eval.stage_samples)):
         for name in names:
             if name not in graph.EVALUATED:
                 errors.append(f"eval.{key}: {name!r} is not an evaluated stage (one of {', '.join(graph.EVALUATED)})")
-    bf16 = [c.bf16 for c in sections(recipe, TrainConfig).values()] + [recipe.reward_model.bf16]
+    bf16 = [c.bf16 for c in sections(recipe, *TRAINING).values()]
     if any(bf16) and not torch.cuda.is_available():
         notes.append("bf16: true but no CUDA GPU here; a CPU run would need bf16: false")
     if errors:
@@ -220,11 +219,11 @@ def generation_budgets(recipe: Recipe) -> dict[str, list[tuple[str, int]]]:
     budgets: dict[str, list[tuple[str, int]]] = {"train": [], "heldout": []}
     for spec in graph.built_on(graph.BASE):
         cfg = setting(recipe, spec.section) if spec.section else None
-        if isinstance(cfg, GRPOStageConfig):
+        if spec.kind == "grpo":
             budgets["train"].append((f"{spec.section}.max_completion_length", cfg.max_completion_length))
-            if cfg.heldout_every or isinstance(cfg, AllScenarioConfig):
+            if cfg.heldout_every or cfg.guard is not None:
                 budgets["heldout"].append((f"{spec.section}.max_completion_length", cfg.max_completion_length))
-        elif isinstance(cfg, SamplingConfig) and (cfg is not recipe.cold_start.collect or collects(recipe)):
+        elif spec.kind in SAMPLING and (spec.kind != "cold_start_data" or collects(recipe)):
             budgets["train"].append((f"{spec.section}.max_new_tokens", cfg.max_new_tokens))
     budgets["heldout"].insert(0, ("eval.max_new_tokens", recipe.eval.max_new_tokens))
     return budgets

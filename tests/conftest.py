@@ -9,6 +9,7 @@ an r1-pipeline run to distil from it."""
 from __future__ import annotations
 
 import os
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -24,6 +25,9 @@ os.environ.update(SUITE_ENV)
 
 ROOT = Path(__file__).resolve().parent.parent
 TEST_RECIPE = ROOT / "configs" / "pocket-test.yaml"
+# What a copy of the project needs to run `python -m shell.cli` (tests that edit or kill a copy):
+# the installed packages and the recipes.
+SOURCES = (*tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"], "configs")
 
 
 # A test that needs any of these trains a model (the pocket base at least): it is marked slow, so

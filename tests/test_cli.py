@@ -14,11 +14,11 @@ from pathlib import Path
 
 import psutil
 import pytest
+from conftest import SOURCES
 
 ROOT = Path(__file__).resolve().parent.parent
 TEST_RECIPE = ROOT / "configs" / "pocket-test.yaml"
 # A snapshot of the source for runs that resume: a stage's cache key includes its code's hash.
-SOURCES = ("core", "data", "stages", "rewards", "flows", "shell", "configs")
 DISASSEMBLY = re.compile(r"\b(LOAD|STORE)_(GLOBAL|FAST|NAME|ATTR|CONST)\b|^\s*(\d+\s+)?\d+\s+[A-Z][A-Z_]{3,}\b",
                          re.MULTILINE)
 

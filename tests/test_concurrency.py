@@ -82,14 +82,14 @@ def test_two_runs_at_once_get_their_own_directories_and_build_the_base_once(tmp_
 
     # one pocket base, built by exactly one of the two, which the other waited for and reused
     assert base_a == base_b
-    builds = sum(t.count("stages.base: pocket base:") for t in texts)
+    builds = sum(t.count("pocket.pretrain: pocket base:") for t in texts)
     assert builds == 1, texts
     cache = root / "cache" / "pocket-base"
     assert [p.name for p in cache.iterdir() if not p.name.startswith(".")] == [Path(base_a).name]
     assert not [p for p in cache.iterdir() if ".work-" in p.name]  # no half-built copy left behind
     # the one that did not build said it waited on the base's lock (an event, not inferred from timestamps)
     waited = [t for t in texts if re.search(r"core\.atomic: waiting for \S*pocket-base\S*\.lock", t)]
-    assert len(waited) == 1 and "stages.base: pocket base:" not in waited[0], texts
+    assert len(waited) == 1 and "pocket.pretrain: pocket base:" not in waited[0], texts
 
 
 def start_together(processes: list[subprocess.Popen], ready: list[Path], go: Path, timeout: float = 600) -> None:

@@ -54,7 +54,7 @@ def guarded_run(trained_run, test_recipe, tmp_path_factory):
     funcs, weights = grpo_rewards(cfg.rewards)
     metrics = train_grpo(base=refs["base"].path, adapter=adapter_path(refs["cold_start"]), lora=test_recipe.model.lora,
                          dtype=test_recipe.model.dtype,
-                         dataset=grpo.training_prompts(cfg, refs["task_data"], test_recipe.data.template, 0),
+                         dataset=grpo.training_prompts(cfg, test_recipe, refs["task_data"]),
                          cfg=cfg, work=work, seed=0, reward_funcs=funcs, reward_weights=weights, callbacks=[guard],
                          report_to="none")
     metrics |= grpo.keep_best_adapter(guard, work, refs["base"].path)

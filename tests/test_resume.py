@@ -29,6 +29,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from conftest import SOURCES
 
 from core.layout import MANIFEST
 from core.runstore import RunStore
@@ -36,7 +37,6 @@ from core.runstore import RunStore
 ROOT = Path(__file__).resolve().parent.parent
 # The pipelines run from a snapshot of the source: a stage's cache key includes the code's hash, so
 # an edit to the working tree between two of the processes would (rightly) rebuild every stage.
-SOURCES = ("core", "data", "stages", "rewards", "flows", "shell", "configs")
 RL_STEPS, SAVE_STEPS, SAVE_LIMIT = 12, 2, 2
 # reasoning_rl long enough to kill in the middle; a cheaper reward model keeps the test short
 OVERRIDES = [f"reasoning_rl.steps={RL_STEPS}", f"reasoning_rl.save_steps={SAVE_STEPS}",

@@ -18,7 +18,7 @@ def batch(trained_run, test_recipe):
     _, _, refs = trained_run
     cfg = test_recipe.all_scenario_rl
     funcs, weights = grpo_rewards(cfg.rewards, reward_model_path=str(model_path(refs["reward_model"])))
-    data = grpo.training_prompts(cfg, refs["task_data"], test_recipe.data.template, test_recipe.seed)
+    data = grpo.training_prompts(cfg, test_recipe, refs["task_data"])
     general = [r for r in data if r["kind"] == "general"][:4]
     verifiable = [r for r in data if r["kind"] == "verifiable"][:4]
     rows = [r for pair in zip(verifiable, general, strict=True) for r in pair]

@@ -167,7 +167,7 @@ def test_rejection_sampling_without_vllm_warns_and_samples_with_hf(chain, test_r
     recipe = test_recipe.model_copy(update={"rejection_sampling": cfg})
     prompts = [r["prompt"] for r in load_split(refs["task_data"], "train").select(range(3))]
     with caplog.at_level(logging.WARNING, logger="core.generation"):
-        sampler, samples = rejection_sampling.sample(recipe, refs["base"], refs["reasoning_rl"], prompts)
+        sampler, _, samples = rejection_sampling.sample(recipe, refs["base"], refs["reasoning_rl"], prompts)
     assert sampler == "hf on cpu"
     assert [len(s) for s in samples] == [2, 2, 2]
     assert all(c.num_tokens > 0 for s in samples for c in s)
