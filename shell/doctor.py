@@ -51,9 +51,14 @@ class Finding:
 # --- versions ----------------------------------------------------------------------------------
 
 
-def pinned_requirements(pyproject: Path = PROJECT_ROOT / "pyproject.toml") -> dict[str, str]:
-    """name -> requirement spec of the project's dependencies (e.g. 'torch' -> '==2.13.0')."""
-    deps = tomllib.loads(pyproject.read_text())["project"]["dependencies"]
+def pinned_requirements(pyproject: Path = PROJECT_ROOT / "pyproject.toml",
+                        extras: tuple[str, ...] = ("controller",)) -> dict[str, str]:
+    """name -> requirement spec of the project's dependencies and of `extras` (e.g. 'torch' -> '==2.13.0').
+    The doctor runs in the controller's environment: its extra (Prefect) is checked by default."""
+    project = tomllib.loads(pyproject.read_text())["project"]
+    deps = list(project["dependencies"])
+    for extra in extras:
+        deps += project.get("optional-dependencies", {}).get(extra, [])
     out = {}
     for dep in deps:
         match = re.match(r"^\s*([A-Za-z0-9_.-]+)\s*(.*)$", dep)
@@ -85,7 +90,7 @@ def check_versions(pins: dict[str, str] | None = None) -> Finding:
         problems.append(f"{python} (expected 3.11)")
     if problems:
         return Finding("versions", FAIL, "; ".join(problems),
-                       "reinstall the pinned versions: make install (or .venv/bin/pip install -e '.[dev]')")
+                       "reinstall the pinned versions: make install (or .venv/bin/pip install -e '.[controller,dev]')")
     return Finding("versions", OK, ", ".join([python, *found]))
 
 
