@@ -21,6 +21,13 @@ from typing import Any, TypeVar
 
 T = TypeVar("T")
 VISIBLE = "CUDA_VISIBLE_DEVICES"
+WORKER_ENV = "R1_DISTRIBUTED_WORKER"  # set in launched processes (core/distributed.py): they train, never launch
+
+
+def inside_launch() -> bool:
+    """True in a process started by `accelerate launch`/torchrun (ours or the user's) or by our own
+    worker launch: train here."""
+    return os.environ.get(WORKER_ENV) == "1" or int(os.environ.get("WORLD_SIZE", "1")) > 1
 
 
 def gpu_count() -> int:
@@ -59,8 +66,6 @@ def run_isolated(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
 def should_isolate() -> bool:
     """Whether GPU work should run in a child: on a GPU host, unless this process is already one
     launched for the purpose (`accelerate launch` or our own child)."""
-    from core.distributed import inside_launch
-
     return not inside_launch() and multiprocessing.parent_process() is None and gpu_count() > 0
 
 
