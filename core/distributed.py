@@ -92,6 +92,11 @@ def _other_interpreter(python: str) -> bool:
     return os.path.abspath(shutil.which(python) or python) != os.path.abspath(sys.executable)
 
 
+def should_launch_python(python: str) -> bool:
+    """Whether training processes run by `python` are launched apart (another interpreter than ours)."""
+    return _other_interpreter(python)
+
+
 def should_launch(num_processes: int) -> bool:
     """Whether the trainer runs in launched processes: several of them, or another interpreter's."""
     if inside_launch():

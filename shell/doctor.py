@@ -8,13 +8,16 @@ Checks, each reported as ok / warn / fail with the fix next to every problem:
   * prefect: whether the configured Prefect server answers (none configured is fine: `r1 pipeline`
     starts a temporary one);
   * wandb: the tracking mode (offline by default) and, online, whether the W&B host is reachable;
-  * sandbox: whether the code reward's kernel sandbox (bubblewrap) works here, or which mode it falls to.
+  * sandbox: whether the code reward's kernel sandbox (bubblewrap) works here, or which mode it falls to;
+  * with --recipe: the workers' environment (the interpreter of training processes: vllm, prefect,
+    CUDA) and every vLLM server a GRPO stage generates on (answers /health, serves the base).
 
 The report is printed (this is a command); a failing check makes the exit status 1.
 """
 
 from __future__ import annotations
 
+import functools
 import importlib.metadata
 import os
 import platform
@@ -27,13 +30,16 @@ import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlparse
 
 from packaging.specifiers import SpecifierSet
 from packaging.version import Version
 
-from core import resources
+from core import distributed, resources, vllm_server
+from core.config import GRPOStageConfig
 from core.runstore import PROJECT_ROOT, default_root
+from stages import preflight
 
 OK, WARN, FAIL = "ok", "warn", "fail"
 WANDB_MODES = ("online", "offline", "disabled", "dryrun")
@@ -224,6 +230,46 @@ def check_sandbox() -> Finding:
                    "or until the reward's params say `sandbox: process` (weaker: host files readable)")
 
 
+# --- a recipe's workers and vLLM servers (r1 doctor --recipe X) -------------------------------------
+
+
+def check_workers(recipe: Any) -> Finding:
+    """The interpreter that runs the recipe's training processes: the GPU environment when one is set."""
+    python = distributed.worker_python(recipe.distributed)
+    if not distributed.should_launch_python(python):
+        return Finding("workers", OK, f"training runs in this environment ({python}); a GPU environment: "
+                       f"make install-gpu, then {distributed.PYTHON_ENV}=$PWD/.venv-gpu/bin/python")
+    info = vllm_server.probe_interpreter(python)
+    if "error" in info:
+        return Finding("workers", FAIL, f"the workers' interpreter cannot run: {info['error']}",
+                       f"make install-gpu, or point {distributed.PYTHON_ENV} / distributed.python at a working one")
+    detail = (f"{python}: vllm {'yes' if info['vllm'] else 'no'}, prefect {'yes' if info['prefect'] else 'no'}, "
+              f"CUDA {'yes' if info['cuda'] else 'no'}")
+    grpo_vllm = any(cfg.use_vllm for cfg in preflight.sections(recipe, GRPOStageConfig).values())
+    if grpo_vllm and not (info["vllm"] and info["cuda"]):
+        return Finding("workers", WARN, detail + "; the recipe's use_vllm stages will fall back to HF generate",
+                       "run the workers where vLLM and a GPU are (make install-gpu on the GPU host)")
+    return Finding("workers", OK, detail)
+
+
+def check_vllm_servers(recipe: Any) -> Finding:
+    """Every GRPO stage in server mode: does its server answer, and serve the recipe's base?"""
+    found = preflight.server_findings(recipe)
+    if not found:
+        return Finding("vllm server", OK, "no GRPO stage generates on a vLLM server (vllm_mode: server)")
+    bad = [f"{key}: {msg}" for key, ok, msg in found if not ok]
+    if bad:
+        return Finding("vllm server", FAIL, "; ".join(bad),
+                       "start it first (VLLM_SERVER_DEV_MODE=1 vllm serve <base> --weight-transfer-config "
+                       "'{\"backend\": \"nccl\"}' ...; docs/scale-out.md), or fix the stage's vllm_server settings")
+    return Finding("vllm server", OK, "; ".join(f"{key}: {msg}" for key, _, msg in found))
+
+
+def recipe_checks(recipe: Any) -> tuple[Callable[[], Finding], ...]:
+    """The checks that need a recipe: its workers' environment and its vLLM servers."""
+    return (functools.partial(check_workers, recipe), functools.partial(check_vllm_servers, recipe))
+
+
 # --- the report --------------------------------------------------------------------------------
 
 
@@ -238,7 +284,7 @@ def run_checks(checks: tuple[Callable[[], Finding], ...] = CHECKS) -> list[Findi
         try:
             out.append(check())
         except Exception as exc:
-            name = check.__name__.removeprefix("check_")
+            name = getattr(check, "__name__", getattr(check, "func", check).__name__).removeprefix("check_")
             out.append(Finding(name, FAIL, f"the check itself failed: {type(exc).__name__}: {exc}",
                                "make install, then rerun `r1 doctor`"))
     return out
