@@ -30,8 +30,6 @@ the stage runner makes current for each stage (`placement`, in core/stage.py):
 from __future__ import annotations
 
 import collections
-import contextlib
-import contextvars
 import json
 import logging
 import os
@@ -40,18 +38,27 @@ import shutil
 import socket
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Literal
 
 from core import devices, processes
 from core.config import DistributedConfig
-from core.devices import WORKER_ENV, inside_launch  # noqa: F401 (this module's API since before devices had them)
+
+# where launched work runs lives in core.devices (which isolated work shares); this module's API too
+from core.devices import (  # noqa: F401
+    PYTHON_ENV,
+    WORKER_ENV,
+    current_placement,
+    inside_launch,
+    other_interpreter,
+    placement,
+    worker_env,
+    worker_python,
+)
 
 log = logging.getLogger(__name__)
 
 CONFIG_ENV = "R1_ACCELERATE_CONFIG"
-PYTHON_ENV = "R1_WORKER_PYTHON"  # the interpreter of launched training processes (the GPU environment)
 MACHINE_RANK_ENV = "R1_MACHINE_RANK"  # set by the gang job on each machine (Slurm: $SLURM_NODEID)
 SPEC_DIR = ".distributed"
 WORKER_MODULE = "core.distributed_worker"  # what every launched process runs (python -m)
@@ -64,44 +71,16 @@ class DistributedError(RuntimeError):
     """A launched training failed; the message carries the end of its output."""
 
 
-_PLACEMENT: contextvars.ContextVar[DistributedConfig | None] = contextvars.ContextVar("r1_placement", default=None)
-
-
-@contextlib.contextmanager
-def placement(cfg: DistributedConfig | None) -> Iterator[None]:
-    """Make `cfg` (a recipe's `distributed:` section) where launched stages run, for this block."""
-    token = _PLACEMENT.set(cfg)
-    try:
-        yield
-    finally:
-        _PLACEMENT.reset(token)
-
-
-def current_placement() -> DistributedConfig:
-    return _PLACEMENT.get() or DistributedConfig()
-
-
-def worker_python(cfg: DistributedConfig | None = None) -> str:
-    """The interpreter of launched training processes: $R1_WORKER_PYTHON, the recipe's, or ours."""
-    cfg = cfg or current_placement()
-    return os.environ.get(PYTHON_ENV) or cfg.python or sys.executable
-
-
-def _other_interpreter(python: str) -> bool:
-    # not resolved through symlinks: two venvs' bin/python link to the same system interpreter
-    return os.path.abspath(shutil.which(python) or python) != os.path.abspath(sys.executable)
-
-
 def should_launch_python(python: str) -> bool:
     """Whether training processes run by `python` are launched apart (another interpreter than ours)."""
-    return _other_interpreter(python)
+    return other_interpreter(python)
 
 
 def should_launch(num_processes: int) -> bool:
     """Whether the trainer runs in launched processes: several of them, or another interpreter's."""
     if inside_launch():
         return False
-    return num_processes > 1 or _other_interpreter(worker_python())
+    return num_processes > 1 or other_interpreter(worker_python())
 
 
 def machine_rank(cfg: DistributedConfig | None = None) -> int:
@@ -159,13 +138,6 @@ def accelerate_command(num_processes: int, spec: Path, config_file: str | None =
         cmd += ["--num_machines", "1", "--main_process_port", str(cfg.main_process_port or _free_port())]
     cmd += ["--num_processes", str(num_processes), "-m", WORKER_MODULE, str(spec)]
     return cmd
-
-
-def worker_env(env: dict[str, str] | None = None) -> dict[str, str]:
-    """The environment of launched processes: they train and never launch again; this checkout first."""
-    env = dict(os.environ if env is None else env)
-    return {**env, WORKER_ENV: "1", "PYTHONPATH": os.pathsep.join(
-        [str(PROJECT_ROOT)] + ([env["PYTHONPATH"]] if env.get("PYTHONPATH") else []))}
 
 
 def launch(kind: Kind, *, num_processes: int, base: str, adapter: Path | None, lora: Any, dtype: str,
