@@ -353,6 +353,9 @@ class VllmServerConfig(Section):
     group_port: int = Field(
         51216, gt=0, lt=65536, description="port of the NCCL weight-update group, opened by the trainer's rank 0: "
         "the server's GPUs must reach it (TRL vllm_group_port)")
+    preflight: bool = Field(
+        True, description="check at the run's start that the server answers and serves the base; false when the "
+        "stage's gang job starts the server itself (then $R1_VLLM_SERVER_URL, set by the job, says where it is)")
 
     @model_validator(mode="after")
     def _url(self) -> VllmServerConfig:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import os
 import subprocess
 import urllib.error
 import urllib.request
@@ -28,10 +29,14 @@ def uses_server(cfg: GRPOStageConfig) -> bool:
     return cfg.use_vllm and cfg.vllm_mode == "server"
 
 
+URL_ENV = "R1_VLLM_SERVER_URL"  # set by a gang job that starts the server on a node of its own (Slurm)
+
+
 def trl_args(cfg: GRPOStageConfig) -> dict[str, Any]:
-    """The stage's `vllm_server` settings under TRL's GRPOConfig names."""
+    """The stage's `vllm_server` settings under TRL's GRPOConfig names; $R1_VLLM_SERVER_URL, where the
+    training processes see it, wins over host, port and base_url (the node is known once the job runs)."""
     server = cfg.vllm_server
-    return {"vllm_server_base_url": server.base_url, "vllm_server_host": server.host,
+    return {"vllm_server_base_url": os.environ.get(URL_ENV) or server.base_url, "vllm_server_host": server.host,
             "vllm_server_port": server.port, "vllm_server_timeout": server.timeout,
             "vllm_group_port": server.group_port}
 

@@ -169,7 +169,9 @@ def server_findings(recipe: Recipe) -> list[tuple[str, bool, str]]:
     """(recipe key, ok, what was found) for every GRPO stage that generates on a vLLM server: does it
     answer, and does it serve the base (a pocket base is built in the run: any model is taken)."""
     base = None if recipe.model.base == "pocket" else recipe.model.base
-    return [(key, *vllm_server.check(cfg.vllm_server, base))
+    return [(key, *vllm_server.check(cfg.vllm_server, base)) if cfg.vllm_server.preflight else
+            (key, True, "not checked before the run (preflight: false): the stage's job starts it and sets "
+             f"${vllm_server.URL_ENV}")
             for key, cfg in sections(recipe, GRPOStageConfig).items() if vllm_server.uses_server(cfg)]
 
 

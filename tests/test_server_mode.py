@@ -19,13 +19,16 @@ from tests.fake_vllm_server import FakeVllmServer, stub_nccl_weight_transfer
 TEST_RECIPE = Path(__file__).resolve().parent.parent / "configs" / "pocket-test.yaml"
 
 
-def test_the_stage_settings_reach_trls_config(tmp_path):
+def test_the_stage_settings_reach_trls_config(tmp_path, monkeypatch):
     cfg = GRPOStageConfig(batch_size=8, num_generations=4, use_vllm=True, vllm_mode="server",
                           vllm_server=VllmServerConfig(host="10.1.2.3", port=8123, timeout=30, group_port=51300))
+    monkeypatch.delenv(vllm_server.URL_ENV, raising=False)
     args = grpo_args(cfg, tmp_path, 0, [1.0], report_to="none", stop_ids=[7])
     assert (args.vllm_mode, args.vllm_server_host, args.vllm_server_port) == ("server", "10.1.2.3", 8123)
     assert (args.vllm_server_timeout, args.vllm_group_port, args.vllm_server_base_url) == (30, 51300, None)
     assert args.generation_kwargs == {"stop_token_ids": [7]}
+    monkeypatch.setenv(vllm_server.URL_ENV, "http://node-7:8000")  # set by a gang job that starts the server
+    assert grpo_args(cfg, tmp_path, 0, [1.0], report_to="none").vllm_server_base_url == "http://node-7:8000"
     url = VllmServerConfig(base_url="http://gen-node:8000/")
     assert url.url == "http://gen-node:8000"
     with pytest.raises(ValueError, match="http"):
@@ -138,3 +141,5 @@ def test_preflight_dry_run_and_doctor_check_the_server(pocket_run, monkeypatch):
         finding = doctor.check_vllm_servers(recipe)
         assert finding.status == doctor.OK and "serves pocket-base" in finding.detail
     assert doctor.check_vllm_servers(recipe).status == doctor.FAIL  # the server is gone
+    started_by_the_job = load_recipe(TEST_RECIPE, [*down, "reasoning_rl.vllm_server.preflight=false"])
+    assert "not checked before the run" in preflight.check_recipe(started_by_the_job)[-1]
