@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from core import distributed
+from core import devices
 from core.runstore import (
     LIBRARY_PACKAGES,
     PROJECT_ROOT,
@@ -189,8 +189,8 @@ class StageCall:
 
     def __post_init__(self) -> None:
         if not isinstance(self.recipe, RecipeView):
-            # where launched trainers run (the recipe's `distributed:`): outside the key on purpose, the
-            # same processes train the same thing on one machine or several (core/distributed.py)
+            # where launched and isolated work runs (the recipe's `distributed:`; core/devices.py): outside
+            # the key on purpose, the same processes train the same thing on one machine or several
             object.__setattr__(self, "_placement", getattr(self.recipe, "distributed", None))
             object.__setattr__(self, "recipe", RecipeView(self.recipe, self.spec.settings(), self.spec.name))
 
@@ -209,7 +209,7 @@ class StageCall:
             needs_bytes: int | None = None) -> StageOutcome:
         """Build the stage in the run store (or reuse it); `inputs` narrows the call's inputs to the
         ones this build really reads (they, not the others, are in its key)."""
-        with distributed.placement(getattr(self, "_placement", None)):
+        with devices.placement(getattr(self, "_placement", None)):
             return self.store.run_stage(self.run_id, self.spec.name, key_config(self.spec, self.recipe),
                                         self.inputs if inputs is None else inputs, build,
                                         code=code_version(self.spec), kind=self.spec.output, force=self.force,

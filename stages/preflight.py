@@ -150,6 +150,11 @@ def validate(recipe: Recipe, source: str = "<recipe>") -> list[str]:
         for name in names:
             if name not in graph.EVALUATED:
                 errors.append(f"eval.{key}: {name!r} is not an evaluated stage (one of {', '.join(graph.EVALUATED)})")
+    machines = recipe.distributed.num_machines
+    for key, cfg in sections(recipe, TrainConfig).items():
+        if machines > 1 and cfg.num_processes > 1 and cfg.num_processes % machines:
+            errors.append(f"{key}.num_processes: {cfg.num_processes} processes do not divide over "
+                          f"distributed.num_machines {machines} (every machine runs the same number)")
     bf16 = [c.bf16 for c in sections(recipe, TrainConfig).values()] + [recipe.reward_model.bf16]
     if any(bf16) and not torch.cuda.is_available():
         notes.append("bf16: true but no CUDA GPU here; a CPU run would need bf16: false")

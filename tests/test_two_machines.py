@@ -113,9 +113,13 @@ def test_machine_rank_comes_from_the_environment(monkeypatch):
 
 def test_several_machines_need_an_address_a_fixed_port_and_a_gang_job():
     from core.config import RecipeError
+    from stages.preflight import validate
 
     with pytest.raises(RecipeError, match="main_process_ip, main_process_port, submit"):
         recipe(num_machines=2)
+    three = recipe(num_machines=3, main_process_ip="n0", main_process_port=29400, submit="x {spec}")
+    with pytest.raises(RecipeError, match=r"reasoning_rl.num_processes: 2 processes do not divide .* 3"):
+        validate(three)
 
 
 def test_another_interpreter_runs_single_process_stages_through_the_worker(monkeypatch, tmp_path):
