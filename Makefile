@@ -1,11 +1,15 @@
 # r1-pipeline: `make pipeline` runs the pocket pipeline, `make test` the test suite.
-# Both install what they need first (a .venv beside this file). `make lint`: ruff and the import layers.
+# Both install what they need first (a .venv beside this file: the controller's environment, with
+# Prefect). `make install-gpu` builds the GPU workers' environment (.venv-gpu: vLLM, no Prefect);
+# `make resolve` asks pip's resolver what both would install. `make lint`: ruff and the import layers.
 # `make r1-zero` and `make distill` run the other two training flows.
 PYTHON ?= python3.11
 VENV   := .venv
 PY     := $(VENV)/bin/python
 RECIPE ?= configs/pocket.yaml
 STAMP  := $(VENV)/.installed
+VENV_GPU  := .venv-gpu
+STAMP_GPU := $(VENV_GPU)/.installed
 
 export WANDB_MODE ?= offline
 export PREFECT_HOME ?= $(CURDIR)/.prefect
@@ -15,7 +19,7 @@ export TOKENIZERS_PARALLELISM ?= false
 # The temporary Prefect server needs more than its default 20 s to answer on a busy 2-core machine.
 export PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS ?= 120
 
-.PHONY: install sandbox-tool test pipeline r1-zero distill lint format runs clean bench-paper bench-stage2 serve deploy stop report bench dry-run doctor
+.PHONY: install install-gpu resolve sandbox-tool test pipeline r1-zero distill lint format runs clean bench-paper bench-stage2 serve deploy stop report bench dry-run doctor
 
 install: $(STAMP) sandbox-tool
 
@@ -34,8 +38,24 @@ sandbox-tool:
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[dev]'
+	$(PY) -m pip install --quiet -e '.[controller,dev]'
 	@touch $(STAMP)
+
+# The GPU workers' environment: the project with vLLM (the `gpu` extra) and without Prefect, for the
+# processes that train and sample on GPUs (R1_WORKER_PYTHON=$(CURDIR)/$(VENV_GPU)/bin/python, or the
+# recipe's distributed.python; docs/scale-out.md). Gigabytes of CUDA wheels: on a GPU host.
+install-gpu: $(STAMP_GPU)
+
+$(STAMP_GPU): pyproject.toml
+	@test -x $(VENV_GPU)/bin/python || $(PYTHON) -m venv $(VENV_GPU)
+	$(VENV_GPU)/bin/python -m pip install --quiet --upgrade pip
+	$(VENV_GPU)/bin/python -m pip install --quiet -e '.[gpu]'
+	@touch $(STAMP_GPU)
+
+# What `make install` and `make install-gpu` would install, from pip's resolver (metadata only, ~1 min),
+# and whether one environment with both is possible yet (the canary).
+resolve: install
+	$(PY) -m shell.environments controller gpu canary
 
 # The import layers (pyproject.toml [tool.importlinter]) first: seconds, and a broken layer fails CI.
 test: install

@@ -253,6 +253,7 @@ class TrainConfig(Section):
     goes in `trl`, passed as is, checked against that class when the recipe loads."""
 
     TRL_CONFIG: ClassVar[str] = "SFTConfig"  # the TRL config class this section's trainer takes
+    TRL_SET_ELSEWHERE: ClassVar[dict[str, str]] = {}  # TRL field -> the sub-section key that sets it
     TRL_NAMES: ClassVar[dict[str, str]] = {  # our field -> the TRL config's field it sets
         "steps": "max_steps", "learning_rate": "learning_rate", "batch_size": "per_device_train_batch_size",
         "gradient_accumulation_steps": "gradient_accumulation_steps", "warmup_steps": "warmup_steps",
@@ -284,7 +285,7 @@ class TrainConfig(Section):
         import dataclasses
 
         known = {f.name for f in dataclasses.fields(trl_config_class(cls.TRL_CONFIG))}
-        ours = {trl_name: field for field, trl_name in cls.TRL_NAMES.items()}
+        ours = {trl_name: field for field, trl_name in cls.TRL_NAMES.items()} | cls.TRL_SET_ELSEWHERE
         for key in value:
             if key in ours:
                 raise ValueError(f"'{key}' is this section's `{ours[key]}`; set that instead")
@@ -414,6 +415,75 @@ class ColdStartConfig(SFTStageConfig):
         return self
 
 
+# --- scale-out: where stages run (docs/scale-out.md) -------------------------------------------
+
+
+class VllmServerConfig(Section):
+    """The vLLM server a GRPO stage with `use_vllm: true, vllm_mode: server` generates on (TRL's
+    GRPOConfig vllm_server_*), started apart with `vllm serve` (docs/scale-out.md). Preflight and
+    `r1 doctor` check that it answers and serves the stage's base model."""
+
+    host: str = Field("127.0.0.1", min_length=1, description="the server's address (TRL vllm_server_host)")
+    port: int = Field(8000, gt=0, lt=65536, description="the server's HTTP port (TRL vllm_server_port)")
+    base_url: str | None = Field(
+        None, description="http(s)://host:port[/path]; when set, host and port are ignored (TRL vllm_server_base_url)")
+    timeout: float = Field(240.0, gt=0, description="seconds TRL waits for the server to answer at the start")
+    group_port: int = Field(
+        51216, gt=0, lt=65536, description="port of the NCCL weight-update group, opened by the trainer's rank 0: "
+        "the server's GPUs must reach it (TRL vllm_group_port)")
+    preflight: bool = Field(
+        True, description="check at the run's start that the server answers and serves the base; false when the "
+        "stage's gang job starts the server itself (then $R1_VLLM_SERVER_URL, set by the job, says where it is)")
+
+    @model_validator(mode="after")
+    def _url(self) -> VllmServerConfig:
+        if self.base_url is not None and not self.base_url.startswith(("http://", "https://")):
+            raise ValueError(f"base_url must start with http:// or https:// (got {self.base_url!r})")
+        return self
+
+    @property
+    def url(self) -> str:
+        """Where TRL will connect, as it builds it."""
+        return self.base_url.rstrip("/") if self.base_url else f"http://{self.host}:{self.port}"
+
+
+class DistributedConfig(Section):
+    """Where launched stages run: the machines of a stage with `num_processes` > 1 and the interpreter
+    of launched training processes. Not in any stage's cache key: the same N processes train the same
+    thing on one machine or several."""
+
+    num_machines: int = Field(1, gt=0, description="machines a stage with num_processes > 1 spreads over "
+                              "(num_processes is the total; it must divide by this)")
+    machine_rank: int | None = Field(
+        None, ge=0, description="this machine's rank; default: $R1_MACHINE_RANK (each node of a gang job sets "
+        "it, e.g. from $SLURM_NODEID), else 0")
+    main_process_ip: str | None = Field(
+        None, description="machine 0's address, reachable from every machine (needed with num_machines > 1)")
+    main_process_port: int | None = Field(
+        None, gt=0, lt=65536, description="the rendezvous port on machine 0, the same on every machine (needed with "
+        "num_machines > 1; one machine picks a free port)")
+    rdzv_backend: Literal["c10d", "static"] = Field(
+        "c10d", description="torchrun rendezvous across machines (c10d: ranks assigned as machines join)")
+    python: str | None = Field(
+        None, description="interpreter of launched training processes, e.g. .venv-gpu/bin/python (the GPU "
+        "environment); $R1_WORKER_PYTHON wins; default: this process's own. When it is another one, "
+        "single-process stages run through the same launched worker")
+    submit: str | None = Field(
+        None, description="with num_machines > 1: the command that starts the stage's gang job and waits for it "
+        "(sbatch --wait ..., a Kubernetes job); {spec}, {python}, {num_machines}, {num_processes} are filled in")
+
+    @model_validator(mode="after")
+    def _several_machines(self) -> DistributedConfig:
+        if self.num_machines > 1:
+            missing = [k for k in ("main_process_ip", "main_process_port", "submit") if getattr(self, k) is None]
+            if missing:
+                raise ValueError(f"num_machines {self.num_machines} needs {', '.join(missing)} (docs/scale-out.md, "
+                                 "'Several machines')")
+        if self.machine_rank is not None and self.machine_rank >= self.num_machines:
+            raise ValueError(f"machine_rank {self.machine_rank} must be below num_machines {self.num_machines}")
+        return self
+
+
 class GuardConfig(Section):
     """Reward-hacking guard: stop when held-out verifiable accuracy falls by more than `margin`."""
 
@@ -434,6 +504,10 @@ class GRPOStageConfig(TrainConfig):
 
     TRL_CONFIG: ClassVar[str] = "GRPOConfig"
     TRL_NAMES: ClassVar[dict[str, str]] = {**TrainConfig.TRL_NAMES, **{name: name for name in GRPO_TRL_NAMES}}
+    TRL_SET_ELSEWHERE: ClassVar[dict[str, str]] = {  # core/vllm_server.py trl_args
+        "vllm_server_base_url": "vllm_server.base_url", "vllm_server_host": "vllm_server.host",
+        "vllm_server_port": "vllm_server.port", "vllm_server_timeout": "vllm_server.timeout",
+        "vllm_group_port": "vllm_server.group_port"}
 
     learning_rate: float = Field(1e-3, gt=0)
     rewards: list[RewardSpec] = Field(default_factory=lambda: [RewardSpec(name="accuracy"), RewardSpec(name="format")])
@@ -464,6 +538,7 @@ class GRPOStageConfig(TrainConfig):
     vllm_max_model_length: int | None = Field(
         None, gt=0, description="colocate: vLLM's context length (prompt + completion); default: the model's own, "
         "whose KV cache may not fit the share above")
+    vllm_server: VllmServerConfig = VllmServerConfig()
 
     @model_validator(mode="after")
     def _group_divides_batch(self) -> GRPOStageConfig:
@@ -544,6 +619,7 @@ class Recipe(Section):
     r1_zero: GRPOStageConfig = GRPOStageConfig()
     distill: DistillConfig = DistillConfig()
     eval: EvalConfig = EvalConfig()
+    distributed: DistributedConfig = DistributedConfig()
 
     def resolved(self) -> dict[str, Any]:
         """The recipe as plain JSON-able data, defaults filled in (for manifests and W&B)."""

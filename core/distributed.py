@@ -13,6 +13,18 @@ stage directory holds the same files as a single-process run. With 1 process not
 
 `R1_ACCELERATE_CONFIG` names an accelerate config (configs/accelerate/*.yaml: DeepSpeed ZeRO-2/3,
 FSDP) for GPU hosts; without it the launch is plain DDP.
+
+Where it runs comes from the recipe's `distributed:` section (core.config.DistributedConfig), which
+the runner makes current for each stage (`placement`, in stages/runner.py):
+
+  * the interpreter: `$R1_WORKER_PYTHON`, else `distributed.python`, else this process's own. When it
+    is another one (the GPU environment, with vLLM and no Prefect), single-process stages run through
+    the same worker too (`python -m core.distributed_worker SPEC`, one GPU visible);
+  * several machines (`num_machines` > 1): the spec records the placement and `distributed.submit`
+    starts the gang job, which runs `python -m core.distributed SPEC` on every machine (this module's
+    main). Each builds the same `accelerate launch` command (c10d rendezvous at main_process_ip:
+    main_process_port, num_processes / num_machines processes per machine), its `--machine_rank` from
+    `$R1_MACHINE_RANK`. The run directory must be shared: the spec, the dataset and the result live there.
 """
 
 from __future__ import annotations
@@ -29,12 +41,25 @@ import sys
 from pathlib import Path
 from typing import Any, Literal
 
-from core import processes
+from core import devices, processes
+from core.config import DistributedConfig
+
+# where launched work runs lives in core.devices (which isolated work shares); this module's API too
+from core.devices import (  # noqa: F401
+    PYTHON_ENV,
+    WORKER_ENV,
+    current_placement,
+    inside_launch,
+    other_interpreter,
+    placement,
+    worker_env,
+    worker_python,
+)
 
 log = logging.getLogger(__name__)
 
-WORKER_ENV = "R1_DISTRIBUTED_WORKER"  # set in launched processes: they train, they never launch again
 CONFIG_ENV = "R1_ACCELERATE_CONFIG"
+MACHINE_RANK_ENV = "R1_MACHINE_RANK"  # set by the gang job on each machine (Slurm: $SLURM_NODEID)
 SPEC_DIR = ".distributed"
 WORKER_MODULE = "core.distributed_worker"  # what every launched process runs (python -m)
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -46,13 +71,32 @@ class DistributedError(RuntimeError):
     """A launched training failed; the message carries the end of its output."""
 
 
-def inside_launch() -> bool:
-    """True in a process started by `accelerate launch`/torchrun (ours or the user's): train here."""
-    return os.environ.get(WORKER_ENV) == "1" or int(os.environ.get("WORLD_SIZE", "1")) > 1
+def should_launch_python(python: str) -> bool:
+    """Whether training processes run by `python` are launched apart (another interpreter than ours)."""
+    return other_interpreter(python)
 
 
 def should_launch(num_processes: int) -> bool:
-    return num_processes > 1 and not inside_launch()
+    """Whether the trainer runs in launched processes: several of them, or another interpreter's."""
+    if inside_launch():
+        return False
+    return num_processes > 1 or other_interpreter(worker_python())
+
+
+def machine_rank(cfg: DistributedConfig | None = None) -> int:
+    cfg = cfg or current_placement()
+    if cfg.machine_rank is not None:
+        return cfg.machine_rank
+    raw = os.environ.get(MACHINE_RANK_ENV, "0")
+    try:
+        rank = int(raw)
+    except ValueError:
+        raise DistributedError(f"{MACHINE_RANK_ENV}={raw!r}: expected this machine's rank, 0 to "
+                               f"{cfg.num_machines - 1}") from None
+    if not 0 <= rank < cfg.num_machines:
+        raise DistributedError(f"{MACHINE_RANK_ENV}={rank}: expected 0 to {cfg.num_machines - 1} "
+                               f"(distributed.num_machines {cfg.num_machines})")
+    return rank
 
 
 def _free_port() -> int:
@@ -62,10 +106,14 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def accelerate_command(num_processes: int, spec: Path, config_file: str | None = None) -> list[str]:
-    """The `accelerate launch` command line that runs the worker on `spec` with N processes."""
+def accelerate_command(num_processes: int, spec: Path, config_file: str | None = None, *,
+                       cfg: DistributedConfig | None = None, rank: int = 0, python: str | None = None) -> list[str]:
+    """The `accelerate launch` command line that runs the worker on `spec` with N processes in all;
+    with `cfg.num_machines` > 1, this machine's share of them (the same line on every machine but
+    for `rank`)."""
+    cfg = cfg or DistributedConfig()
     config_file = config_file or os.environ.get(CONFIG_ENV)
-    cmd = [sys.executable, "-m", "accelerate.commands.launch"]
+    cmd = [python or sys.executable, "-m", "accelerate.commands.launch"]
     if config_file:
         if not Path(config_file).is_file():
             raise DistributedError(f"{CONFIG_ENV}={config_file}: accelerate config file not found")
@@ -73,9 +121,22 @@ def accelerate_command(num_processes: int, spec: Path, config_file: str | None =
     else:
         # --multi_gpu selects the torchrun launcher; on a CPU-only host the trainer's use_cpu turns it
         # into gloo DDP (accelerate's own --cpu launches a single process unless MPI is set up).
-        cmd += ["--multi_gpu", "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no"]
-    cmd += ["--num_processes", str(num_processes), "--main_process_port", str(_free_port()),
-            "-m", WORKER_MODULE, str(spec)]
+        cmd += ["--multi_gpu", "--mixed_precision", "no", "--dynamo_backend", "no"]
+    if cfg.num_machines > 1:
+        if num_processes % cfg.num_machines:
+            raise DistributedError(f"num_processes {num_processes} does not divide over distributed.num_machines "
+                                   f"{cfg.num_machines}: every machine runs the same number of processes")
+        # c10d: torchrun's agents meet at machine 0's store and are given their ranks as they join
+        cmd += ["--num_machines", str(cfg.num_machines), "--machine_rank", str(rank),
+                "--main_process_ip", str(cfg.main_process_ip), "--main_process_port", str(cfg.main_process_port),
+                "--rdzv_backend", cfg.rdzv_backend]
+        if cfg.rdzv_backend == "c10d":
+            # machine 0 hosts the rendezvous store; torch's guess (does the endpoint name this host?) is
+            # wrong when two machines share an address (loopback) or the endpoint is a CNAME
+            cmd += ["--rdzv_conf", f"is_host={int(rank == 0)}"]
+    else:
+        cmd += ["--num_machines", "1", "--main_process_port", str(cfg.main_process_port or _free_port())]
+    cmd += ["--num_processes", str(num_processes), "-m", WORKER_MODULE, str(spec)]
     return cmd
 
 
@@ -106,13 +167,29 @@ def launch(kind: Kind, *, num_processes: int, base: str, adapter: Path | None, l
         "dataset": str(spec_dir / "dataset"), "objects": str(spec_dir / "objects.pkl") if has_objects else None,
         "result": str(spec_dir / "result.json"), "state": str(spec_dir / "callbacks.pkl"),
     }
+    where = current_placement()
+    machines = where.num_machines if num_processes > 1 else 1
+    spec["placement"] = {**where.model_dump(mode="json"), "num_machines": machines, "num_processes": num_processes,
+                         "config_file": os.environ.get(CONFIG_ENV)}
     spec_path = spec_dir / "spec.json"
     spec_path.write_text(json.dumps(spec, indent=1))
-    cmd = accelerate_command(num_processes, spec_path)
-    env = {**os.environ, WORKER_ENV: "1", "PYTHONPATH": os.pathsep.join(
-        [str(PROJECT_ROOT)] + ([os.environ["PYTHONPATH"]] if os.environ.get("PYTHONPATH") else []))}
-    log.info("%s: training with %d processes: %s", work, num_processes, " ".join(cmd))
-    _run(cmd, env)
+    python = worker_python(where)
+    if machines > 1:  # the gang job runs `python -m core.distributed SPEC` on every machine
+        cmd = ["/bin/sh", "-c", str(where.submit).format(spec=spec_path, python=python, num_machines=machines,
+                                                          num_processes=num_processes)]
+        log.info("%s: training with %d processes on %d machines: %s", work, num_processes, machines, cmd[-1])
+        _run(cmd, worker_env())
+    elif num_processes > 1:
+        cmd = accelerate_command(num_processes, spec_path, python=python)
+        log.info("%s: training with %d processes: %s", work, num_processes, " ".join(cmd))
+        _run(cmd, worker_env())
+    else:  # another interpreter (the GPU environment), one process on one GPU
+        cmd = [python, "-m", WORKER_MODULE, str(spec_path)]
+        log.info("%s: training in %s", work, " ".join(cmd))
+        _run(cmd, devices.one_gpu_env(worker_env(), devices.gpu_count()))
+    if not (spec_dir / "result.json").is_file():
+        raise DistributedError(f"{' '.join(cmd)} ended without a result ({spec_dir / 'result.json'}): did every "
+                               "machine see the run directory (a shared volume)?")
     result = json.loads((spec_dir / "result.json").read_text())
     if has_objects and (spec_dir / "callbacks.pkl").is_file():
         for mine, theirs in zip(objects["callbacks"], pickle.loads((spec_dir / "callbacks.pkl").read_bytes()),
@@ -152,3 +229,27 @@ def _stop_tree(pid: int, grace_s: float = 10) -> None:
     except psutil.NoSuchProcess:
         return
     processes.stop(procs, grace_s)
+
+
+def run_node(spec_path: Path) -> None:
+    """One machine's share of a multi-machine launch: `python -m core.distributed SPEC`, run by the gang
+    job on every machine with $R1_MACHINE_RANK set; the same command line on each but for the rank."""
+    spec = json.loads(Path(spec_path).read_text())
+    where = spec["placement"]
+    cfg = DistributedConfig.model_validate({k: v for k, v in where.items() if k in DistributedConfig.model_fields})
+    rank = machine_rank(cfg)
+    cmd = accelerate_command(where["num_processes"], Path(spec_path), where.get("config_file"), cfg=cfg, rank=rank)
+    log.info("machine %d of %d: %s", rank, cfg.num_machines, " ".join(cmd))
+    _run(cmd, worker_env())
+
+
+if __name__ == "__main__":
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+                        datefmt="%H:%M:%S")
+    if len(sys.argv) != 2:
+        sys.exit(f"usage: {MACHINE_RANK_ENV}=<rank> python -m core.distributed <run dir>/<stage work>/.distributed/"
+                 "spec.json   (on every machine of the stage's gang job)")
+    try:
+        run_node(Path(sys.argv[1]))
+    except DistributedError as exc:
+        sys.exit(str(exc))

@@ -36,6 +36,7 @@ def worker(spec_path: Path) -> None:
     if state.is_main_process:
         metrics["num_processes"] = state.num_processes
         metrics["distributed_backend"] = state.backend
+        metrics["num_machines"] = spec.get("placement", {}).get("num_machines", 1)
         Path(spec["result"]).write_text(json.dumps({"metrics": metrics}, default=str))
         if callbacks:
             Path(spec["state"]).write_bytes(pickle.dumps(callbacks))

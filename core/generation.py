@@ -84,7 +84,8 @@ def _length(tokens: torch.Tensor, stops: list[int], pad_id: int) -> tuple[int, b
 def vllm_unavailable() -> str | None:
     """Why vLLM cannot generate here, or None when it can."""
     if importlib.util.find_spec("vllm") is None:
-        return "vLLM is not installed (docs/scale-out.md: no release TRL supports installs next to our pins yet)"
+        return ("vLLM is not installed in this environment (the GPU workers' has it: make install-gpu, then "
+                "R1_WORKER_PYTHON=.venv-gpu/bin/python; docs/scale-out.md)")
     if not torch.cuda.is_available():
         return "no CUDA GPU is visible"
     return None

@@ -26,7 +26,7 @@ from transformers.trainer import TRAINER_STATE_NAME
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 from trl import GRPOConfig, GRPOTrainer, RewardConfig, RewardTrainer, SFTConfig, SFTTrainer
 
-from core import devices, distributed, tracking
+from core import devices, distributed, tracking, vllm_server
 from core.config import GRPOStageConfig, LoraSettings, RewardModelConfig, SFTStageConfig, TrainConfig
 from core.generation import vllm_usable
 from core.layout import ADAPTER, CHECKPOINTS, LOG_HISTORY, MODEL
@@ -123,7 +123,9 @@ def grpo_args(cfg: GRPOStageConfig, work: Path, seed: int, weights: list[float],
     vllm_stops = {"stop_token_ids": stop_ids} if cfg.use_vllm and stop_ids else None
     # constant after warmup_steps (plain "constant" would ignore them)
     defaults = {"lr_scheduler_type": "constant_with_warmup", "shuffle_dataset": True, "generation_kwargs": vllm_stops}
-    return trl_config(GRPOConfig, cfg, work, seed, report_to, defaults, reward_weights=weights)
+    # where server mode generates (host/port or base_url, timeout, group port): the section's vllm_server
+    return trl_config(GRPOConfig, cfg, work, seed, report_to, defaults, reward_weights=weights,
+                      **vllm_server.trl_args(cfg))
 
 
 class MergedRolloutGRPOTrainer(GRPOTrainer):
@@ -160,7 +162,6 @@ def train_grpo(*, base: str, adapter: Path | None, lora: LoraSettings, dtype: st
     weight of 0 logs a function without training on it). Under several processes, or in a process
     of its own on a GPU host, the functions and callbacks are pickled to the training processes and
     the callbacks' state comes back."""
-    cfg = vllm_or_fallback(cfg)
     if distributed.should_launch(cfg.num_processes):
         metrics = distributed.launch("grpo", num_processes=cfg.num_processes, base=base, adapter=adapter, lora=lora,
                                      dtype=dtype, dataset=dataset, cfg=cfg, work=work, seed=seed,
@@ -177,6 +178,7 @@ def train_grpo(*, base: str, adapter: Path | None, lora: LoraSettings, dtype: st
             mine.__dict__.update(state.__dict__)
         tracking.log_history(work / LOG_HISTORY)
         return metrics
+    cfg = vllm_or_fallback(cfg)  # in the process that trains: the GPU workers' environment has vLLM
     funcs, weights = list(reward_funcs), list(reward_weights)
     tokenizer = load_tokenizer(base, eos_token)
     model = trainable_model(base, adapter, lora, dtype, seed)

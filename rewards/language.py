@@ -2,7 +2,7 @@
 
 Words are runs of letters. Each CJK ideograph counts as one word of 'zh' (kana: 'ja', hangul:
 'ko'); Latin-script words are identified by small lexicons of frequent words (English and
-French, including every connective the pocket world writes, see data/pocket.py PHRASES) and by
+French, including every connective the pocket world writes, see pocket/world.py PHRASES) and by
 French-only accented letters; words no lexicon claims, or that both claim ('a', 'on'), are
 ignored. Per-word lexicons are hand-written because the reward must judge single words and short
 chains deterministically in microseconds; language-ID libraries judge whole texts and none is

@@ -8,7 +8,8 @@
   r1 runs                                      list runs in the run store
   r1 lineage RUN_ID                            show what each stage of a run was built from
   r1 dry-run --recipe configs/X.yaml           validate a recipe and print its plan (no weights loaded)
-  r1 doctor                                    check versions, device, disk, Prefect server and W&B mode
+  r1 doctor [--recipe configs/X.yaml]          check versions, device, disk, Prefect server and W&B mode
+                                               (and the recipe's workers' environment and vLLM servers)
 
 A mistake in a recipe, override or data file prints its message and exits with status 2; --debug
 (or R1_DEBUG=1) also prints the traceback. Ctrl-C stops a run and prints how to resume it.
@@ -151,7 +152,8 @@ def cmd_dry_run(args: argparse.Namespace) -> int:
 
 def cmd_doctor(args: argparse.Namespace) -> int:
     """Print the machine's readiness report; exit 1 when a check fails."""
-    findings = doctor.run_checks()
+    checks = doctor.CHECKS + (doctor.recipe_checks(load_recipe(args.recipe, args.overrides)) if args.recipe else ())
+    findings = doctor.run_checks(checks)
     print(doctor.format_report(findings))
     return doctor.exit_status(findings)
 
@@ -193,6 +195,9 @@ def main(argv: list[str] | None = None) -> int:
                    help="override a recipe value (repeatable)")
     p.set_defaults(func=cmd_dry_run)
     p = sub.add_parser("doctor", parents=[common], help="check versions, device, free disk, the Prefect server and W&B mode")
+    p.add_argument("--recipe", help="also check this recipe's workers' environment and vLLM servers")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a recipe value (repeatable)")
     p.set_defaults(func=cmd_doctor)
     args = parser.parse_args(argv)
     if args.debug:

@@ -8,13 +8,16 @@ Checks, each reported as ok / warn / fail with the fix next to every problem:
   * prefect: whether the configured Prefect server answers (none configured is fine: `r1 pipeline`
     starts a temporary one);
   * wandb: the tracking mode (offline by default) and, online, whether the W&B host is reachable;
-  * sandbox: whether the code reward's kernel sandbox (bubblewrap) works here, or which mode it falls to.
+  * sandbox: whether the code reward's kernel sandbox (bubblewrap) works here, or which mode it falls to;
+  * with --recipe: the workers' environment (the interpreter of training processes: vllm, prefect,
+    CUDA) and every vLLM server a GRPO stage generates on (answers /health, serves the base).
 
 The report is printed (this is a command); a failing check makes the exit status 1.
 """
 
 from __future__ import annotations
 
+import functools
 import importlib.metadata
 import os
 import platform
@@ -27,13 +30,15 @@ import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlparse
 
 from packaging.specifiers import SpecifierSet
 from packaging.version import Version
 
-from core import resources
+from core import distributed, resources, vllm_server
 from core.runstore import PROJECT_ROOT, default_root
+from stages import preflight
 
 OK, WARN, FAIL = "ok", "warn", "fail"
 WANDB_MODES = ("online", "offline", "disabled", "dryrun")
@@ -51,9 +56,14 @@ class Finding:
 # --- versions ----------------------------------------------------------------------------------
 
 
-def pinned_requirements(pyproject: Path = PROJECT_ROOT / "pyproject.toml") -> dict[str, str]:
-    """name -> requirement spec of the project's dependencies (e.g. 'torch' -> '==2.13.0')."""
-    deps = tomllib.loads(pyproject.read_text())["project"]["dependencies"]
+def pinned_requirements(pyproject: Path = PROJECT_ROOT / "pyproject.toml",
+                        extras: tuple[str, ...] = ("controller",)) -> dict[str, str]:
+    """name -> requirement spec of the project's dependencies and of `extras` (e.g. 'torch' -> '==2.13.0').
+    The doctor runs in the controller's environment: its extra (Prefect) is checked by default."""
+    project = tomllib.loads(pyproject.read_text())["project"]
+    deps = list(project["dependencies"])
+    for extra in extras:
+        deps += project.get("optional-dependencies", {}).get(extra, [])
     out = {}
     for dep in deps:
         match = re.match(r"^\s*([A-Za-z0-9_.-]+)\s*(.*)$", dep)
@@ -85,7 +95,7 @@ def check_versions(pins: dict[str, str] | None = None) -> Finding:
         problems.append(f"{python} (expected 3.11)")
     if problems:
         return Finding("versions", FAIL, "; ".join(problems),
-                       "reinstall the pinned versions: make install (or .venv/bin/pip install -e '.[dev]')")
+                       "reinstall the pinned versions: make install (or .venv/bin/pip install -e '.[controller,dev]')")
     return Finding("versions", OK, ", ".join([python, *found]))
 
 
@@ -219,6 +229,46 @@ def check_sandbox() -> Finding:
                    "or until the reward's params say `sandbox: process` (weaker: host files readable)")
 
 
+# --- a recipe's workers and vLLM servers (r1 doctor --recipe X) -------------------------------------
+
+
+def check_workers(recipe: Any) -> Finding:
+    """The interpreter that runs the recipe's training processes: the GPU environment when one is set."""
+    python = distributed.worker_python(recipe.distributed)
+    if not distributed.should_launch_python(python):
+        return Finding("workers", OK, f"training runs in this environment ({python}); a GPU environment: "
+                       f"make install-gpu, then {distributed.PYTHON_ENV}=$PWD/.venv-gpu/bin/python")
+    info = vllm_server.probe_interpreter(python)
+    if "error" in info:
+        return Finding("workers", FAIL, f"the workers' interpreter cannot run: {info['error']}",
+                       f"make install-gpu, or point {distributed.PYTHON_ENV} / distributed.python at a working one")
+    detail = (f"{python}: vllm {'yes' if info['vllm'] else 'no'}, prefect {'yes' if info['prefect'] else 'no'}, "
+              f"CUDA {'yes' if info['cuda'] else 'no'}")
+    grpo_vllm = any(cfg.use_vllm for cfg in preflight.sections(recipe, "grpo").values())
+    if grpo_vllm and not (info["vllm"] and info["cuda"]):
+        return Finding("workers", WARN, detail + "; the recipe's use_vllm stages will fall back to HF generate",
+                       "run the workers where vLLM and a GPU are (make install-gpu on the GPU host)")
+    return Finding("workers", OK, detail)
+
+
+def check_vllm_servers(recipe: Any) -> Finding:
+    """Every GRPO stage in server mode: does its server answer, and serve the recipe's base?"""
+    found = preflight.server_findings(recipe)
+    if not found:
+        return Finding("vllm server", OK, "no GRPO stage generates on a vLLM server (vllm_mode: server)")
+    bad = [f"{key}: {msg}" for key, ok, msg in found if not ok]
+    if bad:
+        return Finding("vllm server", FAIL, "; ".join(bad),
+                       "start it first (VLLM_SERVER_DEV_MODE=1 vllm serve <base> --weight-transfer-config "
+                       "'{\"backend\": \"nccl\"}' ...; docs/scale-out.md), or fix the stage's vllm_server settings")
+    return Finding("vllm server", OK, "; ".join(f"{key}: {msg}" for key, _, msg in found))
+
+
+def recipe_checks(recipe: Any) -> tuple[Callable[[], Finding], ...]:
+    """The checks that need a recipe: its workers' environment and its vLLM servers."""
+    return (functools.partial(check_workers, recipe), functools.partial(check_vllm_servers, recipe))
+
+
 # --- the report --------------------------------------------------------------------------------
 
 
@@ -233,7 +283,7 @@ def run_checks(checks: tuple[Callable[[], Finding], ...] = CHECKS) -> list[Findi
         try:
             out.append(check())
         except Exception as exc:
-            name = check.__name__.removeprefix("check_")
+            name = getattr(check, "__name__", getattr(check, "func", check).__name__).removeprefix("check_")
             out.append(Finding(name, FAIL, f"the check itself failed: {type(exc).__name__}: {exc}",
                                "make install, then rerun `r1 doctor`"))
     return out

@@ -25,6 +25,7 @@ from core.config import (
     SFTStageConfig,
     load_recipe,
 )
+from core.distributed import should_launch_python, worker_python
 from core.stage import StageSpec, setting
 from stages import graph
 from stages.preflight import TRAINING, sections, validate
@@ -190,7 +191,13 @@ def device_lines(recipe: Recipe) -> list[str]:
         where = (f"devices: {torch.cuda.device_count()} GPU(s) here ({names}); every single-process stage runs in "
                  "a process of its own on the first one")
     several = ", ".join(f"{k} x{n}" for k, n in procs.items()) or "none"
-    return [where, f"  stages over several processes (accelerate launch, one GPU each): {several}"]
+    d = recipe.distributed
+    python = worker_python(d)
+    machines = (f"{d.num_machines} machines (rendezvous {d.rdzv_backend} at {d.main_process_ip}:{d.main_process_port}, "
+                f"gang job: {d.submit})" if d.num_machines > 1 else "one machine")
+    return [where, f"  stages over several processes (accelerate launch, one GPU each): {several}, on {machines}",
+            f"  training processes run {python}" + (" (another environment: every training stage goes through "
+                                                     "the launched worker)" if should_launch_python(python) else "")]
 
 
 def memory_lines(recipe: Recipe) -> list[str]:
@@ -199,6 +206,10 @@ def memory_lines(recipe: Recipe) -> list[str]:
     for key, cfg in sections(recipe, "grpo").items():
         vllm = (f"vLLM {cfg.vllm_mode} share {cfg.vllm_gpu_memory_utilization}, max model length "
                 f"{cfg.vllm_max_model_length or 'the model default'}") if cfg.use_vllm else "HF generate"
+        if cfg.use_vllm and cfg.vllm_mode == "server":
+            s = cfg.vllm_server
+            vllm = (f"vLLM server at {s.url} (weight-update group port {s.group_port}, waits {s.timeout:g} s "
+                    "for it; see the notes for whether it answers)")
         lines.append(f"  {key}: gradient checkpointing {'on' if cfg.gradient_checkpointing else 'off'}, "
                      f"bf16 {'on' if cfg.bf16 else 'off'}, {vllm}")
     for key, cfg in sections(recipe, "sft").items():

@@ -31,6 +31,7 @@ import torch
 from huggingface_hub import try_to_load_from_cache
 from transformers import AutoConfig
 
+from core import distributed, vllm_server
 from core.config import (
     FileSource,
     HubSource,
@@ -137,9 +138,11 @@ def validate(recipe: Recipe, source: str = "<recipe>") -> list[str]:
     elif prefs is not None:
         notes.append(f"reward_model.dataset: hub dataset {prefs.name!r} ({prefs.subset or 'default'}/{prefs.split}) "
                      "is read at run time (needs network or the local datasets cache)")
-    if reason := vllm_unavailable():
-        if any(cfg.use_vllm for cfg in grpo.values()):
-            notes.append(f"use_vllm: {reason}; GRPO rollouts will fall back to HF generate")
+    if any(cfg.use_vllm for cfg in grpo.values()) and (reason := workers_without_vllm(recipe)):
+        notes.append(f"use_vllm: {reason}; GRPO rollouts will fall back to HF generate")
+    elif any(vllm_server.uses_server(cfg) for cfg in grpo.values()):
+        notes += [f"{key}.vllm_server: {found}" for key, _, found in server_findings(recipe)]
+    if reason := vllm_unavailable():  # rejection sampling and collection sample in the pipeline's process
         for key, cfg in sections(recipe, *SAMPLING).items():
             if cfg.use_vllm and (key != "cold_start.collect" or collects(recipe)):
                 notes.append(f"{key}.use_vllm: {reason}; sampling will fall back to batched HF generate")
@@ -147,12 +150,34 @@ def validate(recipe: Recipe, source: str = "<recipe>") -> list[str]:
         for name in names:
             if name not in graph.EVALUATED:
                 errors.append(f"eval.{key}: {name!r} is not an evaluated stage (one of {', '.join(graph.EVALUATED)})")
+    machines = recipe.distributed.num_machines
+    for key, cfg in sections(recipe, *TRAINING).items():
+        if machines > 1 and cfg.num_processes > 1 and cfg.num_processes % machines:
+            errors.append(f"{key}.num_processes: {cfg.num_processes} processes do not divide over "
+                          f"distributed.num_machines {machines} (every machine runs the same number)")
     bf16 = [c.bf16 for c in sections(recipe, *TRAINING).values()]
     if any(bf16) and not torch.cuda.is_available():
         notes.append("bf16: true but no CUDA GPU here; a CPU run would need bf16: false")
     if errors:
         raise RecipeError(f"{source}: the recipe cannot run\n  " + "\n  ".join(errors))
     return notes
+
+
+def workers_without_vllm(recipe: Recipe) -> str | None:
+    """Why the training processes cannot use vLLM (None: they can). They run in the GPU workers'
+    environment when one is set ($R1_WORKER_PYTHON, distributed.python), else in this process."""
+    python = distributed.worker_python(recipe.distributed)
+    return vllm_server.vllm_missing(python if distributed.should_launch_python(python) else None)
+
+
+def server_findings(recipe: Recipe) -> list[tuple[str, bool, str]]:
+    """(recipe key, ok, what was found) for every GRPO stage that generates on a vLLM server: does it
+    answer, and does it serve the base (a pocket base is built in the run: any model is taken)."""
+    base = None if recipe.model.base == "pocket" else recipe.model.base
+    return [(key, *vllm_server.check(cfg.vllm_server, base)) if cfg.vllm_server.preflight else
+            (key, True, "not checked before the run (preflight: false): the stage's job starts it and sets "
+             f"${vllm_server.URL_ENV}")
+            for key, cfg in sections(recipe, "grpo").items() if vllm_server.uses_server(cfg)]
 
 
 def check_recipe(recipe: Recipe, source: str = "<recipe>") -> list[str]:
@@ -170,6 +195,10 @@ def check_recipe(recipe: Recipe, source: str = "<recipe>") -> list[str]:
             check_causal_lm(path)
         except ModelError as exc:
             errors.append(f"{key}: {exc}")
+    if any(vllm_server.uses_server(cfg) for cfg in sections(recipe, "grpo").values()) \
+            and not workers_without_vllm(recipe):
+        # a stage would wait `timeout` seconds for a server that is not there, hours into the run
+        errors += [f"{key}.vllm_server: {found}" for key, ok, found in server_findings(recipe) if not ok]
     _fail(source, errors)
     for note in notes:
         log.info("preflight note: %s", note)

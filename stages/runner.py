@@ -9,7 +9,8 @@ user's model). `run(spec, call)` runs one stage: in this process by default; the
 one that runs it as a Prefect task (flows/prefect_tasks.py), which is all they add. Every stage
 opens its W&B run (core/tracking.py), and as soon as the split prompts and the base's tokenizer both
 exist the prompt lengths are checked against the model's context (stages/preflight.py), before
-anything trains on them.
+anything trains on them. Each stage runs where the recipe's `distributed:` section places launched
+and GPU work (core/devices.py).
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from __future__ import annotations
 from collections.abc import Callable, Collection, Mapping, Sequence
 from typing import Any
 
-from core import tracking
+from core import devices, tracking
 from core.runstore import Ref, RunStore, StageOutcome
 from core.stage import StageCall, StageSpec
 from stages import graph, preflight
@@ -45,7 +46,10 @@ def build(targets: Sequence[str | StageSpec], recipe: Any, store: RunStore, run_
         inputs = {name: out[src] for name, src in spec.inputs_for(recipe).items()}
         forced = spec.name in force or "all" in force
         call = StageCall(spec, recipe, store, run_id, inputs, force=forced, track=tracking.stage_run)
-        out[spec.name] = run(spec, call).ref
+        # where launched and isolated work runs (the recipe's `distributed:`, core/devices.py): outside
+        # every key on purpose, the same processes train the same thing on one machine or several
+        with devices.placement(recipe.distributed):
+            out[spec.name] = run(spec, call).ref
         check_prompts_once_possible(recipe, spec.name, out)
     return out
 
