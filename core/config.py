@@ -66,9 +66,10 @@ class PocketConfig(Section):
     block_size: int = Field(128, gt=8, description="tokens per packed training window")
     learning_rate: float = Field(3e-3, gt=0)
     warmup_steps: int = Field(100, ge=0)
-    autocast: Literal["float32", "bfloat16"] = Field(
-        "float32", description="the pretraining loop's compute dtype (CPU autocast; the weights stay float32): "
-        "bfloat16 pays where matrices are large enough, float32 where they are not")
+    autocast: Literal["auto", "float32", "bfloat16"] = Field(
+        "auto", description="the pretraining loop's compute dtype (CPU autocast; the weights stay float32). auto: "
+        "bfloat16 only on a CPU with native bfloat16 where a short probe of these shapes runs clearly faster in it "
+        "(core/machine.py), else float32; the choice is part of the base's key")
     direct_error_rate: float = Field(
         1.0, ge=0, le=1, description="chance that a direct answer to the longest chain is off by a little "
         "(shorter chains: proportionally less)"

@@ -18,20 +18,46 @@ import json
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from core.machine import DtypeChoice, autocast_dtype
 from core.runstore import PROJECT_ROOT
 from core.stage import module_code_version
 from pocket.cold_start import cold_start_rows, exemplars
 from pocket.general import general_rows
 from pocket.preferences import preference_pairs
 from pocket.pretrain import build as build_base
+from pocket.pretrain import probe_step
 from pocket.report import base_report, format_base_report
 from rewards.completions import prompt_key
 
 if TYPE_CHECKING:
     from core.config import PocketConfig, TemplateConfig
 
-__all__ = ["base_key", "base_report", "build_base", "cold_start_rows", "exemplars", "format_base_report",
-           "general_rows", "preference_pairs"]
+__all__ = ["SHIPPED", "base_key", "base_report", "build_base", "cold_start_rows", "compute_dtype", "exemplars",
+           "format_base_report", "general_rows", "preference_pairs", "shipped_base"]
+
+# Pretrained bases shipped with the project (`make base` builds and refreshes them), each in a folder
+# with the weights, the tokenizer and shipped.json: the key it was built under and how to rebuild it.
+SHIPPED = Path(__file__).resolve().parent / "bases"
+SHIPPED_RECORD = "shipped.json"
+
+
+def compute_dtype(cfg: PocketConfig, cache: Path | None = None) -> DtypeChoice:
+    """The pretraining loop's dtype for `cfg` on this machine (`cfg.autocast` resolved when "auto"; a
+    probe of its shapes decides, remembered in `cache`)."""
+    shape = {k: getattr(cfg, k) for k in ("hidden_size", "intermediate_size", "num_layers", "num_heads",
+                                          "num_kv_heads", "batch_size", "block_size", "vocab_size")}
+    if cfg.autocast != "auto":
+        return autocast_dtype(cfg.autocast, lambda dtype: None, shape)
+    return autocast_dtype("auto", probe_step(cfg), shape, cache)
+
+
+def shipped_base(key: str) -> Path | None:
+    """The shipped base built under `key`, if the project ships one (a base is found by the same
+    content key the cache uses: a stale shipped base never matches changed code or settings)."""
+    for record in sorted(SHIPPED.glob(f"*/{SHIPPED_RECORD}")):
+        if json.loads(record.read_text()).get("key") == key:
+            return record.parent
+    return None
 
 
 def base_key(cfg: PocketConfig, template: TemplateConfig, heldout_prompts: list[str],

@@ -7,6 +7,7 @@ import json
 import logging
 import math
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -58,6 +59,8 @@ def pretrain(model: Qwen2ForCausalLM, ids: list[list[int]], cfg: PocketConfig) -
         return 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * progress))
 
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_scale)
+    if cfg.autocast not in ("float32", "bfloat16"):
+        raise ValueError(f"pretrain: autocast {cfg.autocast!r} must be resolved first (pocket.compute_dtype)")
     model.train()
     losses = []
     bar = tqdm(range(cfg.steps), desc="pretraining pocket base", unit="step")
@@ -76,6 +79,25 @@ def pretrain(model: Qwen2ForCausalLM, ids: list[list[int]], cfg: PocketConfig) -
             bar.set_postfix(loss=f"{loss.item():.3f}")
     model.eval()
     return losses
+
+
+def probe_step(cfg: PocketConfig) -> Callable[[str], None]:
+    """One pretraining step (forward, backward) of a model of `cfg`'s shapes on random tokens, in a
+    given autocast dtype: what core.machine times to choose the dtype on this machine."""
+    config = Qwen2Config(vocab_size=cfg.vocab_size, hidden_size=cfg.hidden_size, intermediate_size=cfg.intermediate_size,
+                         num_hidden_layers=cfg.num_layers, num_attention_heads=cfg.num_heads,
+                         num_key_value_heads=cfg.num_kv_heads, max_position_embeddings=cfg.max_position_embeddings,
+                         tie_word_embeddings=True)
+    model = Qwen2ForCausalLM(config)
+    batch = torch.randint(cfg.vocab_size, (cfg.batch_size, cfg.block_size), generator=torch.Generator().manual_seed(0))
+
+    def step(dtype: str) -> None:
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=dtype == "bfloat16"):
+            loss = model(input_ids=batch, labels=batch).loss
+        loss.backward()
+        model.zero_grad(set_to_none=True)
+
+    return step
 
 
 def build(cfg: PocketConfig, template: TemplateConfig, heldout_prompts: list[str], out: Path) -> None:
@@ -109,5 +131,6 @@ def build(cfg: PocketConfig, template: TemplateConfig, heldout_prompts: list[str
         "vocab_size": len(tokenizer),
         "final_loss": sum(losses[-20:]) / len(losses[-20:]),
         "loss": losses[:: max(1, len(losses) // 200)],
+        "autocast": cfg.autocast,
         "wall_s": round(time.perf_counter() - t0, 1),
     }, indent=2))

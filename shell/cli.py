@@ -152,7 +152,7 @@ def cmd_dry_run(args: argparse.Namespace) -> int:
 
 def cmd_doctor(args: argparse.Namespace) -> int:
     """Print the machine's readiness report; exit 1 when a check fails."""
-    checks = doctor.CHECKS + (doctor.recipe_checks(load_recipe(args.recipe, args.overrides)) if args.recipe else ())
+    checks = doctor.CHECKS + doctor.recipe_checks(load_recipe(args.recipe, args.overrides))
     findings = doctor.run_checks(checks)
     print(doctor.format_report(findings))
     return doctor.exit_status(findings)
@@ -195,7 +195,9 @@ def main(argv: list[str] | None = None) -> int:
                    help="override a recipe value (repeatable)")
     p.set_defaults(func=cmd_dry_run)
     p = sub.add_parser("doctor", parents=[common], help="check versions, device, free disk, the Prefect server and W&B mode")
-    p.add_argument("--recipe", help="also check this recipe's workers' environment and vLLM servers")
+    p.add_argument("--recipe", default="configs/pocket.yaml",
+                   help="the recipe whose pocket base dtype, workers' environment and vLLM servers to check "
+                        "(default: %(default)s)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override a recipe value (repeatable)")
     p.set_defaults(func=cmd_doctor)

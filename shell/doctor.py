@@ -36,7 +36,7 @@ from urllib.parse import urlparse
 from packaging.specifiers import SpecifierSet
 from packaging.version import Version
 
-from core import distributed, resources, vllm_server
+from core import distributed, machine, resources, vllm_server
 from core.runstore import PROJECT_ROOT, default_root
 from stages import preflight
 
@@ -105,17 +105,27 @@ def check_versions(pins: dict[str, str] | None = None) -> Finding:
 def check_device() -> Finding:
     import torch  # seconds to import: only this check needs it
 
-    threads = os.environ.get("OMP_NUM_THREADS")
     if torch.cuda.is_available():
         gpus = [torch.cuda.get_device_properties(i) for i in range(torch.cuda.device_count())]
         names = ", ".join(f"{g.name} ({g.total_memory / 2**30:.0f} GiB)" for g in gpus)
         return Finding("device", OK, f"CUDA {torch.version.cuda}: {len(gpus)} GPU(s): {names}")
-    detail = f"CPU only: {os.cpu_count()} cores, torch threads {torch.get_num_threads()}, " \
-             f"OMP_NUM_THREADS={threads or 'unset'}"
-    return Finding("device", WARN, detail,
-                   "the pocket recipes run on CPU; real-model recipes (bf16, vLLM) need a CUDA GPU. On cores "
-                   "shared with other jobs set OMP_NUM_THREADS=1" if not threads else
-                   "the pocket recipes run on CPU; real-model recipes (bf16, vLLM) need a CUDA GPU")
+    m = machine.machine()
+    bf16 = f"native bfloat16 ({', '.join(m['native_bf16'])})" if m["native_bf16"] else "no native bfloat16"
+    detail = (f"CPU only: {m['cpu']}, {m['capability']}, {bf16}; {m['cores']} core(s) for this process, "
+              f"{os.cpu_count()} on the machine")
+    return Finding("device", WARN, detail, "the pocket recipes run on CPU (each process uses the cores it may run "
+                   "on); real-model recipes (bf16, vLLM) need a CUDA GPU")
+
+
+def check_pretraining_dtype(recipe: Any) -> Finding:
+    """The compute dtype the recipe's pocket base would pretrain in on this machine, and why."""
+    if recipe.model.base != "pocket":
+        return Finding("pretraining dtype", OK, f"no pocket base to pretrain (model.base: {recipe.model.base})")
+    import pocket
+    from core.runstore import RunStore
+
+    choice = pocket.compute_dtype(recipe.model.pocket, RunStore().root / "cache" / "machine")
+    return Finding("pretraining dtype", OK, f"the pocket base pretrains in {choice.dtype}: {choice.reason}")
 
 
 # --- disk --------------------------------------------------------------------------------------
@@ -265,8 +275,10 @@ def check_vllm_servers(recipe: Any) -> Finding:
 
 
 def recipe_checks(recipe: Any) -> tuple[Callable[[], Finding], ...]:
-    """The checks that need a recipe: its workers' environment and its vLLM servers."""
-    return (functools.partial(check_workers, recipe), functools.partial(check_vllm_servers, recipe))
+    """The checks that need a recipe: the pocket base's pretraining dtype, the workers' environment
+    and the vLLM servers."""
+    return (functools.partial(check_pretraining_dtype, recipe), functools.partial(check_workers, recipe),
+            functools.partial(check_vllm_servers, recipe))
 
 
 # --- the report --------------------------------------------------------------------------------

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import logging
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -28,10 +29,27 @@ from data.saved import load_split
 log = logging.getLogger(__name__)
 
 
-def pocket_base(cfg: PocketConfig, template: TemplateConfig, heldout_prompts: list[str], store: RunStore) -> Path:
-    """The pocket base directory for this config, built once and shared by every run."""
+def pocket_base(cfg: PocketConfig, template: TemplateConfig, heldout_prompts: list[str], store: RunStore
+                ) -> tuple[Path, dict[str, Any]]:
+    """The pocket base directory for this config, shared by every run: the shipped one when the project
+    ships a base with this key, else built once into the run store's cache. Also how it came to be:
+    its key, the pretraining dtype this machine chose and why, shipped or built."""
+    choice = pocket.compute_dtype(cfg, store.root / "cache" / "machine")
+    cfg = cfg.model_copy(update={"autocast": choice.dtype})
     key = pocket.base_key(cfg, template, heldout_prompts)
-    return store.cached_build("pocket-base", key, lambda out: pocket.build_base(cfg, template, heldout_prompts, out))
+    shipped = pocket.shipped_base(key)
+    origin = "shipped" if shipped else "built"
+
+    def build(out: Path) -> None:
+        if shipped:
+            shutil.copytree(shipped, out, dirs_exist_ok=True)
+        else:
+            log.info("base: building v%s, pretraining in %s (%s)", key, choice.dtype, choice.reason)
+            pocket.build_base(cfg, template, heldout_prompts, out)
+
+    path = store.cached_build("pocket-base", key, build)
+    log.info("base: %s v%s (%s pretraining: %s)", origin, key, choice.dtype, choice.reason)
+    return path, {"base_key": key, "base_origin": origin, "autocast": choice.dtype, "autocast_reason": choice.reason}
 
 
 def load(path: str | Path) -> tuple[Any, Any]:
@@ -52,10 +70,10 @@ def run(call: StageCall) -> StageOutcome:
             # A user's model: a local directory is hashed by content, a hub id by name.
             return StageResult(metrics={"model": model_path}, artifact=Path(model_path))
         heldout = load_split(task_data_ref, "heldout")
-        path = pocket_base(cfg, recipe.data.template, list(heldout["prompt"]), call.store)
+        path, how = pocket_base(cfg, recipe.data.template, list(heldout["prompt"]), call.store)
         model, tokenizer = load(path)
         metrics = pocket.base_report(model, tokenizer, list(heldout), recipe.data.template)
-        metrics["parameters"] = model.num_parameters()
+        metrics |= {"parameters": model.num_parameters(), **how}
         (work / EVAL_RESULTS).write_text(json.dumps(metrics, indent=2))
         return StageResult(metrics=metrics, artifact=path)
 
@@ -72,6 +90,7 @@ def run_student(call: StageCall) -> StageOutcome:
         if model_path != "pocket":
             return StageResult(metrics={"model": model_path}, artifact=Path(model_path))
         heldout = list(load_split(task_data_ref, "heldout")["prompt"])
-        return StageResult(artifact=pocket_base(cfg, recipe.data.template, heldout, call.store))
+        path, how = pocket_base(cfg, recipe.data.template, heldout, call.store)
+        return StageResult(metrics=how, artifact=path)
 
     return call.run(build, needs_bytes=pocket_bytes(cfg) if model_path == "pocket" else None)

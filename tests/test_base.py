@@ -98,8 +98,8 @@ def test_pocket_base_is_cached_by_content(pocket_run, test_recipe, monkeypatch):
     store, _, task_data_ref, base_ref = pocket_run
     heldout = list(load_split(task_data_ref, "heldout")["prompt"])
     monkeypatch.setattr(pocket, "build_base", lambda *a, **k: pytest.fail("rebuilt a cached base"))
-    path = base.pocket_base(test_recipe.model.pocket, test_recipe.data.template, heldout, store)
-    assert str(path) == base_ref.path
+    path, how = base.pocket_base(test_recipe.model.pocket, test_recipe.data.template, heldout, store)
+    assert str(path) == base_ref.path and how["base_origin"] == "built" and how["autocast"] == "float32"
 
 
 def test_corpus_is_deterministic_and_excludes_heldout(test_recipe, pocket_run):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import http.server
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -140,7 +141,7 @@ def test_doctor_subprocess_exit_status(tmp_path):
     env = dict(os.environ, WANDB_MODE="loud", OMP_NUM_THREADS="1")
     proc = subprocess.run([sys.executable, "-m", "shell.cli", "doctor"], cwd=ROOT, env=env, capture_output=True,
                           text=True, timeout=120)
-    assert proc.returncode == 1 and "wandb     fail" in proc.stdout
+    assert proc.returncode == 1 and re.search(r"^\s+wandb\s+fail\s", proc.stdout, re.M), proc.stdout
 
 
 def test_sandbox_check_reports_the_kernel_sandbox_or_what_to_install(monkeypatch):
