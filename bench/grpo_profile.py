@@ -34,6 +34,7 @@ from core.config import load_recipe
 from core.modeling import load_tokenizer, stop_token_ids, trainable_model
 from core.runstore import RunStore
 from core.trainers import MergedRolloutGRPOTrainer, grpo_args
+from data.chat import render
 from rewards.routing import grpo_rewards
 from stages import graph, grpo, runner
 
@@ -151,7 +152,7 @@ def profile(recipe_path: str, stage: str, steps: int, overrides: list[str]) -> d
     history = [h for h in trainer.state.log_history if "completions/mean_length" in h]
     measured = watch.steps[1:]  # the first step allocates and picks kernels
     mean = {k: statistics.fmean(s[k] for s in measured) for k in ("total", *PARTS)}
-    prompt_tokens = statistics.fmean(len(tokenizer.apply_chat_template(row["prompt"], add_generation_prompt=True))
+    prompt_tokens = statistics.fmean(len(tokenizer(render(tokenizer, row["prompt"]), add_special_tokens=False)["input_ids"])
                                      for row in data.select(range(64)))
     completion_tokens = statistics.fmean(h["completions/mean_length"] for h in history[1:])
     completions = cfg.batch_size * cfg.gradient_accumulation_steps

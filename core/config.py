@@ -85,7 +85,8 @@ class PocketConfig(Section):
                                     "careful reduction alone and whole checked solutions (half each)")
     second_language: Literal["fr"] = "fr"
     mix: CorpusMix = CorpusMix()
-    seed: int = 0
+    seed: int | None = Field(None, description="the corpus's draws and the initialisation; default: the recipe's "
+                             "seed")
 
     @model_validator(mode="after")
     def _heads_divide(self) -> PocketConfig:
@@ -181,12 +182,29 @@ class TemplateConfig(Section):
         return self
 
 
+STRESS_SPLITS = ("transfer", "longer")
+
+
 class DataConfig(Section):
+    """The task data and its splits: train; validation (everything that selects or stops reads it:
+    the reward-hacking guard, held-out probes, the base's report, any tuning); test (the tables read
+    only it); and optional stress splits, never trained on: `transfer` (lengths the world practises
+    but the task never asks) and `longer` (beyond every training document). No prompt (chain) of the
+    last four occurs in training data or in any pocket corpus document."""
+
     sources: list[SourceConfig] = Field(min_length=1)
-    heldout_size: int = Field(200, gt=0)
-    harder: list[SourceConfig] = Field(default_factory=list, description="items harder than any in training "
-                                       "(never trained on), evaluated apart: does the reasoning generalise?")
-    seed: int = 0
+    test_size: int = Field(200, gt=0, description="prompts held out for the evaluation tables")
+    validation_size: int | None = Field(
+        None, gt=0, description="prompts held out for whatever selects or stops (guards, probes, tuning); default: "
+        "a tenth of the distinct prompts, at most 200, carved from the training pool")
+    transfer: list[SourceConfig] = Field(
+        default_factory=list, description="stress split: items of lengths the world practises but the task never "
+        "asks (never trained on), evaluated apart")
+    longer: list[SourceConfig] = Field(
+        default_factory=list, description="stress split: items longer than any training document (never trained "
+        "on), evaluated apart: does the reasoning generalise in length?")
+    seed: int | None = Field(None, description="the draws of the sources and the split; default: the recipe's seed "
+                             "(a seed varies the world); set it to pin the world and vary only training")
     language: str = Field("en", description="target language of the chain of thought")
     template: TemplateConfig = TemplateConfig()
 
@@ -486,11 +504,12 @@ class DistributedConfig(Section):
 
 
 class GuardConfig(Section):
-    """Reward-hacking guard: stop when held-out verifiable accuracy falls by more than `margin`."""
+    """Reward-hacking guard: stop when validation accuracy (greedy, verifiable prompts) falls by more
+    than `margin`, and keep the best adapter. It reads the validation split, never test."""
 
     every: int = Field(10, gt=0, description="evaluate every N steps")
     margin: float = Field(0.05, ge=0, le=1)
-    prompts: int = Field(64, gt=0, description="held-out verifiable prompts per check (greedy)")
+    prompts: int = Field(64, gt=0, description="validation prompts per check (greedy)")
 
 
 GRPO_TRL_NAMES = ("num_generations", "beta", "loss_type", "epsilon", "epsilon_high", "scale_rewards",
@@ -524,9 +543,9 @@ class GRPOStageConfig(TrainConfig):
     temperature: float = Field(1.0, gt=0, description="rollout temperature (the paper: 1.0)")
     top_p: float = Field(1.0, gt=0, le=1)
     prompts: int | None = Field(None, gt=0, description="use at most this many training prompts")
-    heldout_every: int | None = Field(
-        None, gt=0, description="measure greedy held-out accuracy every N steps (heldout_curve.json)")
-    heldout_prompts: int = Field(64, gt=0, description="held-out prompts per measurement")
+    validation_every: int | None = Field(
+        None, gt=0, description="measure greedy validation accuracy every N steps (validation_curve.json)")
+    validation_prompts: int = Field(64, gt=0, description="validation prompts per measurement")
     general_fraction: float = Field(0.0, ge=0, lt=1, description="share of general (unverifiable) prompts mixed in "
                                     "(stages/general.py; judged by the rewards with rows: general)")
     guard: GuardConfig | None = Field(None, description="a reward-hacking guard: keep the best adapter, stop when "
@@ -591,10 +610,10 @@ class EvalConfig(Section):
     temperature: float = Field(0.6, gt=0)
     top_p: float = Field(0.95, gt=0, le=1)
     max_new_tokens: int = Field(160, gt=0)
-    prompts: int | None = Field(None, gt=0, description="evaluate at most this many held-out prompts")
-    harder_prompts: int | None = Field(100, gt=0, description="at most this many of the harder split's prompts")
-    harder_stages: list[str] | None = Field(
-        None, description="evaluate the harder split only for these stages' models (None: every evaluated stage)")
+    prompts: int | None = Field(None, gt=0, description="evaluate at most this many test prompts")
+    stress_prompts: int | None = Field(100, gt=0, description="at most this many prompts of each stress split")
+    stress_stages: list[str] | None = Field(
+        None, description="evaluate the stress splits only for these stages' models (None: every evaluated stage)")
     stage_samples: dict[str, PositiveInt] = Field(
         default_factory=dict, description="k for these stages' evaluations instead of `samples` (stage -> k)")
     batch_size: int = Field(256, gt=0)

@@ -138,7 +138,7 @@ def _guard_line(store: RunStore, run_id: str) -> Any:
             return False
         ax = axes[0]
         for stage, guard in guarded.items():
-            ax.plot([g["step"] for g in guard], [g["heldout_accuracy"] for g in guard], linestyle="--",
+            ax.plot([g["step"] for g in guard], [g["validation_accuracy"] for g in guard], linestyle="--",
                     label=f"{stage} (held-out, guard)", **_style(stage))
         ax.legend(title="stage", fontsize=8)
         return True

@@ -60,13 +60,12 @@ def shipped_base(key: str) -> Path | None:
     return None
 
 
-def base_key(cfg: PocketConfig, template: TemplateConfig, heldout_prompts: list[str],
-             root: Path = PROJECT_ROOT) -> str:
-    """The content key of a pocket base: its config, the template, the held-out prompts kept out of
-    its corpus, and the code that builds it (pretrain.py and everything it imports; `root`: where
-    the sources are read, for tests)."""
+def base_key(cfg: PocketConfig, template: TemplateConfig, held_out: list[str], root: Path = PROJECT_ROOT) -> str:
+    """The content key of a pocket base: its config (seed and dtype resolved), the template, the
+    held-out prompts whose chains its corpus leaves out, and the code that builds it (pretrain.py and
+    everything it imports; `root`: where the sources are read, for tests)."""
     return module_code_version("pocket.pretrain", root=root, extra={
         "config": json.dumps(cfg.model_dump(mode="json"), sort_keys=True),
         "template": json.dumps(template.model_dump(mode="json"), sort_keys=True),
-        "heldout": json.dumps(sorted(prompt_key(p) for p in heldout_prompts)),
+        "held_out": json.dumps(sorted(prompt_key(p) for p in held_out)),
     })[:20]

@@ -100,11 +100,12 @@ def probe_step(cfg: PocketConfig) -> Callable[[str], None]:
     return step
 
 
-def build(cfg: PocketConfig, template: TemplateConfig, heldout_prompts: list[str], out: Path) -> None:
-    """Corpus -> tokenizer -> model -> pretraining -> save, into the directory `out`."""
+def build(cfg: PocketConfig, template: TemplateConfig, held_out: list[str], out: Path) -> None:
+    """Corpus (no chain of a `held_out` prompt in it) -> tokenizer -> model -> pretraining -> save,
+    into the directory `out`."""
     t0 = time.perf_counter()
     torch.manual_seed(cfg.seed)
-    docs = corpus(cfg, template, {prompt_key(p) for p in heldout_prompts})
+    docs = corpus(cfg, template, {prompt_key(p) for p in held_out})
     texts = [m["content"] for conv, _ in docs for m in conv] + [reply for _, reply in docs]
     tokenizer = build_tokenizer(texts, cfg.vocab_size)
     rendered = [

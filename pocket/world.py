@@ -133,6 +133,15 @@ def has_check(text: str) -> bool:
     return CHECK_WORD in text
 
 
+ANSWER_STYLES = ("direct", "worked", "checked")
+
+
+def answer_style(text: str, wrote_work: bool) -> str:
+    """How a response answers: at once (no work in its thinking), with written work, or with written
+    work and a check (`wrote_work`: the verdict's reading of its thinking)."""
+    return "checked" if has_check(text) else "worked" if wrote_work else "direct"
+
+
 def caught_slip(text: str, answer: int) -> bool:
     """Whether a response's check caught a real slip: the forward work ended on a wrong value, the
     check says so by that value ("wait , not 5 .") and the answer given is right. A "wait" after

@@ -26,6 +26,7 @@ import sys
 import traceback
 
 import pocket
+from core import machine
 from core.config import load_recipe
 from core.runstore import PROJECT_ROOT, RunStore
 from flows.report import build_report, eval_results
@@ -88,7 +89,7 @@ def cmd_flow(args: argparse.Namespace) -> int:
         return interrupts.EXIT_INTERRUPTED
     print(f"\nrun {out['run_id']}  (store {store.root})\n")
     base_metrics = (store.manifest(out["run_id"], graph.BASE) or {}).get("metrics", {})
-    if "accuracy_all" in base_metrics:
+    if "task" in base_metrics:  # the pocket base's report
         print(pocket.format_base_report(base_metrics) + "\n")
     print(format_table(eval_results(store, out["run_id"])))
     print(f"\nreport: {out['report']}\nlineage: r1 lineage {out['run_id']}")
@@ -206,6 +207,7 @@ def main(argv: list[str] | None = None) -> int:
         os.environ[DEBUG_ENV] = "1"  # also read by the Prefect log filter (flows/user_errors.py)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
                         datefmt="%H:%M:%S")
+    machine.use_own_cores()  # as many torch threads as this process has cores (its CPU affinity)
     try:
         return args.func(args)
     except Exception as exc:

@@ -43,10 +43,10 @@ def collects_from_r1_zero(recipe: Any) -> bool:
 
 
 STAGES: tuple[StageSpec, ...] = (
-    StageSpec(TASK_DATA, task_data.run, "load the task sources, split train / held-out",
-              section="data", output="dataset", retries=1),
+    StageSpec(TASK_DATA, task_data.run, "load the task sources, split train / validation / test (+ stress splits)",
+              section="data", uses=(SEED,), output="dataset", retries=1),
     StageSpec(BASE, base.run, "the base model: the pocket world's, pretrained once and cached, or a user's",
-              inputs={"task_data": TASK_DATA}, section="model.pocket", uses=("model.base", TEMPLATE),
+              inputs={"task_data": TASK_DATA}, section="model.pocket", uses=("model.base", TEMPLATE, SEED),
               output="base_model", evaluated=True),
     StageSpec("r1_zero", grpo.run, "R1-Zero: GRPO of a fresh adapter straight on the base (accuracy, format)",
               inputs={"task_data": TASK_DATA, "base": BASE}, section="r1_zero",
@@ -79,7 +79,7 @@ STAGES: tuple[StageSpec, ...] = (
     StageSpec("merged", merged.run, "the final adapter merged into the base: a plain HF model directory",
               inputs={"base": BASE, "adapter": "all_scenario_rl"}, uses=("model.dtype", "model.eos_token"), output="model"),
     StageSpec("student_base", base.run_student, "the smaller student: a pocket base built like the base, or a user's",
-              inputs={"task_data": TASK_DATA}, section="distill.student", uses=("distill.student_model", TEMPLATE),
+              inputs={"task_data": TASK_DATA}, section="distill.student", uses=("distill.student_model", TEMPLATE, SEED),
               output="base_model", evaluated=True),
     StageSpec("student_distilled", sft.run, "distillation: SFT of the student on the teacher's rejection-sampled data",
               inputs={"base": "student_base", "dataset": "rejection_sampling"}, section="distill.sft",

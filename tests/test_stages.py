@@ -144,7 +144,7 @@ def test_guard_writes_files_only_on_rank_zero(chain, test_recipe, tmp_path):
     from transformers import TrainerControl, TrainerState
 
     store, run_id, refs = chain
-    heldout = list(load_split(refs["task_data"], "heldout"))[:4]
+    heldout = list(load_split(refs["task_data"], "validation"))[:4]
     model = AutoModelForCausalLM.from_pretrained(refs["base"].path)
     for rank_zero, work in ((False, tmp_path / "rank1"), (True, tmp_path / "rank0")):
         cfg = test_recipe.all_scenario_rl
@@ -153,7 +153,7 @@ def test_guard_writes_files_only_on_rank_zero(chain, test_recipe, tmp_path):
         guard.on_train_begin(None, TrainerState(is_world_process_zero=rank_zero), TrainerControl(), model=model)
         assert len(guard.history) == 1
         assert (work / BEST_ADAPTER).is_dir() == rank_zero
-        assert (work / "heldout_curve.json").is_file() == rank_zero
+        assert (work / "validation_curve.json").is_file() == rank_zero
 
 
 def test_rejection_sampling_without_vllm_warns_and_samples_with_hf(chain, test_recipe, caplog):
