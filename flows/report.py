@@ -309,6 +309,19 @@ def _html(run_id: str, markdown: str) -> str:
             f"<style>{STYLE}</style></head><body>\n{body}</body></html>\n")
 
 
+def _machines(manifests: list[dict[str, Any]]) -> list[str]:
+    """Where the stages were built: each machine once, with the stages built on it."""
+    seen: dict[str, list[str]] = {}
+    for m in manifests:
+        if "machine" in m:
+            mc = m["machine"]
+            bf16 = f"native bfloat16 ({', '.join(mc['native_bf16'])})" if mc["native_bf16"] else "no native bfloat16"
+            where = (f"{m.get('host', '?')}: {mc['cpu']}, {mc['capability']}, {bf16}, {mc['cores']} core(s), "
+                     f"{mc['threads']} torch thread(s), {mc['gpus']} GPU(s)")
+            seen.setdefault(where, []).append(m["stage"])
+    return [f"Built on {where} ({len(stages)} stage(s))." for where, stages in seen.items()] + ([""] if seen else [])
+
+
 def _index(store: RunStore, run_id: str, results: dict[str, dict[str, Any]],
            figures: list[tuple[str, Path]], embed: bool = False) -> str:
     """The report as Markdown; `embed` puts each PNG in as a data URI instead of linking the file."""
@@ -318,11 +331,12 @@ def _index(store: RunStore, run_id: str, results: dict[str, dict[str, Any]],
     parts = [f"# Run report: {run_id}", "",
              f"Run store: `{store.root / run_id}`. Lineage: `r1 lineage {run_id}`. "
              f"W&B runs (group `{run_id}`): `{store.root / run_id / 'wandb'}`.", "",
-             "## Evaluation (held-out prompts)", "",
+             "## Evaluation (test split; stress splits apart)", "",
              format_table(results) if results else "_no evaluation in this run yet_", "",
              *(["### Does checking pay, and are long answers right ones?", "", checks_table(results), ""]
                if results else []),
-             "## Stages", "", _table(["stage", "version", "sha256", "wall s", "output"], stage_rows), ""]
+             "## Stages", "", _table(["stage", "version", "sha256", "wall s", "output"], stage_rows), "",
+             *_machines(manifests)]
     parts += ["## Plots", ""] if figures else []
     for title, path in figures:
         src = f"data:image/png;base64,{base64.b64encode(path.read_bytes()).decode()}" if embed else path.name

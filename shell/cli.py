@@ -31,7 +31,7 @@ from core.config import load_recipe
 from core.runstore import PROJECT_ROOT, RunStore
 from flows.report import build_report, eval_results
 from flows.user_errors import DEBUG_ENV, debug, user_error
-from shell import doctor, interrupts
+from shell import doctor, estimate, interrupts
 from shell.plan import dry_run
 from stages import graph, preflight, runner
 from stages.evaluation import format_table, import_adapter, load_results
@@ -78,6 +78,10 @@ def cmd_flow(args: argparse.Namespace) -> int:
     # gets the recipe as loaded here.
     recipe = preflight.load_checked(args.recipe, args.overrides)
     store = RunStore()
+    costs = estimate.calibrate(recipe)  # a few operations timed here: the plan's walls on this machine
+    if costs is not None:
+        rows = estimate.estimates(COMMANDS[args.command], recipe, costs, store, args.run_id)
+        print(estimate.format_estimates(rows, costs, machine.machine()) + "\n", flush=True)
     run_id = args.run_id or store.new_run_id(recipe.name)  # chosen here so an interrupt can name it
     interrupts.install()
     flow = _flow(COMMANDS[args.command].name)

@@ -21,12 +21,14 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 import pocket
 from core.config import PocketConfig, TemplateConfig
 from core.layout import EVAL_RESULTS
+from core.machine import DtypeChoice
 from core.resources import pocket_bytes
 from core.runstore import Ref, RunStore, StageOutcome, StageResult
 from core.stage import StageCall
 from data.saved import STRESS, has_split, load_split
 
 log = logging.getLogger(__name__)
+CACHE = "pocket-base"  # runs/cache/pocket-base/<key>
 
 
 def held_out_prompts(task_data_ref: Ref) -> list[str]:
@@ -35,14 +37,28 @@ def held_out_prompts(task_data_ref: Ref) -> list[str]:
             for p in load_split(task_data_ref, part)["prompt"]]
 
 
+def resolved(cfg: PocketConfig, store: RunStore, seed: int) -> tuple[PocketConfig, DtypeChoice]:
+    """The section as its base is built on this machine: its pretraining dtype chosen (`auto`) and
+    its seed the world's when it names none; the dtype choice with its reason."""
+    choice = pocket.compute_dtype(cfg, store.root / "cache" / "machine")
+    return cfg.model_copy(update={"autocast": choice.dtype, "seed": seed if cfg.seed is None else cfg.seed}), choice
+
+
+def ready(cfg: PocketConfig, template: TemplateConfig, held_out: list[str], store: RunStore, seed: int) -> str | None:
+    """'shipped' or 'cached' when this base needs no pretraining here, else None."""
+    key = pocket.base_key(resolved(cfg, store, seed)[0], template, held_out)
+    if pocket.shipped_base(key):
+        return "shipped"
+    return "cached" if store.cached(CACHE, key) else None
+
+
 def pocket_base(cfg: PocketConfig, template: TemplateConfig, held_out: list[str], store: RunStore, seed: int
                 ) -> tuple[Path, dict[str, Any]]:
     """The pocket base directory for this config, shared by every run: the shipped one when the project
     ships a base with this key, else built once into the run store's cache. `held_out`: prompts whose
     chains its corpus leaves out; `seed`: the world's, when the section names none. Also how it came
     to be: its key, the pretraining dtype this machine chose and why, shipped or built."""
-    choice = pocket.compute_dtype(cfg, store.root / "cache" / "machine")
-    cfg = cfg.model_copy(update={"autocast": choice.dtype, "seed": seed if cfg.seed is None else cfg.seed})
+    cfg, choice = resolved(cfg, store, seed)
     key = pocket.base_key(cfg, template, held_out)
     shipped = pocket.shipped_base(key)
     origin = "shipped" if shipped else "built"
@@ -54,7 +70,7 @@ def pocket_base(cfg: PocketConfig, template: TemplateConfig, held_out: list[str]
             log.info("base: building v%s, pretraining in %s (%s)", key, choice.dtype, choice.reason)
             pocket.build_base(cfg, template, held_out, out)
 
-    path = store.cached_build("pocket-base", key, build)
+    path = store.cached_build(CACHE, key, build)
     log.info("base: %s v%s (%s pretraining: %s)", origin, key, choice.dtype, choice.reason)
     return path, {"base_key": key, "base_origin": origin, "autocast": choice.dtype, "autocast_reason": choice.reason}
 
