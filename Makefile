@@ -19,7 +19,7 @@ export TOKENIZERS_PARALLELISM ?= false
 # The temporary Prefect server needs more than its default 20 s to answer on a busy 2-core machine.
 export PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS ?= 120
 
-.PHONY: base install install-gpu resolve sandbox-tool test pipeline r1-zero distill lint format runs clean bench-paper bench-stage2 serve deploy stop report bench dry-run doctor
+.PHONY: base lab install install-gpu resolve sandbox-tool test pipeline r1-zero distill lint format runs clean bench-paper bench-stage2 serve deploy stop report bench dry-run doctor
 
 install: $(STAMP) sandbox-tool
 
@@ -128,6 +128,13 @@ bench-paper: install
 # pretraining code or to the default recipe's base settings (tests/test_shipped_bases.py says when).
 base: install
 	$(PY) -m shell.bases
+
+# The ablation lab (lab/): the R1 follow-up papers' claims tested as arms of R1-Zero on the pocket world,
+# seeds side by side; bench/results/lab.json, lab.md and plots. ARMS="reach dr_grpo" runs a subset
+# (python -m lab --list names them); run again to resume.
+ARMS ?=
+lab: install
+	$(PY) -m lab --recipe $(RECIPE) --seeds $(SEEDS) $(if $(ARMS),--arms $(ARMS))
 
 # Stage-2 (reasoning RL) mean reward, first 10% of steps vs last 10%.
 bench-stage2: install

@@ -82,7 +82,12 @@ class PocketConfig(Section):
     practice_max_terms: int = Field(7, ge=2, description="longest chain in practice documents (the skill may "
                                     "reach further than the task's solutions do)")
     practice_documents: int = Field(60_000, ge=0, description="documents under other prompts practising the "
-                                    "careful reduction alone and whole checked solutions (half each)")
+                                    "careful reduction alone and whole checked solutions (in turn, `practice_kinds`)")
+    practice_kinds: list[Literal["reduce", "check"]] = Field(
+        default_factory=lambda: ["reduce", "check"], min_length=1,
+        description="what practice documents practise, in turn: the careful reduction alone (reduce), whole "
+        "worked solutions ending in a check (check); [reduce] leaves every check out of the corpus (with "
+        "check_rate 0)")
     second_language: Literal["fr"] = "fr"
     mix: CorpusMix = CorpusMix()
     seed: int | None = Field(None, description="the corpus's draws and the initialisation; default: the recipe's "
@@ -549,7 +554,9 @@ class GRPOStageConfig(TrainConfig):
     general_fraction: float = Field(0.0, ge=0, lt=1, description="share of general (unverifiable) prompts mixed in "
                                     "(stages/general.py; judged by the rewards with rows: general)")
     guard: GuardConfig | None = Field(None, description="a reward-hacking guard: keep the best adapter, stop when "
-                                      "held-out accuracy falls (None: train all the steps)")
+                                      "validation accuracy falls (None: train all the steps)")
+    log_rollouts: bool = Field(False, description="save every rollout (step, prompt, completion, tokens, gold "
+                               "columns) to the stage's rollouts.jsonl, for offline analyses (the ablation lab)")
     use_vllm: bool = Field(False, description="vLLM rollouts (needs vLLM and a GPU; else HF generate)")
     vllm_mode: Literal["colocate", "server"] = "colocate"
     vllm_gpu_memory_utilization: float = Field(

@@ -15,5 +15,6 @@ EVAL_RESULTS = "eval.json"  # an evaluation's metrics (and the pocket base's acc
 EVAL_TABLE = "table.md"
 SAMPLES = "samples-{split}.jsonl"  # every completion an evaluation scored, one line per prompt
 METRICS = "metrics.json"  # the reward model's metrics
+ROLLOUTS = "rollouts.jsonl"  # every GRPO rollout of a stage that logs them (log_rollouts: the lab's runs)
 HELDOUT_PAIRS = "heldout_pairs.jsonl"  # the reward model's held-out preference pairs
 PRETRAINING = "pretraining.json"  # the pocket base's pretraining record (loss curve, wall, dtype)

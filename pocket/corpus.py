@@ -19,14 +19,14 @@ if TYPE_CHECKING:
 TASK_STREAM, PRACTICE_STREAM = 500, 501  # the corpus's draws of the world seed (the task data's are 0-299)
 
 
-def corpus(cfg: PocketConfig, template: TemplateConfig, exclude: set[str]) -> list[tuple[list[dict], str]]:
+def corpus(cfg: PocketConfig, template: TemplateConfig, held_chains: set[tuple[int, ...]]
+           ) -> list[tuple[list[dict], str]]:
     """(conversation, assistant reply) pretraining documents: solutions to task prompts in the
-    configured mix of styles, then practice documents (world.py); no chain of a prompt in `exclude`
-    (prompt keys of the held-out splits) appears, neither under the task prompt nor in practice.
-    `cfg.seed` must be resolved (the base stage gives the recipe's seed when the section has none)."""
+    configured mix of styles, then practice documents (world.py); no chain in `held_chains` (the
+    held-out splits') appears, neither under the task prompt nor in practice. `cfg.seed` must be
+    resolved (the base stage gives the recipe's seed when the section has none)."""
     rng = random.Random(cfg.seed)
     styles, weights = zip(*cfg.mix.model_dump().items(), strict=True)
-    held_chains = {world.chain_of(key) for key in exclude} - {None}
     docs = []
     for problem in world.problems(world_seed(cfg.seed, TASK_STREAM), cfg.corpus_documents, cfg.min_terms,
                                   cfg.max_terms):
@@ -41,7 +41,7 @@ def corpus(cfg: PocketConfig, template: TemplateConfig, exclude: set[str]) -> li
     # the e73277c round), with no language mixing for R1's language reward to remove.
     written = [(s, w) for s, w in zip(styles, weights, strict=True) if s in world.WRITTEN_STYLES and w > 0]
     written_styles, written_weights = zip(*written, strict=True) if written else (("steps",), (1.0,))
-    kinds = list(world.PRACTICE_PROMPTS)
+    kinds = list(cfg.practice_kinds)
     practice = world.problems(world_seed(cfg.seed, PRACTICE_STREAM), cfg.practice_documents, cfg.min_terms,
                               cfg.practice_max_terms) if cfg.practice_documents else []
     for i, problem in enumerate(practice):

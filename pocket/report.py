@@ -1,6 +1,6 @@
-"""How the pocket base answers: held-out accuracy as it samples, split by whether it wrote out its
-work or answered at once and by chain length (the base stage's eval.json), and that as a small table
-for the terminal."""
+"""How the pocket base answers before any RL (the base stage's eval.json, on validation prompts): how
+often it answers directly, writes its work or checks it, and how often each is right, on the task
+prompt and on the practice prompt; and that as a small table for the terminal."""
 
 from __future__ import annotations
 

@@ -209,7 +209,7 @@ class Problem:
 
 
 def problems(seed: int, size: int, min_terms: int, max_terms: int) -> Iterator[Problem]:
-    """Chain-sum problems from reasoning-gym, one-digit terms, as the held-out tasks are made."""
+    """Chain-sum problems from reasoning-gym, one-digit terms, as the task's are made."""
     import reasoning_gym
 
     ds = reasoning_gym.create_dataset(TASK, size=size, seed=seed, min_terms=min_terms, max_terms=max_terms,

@@ -3,7 +3,7 @@
   r1 pipeline --recipe configs/pocket.yaml     run the pipeline on a recipe
   r1 r1-zero --recipe configs/pocket.yaml      run R1-Zero (GRPO straight from the base)
   r1 distill --recipe configs/pocket.yaml      distil the teacher's samples into the student
-  r1 evaluate --model DIR [--adapter DIR]      evaluate any model / adapter on the held-out prompts
+  r1 evaluate --model DIR [--adapter DIR]      evaluate any model / adapter on the test split
   r1 report RUN_ID                             write the run's report (PNG plots + index.md)
   r1 runs                                      list runs in the run store
   r1 lineage RUN_ID                            show what each stage of a run was built from
@@ -101,7 +101,7 @@ def cmd_flow(args: argparse.Namespace) -> int:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    """Evaluate any HF model directory, merged model or PEFT adapter on the recipe's held-out prompts."""
+    """Evaluate any HF model directory, merged model or PEFT adapter on the recipe's test split (and stress splits)."""
     overrides = args.overrides + ([f"model.base={args.model}"] if args.model else [])
     recipe = load_recipe(args.recipe, overrides)  # the training stages' checks do not apply
     store = RunStore()
@@ -173,9 +173,9 @@ def main(argv: list[str] | None = None) -> int:
         p = sub.add_parser(command, help=spec.doc, description=f"{spec.doc} (the {spec.name} flow)", parents=[common])
         _recipe_args(p)
         p.set_defaults(func=cmd_flow)
-    p = sub.add_parser("evaluate", parents=[common], help="evaluate a model directory, merged model or adapter on held-out prompts",
+    p = sub.add_parser("evaluate", parents=[common], help="evaluate a model directory, merged model or adapter on the test split",
                        description="pass@1 (k samples), cons@k, greedy accuracy, length, language consistency "
-                                   "and reflection words on the recipe's held-out prompts (eval.* settings).")
+                                   "and reflection words on the recipe's test split, pass@1 on its stress splits (eval.* settings).")
     p.add_argument("--recipe", default="configs/pocket.yaml", help="recipe for the tasks and eval settings")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override a recipe value, e.g. --set eval.samples=16 (repeatable)")

@@ -60,7 +60,7 @@ class Plan:
 
 
 def train_prompts(recipe: Recipe) -> int | None:
-    """Training prompts after the held-out split, when every source's size is known."""
+    """Training prompts after the test and validation splits, when every source's size is known."""
     sizes = []
     for src in recipe.data.sources:
         if isinstance(src, ReasoningGymSource):

@@ -3,7 +3,7 @@
 With `model.base: pocket` (the embedded default) the pocket world builds its base (pocket/: a
 generated corpus, a BPE tokenizer with a chat template, a tiny Qwen2 pretrained from scratch),
 cached under its content key in runs/cache/ so it is built once; the stage then reports how it
-answers (held-out accuracy by style). With any other `model.base` (a local directory or hub id)
+answers (accuracy by style on validation prompts). With any other `model.base` (a local directory or hub id)
 the stage only records and hashes the model. The distillation student (`student_base`) is built
 the same way from `distill.student`, or is the model at `distill.student_model`.
 """

@@ -113,7 +113,7 @@ def summarize(rows: Sequence[dict[str, Any]], sampled: Sequence[Sequence[Verdict
 def metrics_on(model: Any, tokenizer: Any, rows: Sequence[dict[str, Any]], cfg: EvalConfig,
                     template: TemplateConfig, language: str, seed: int = 0, desc: str = "evaluating",
                     samples_file: Path | None = None) -> dict[str, Any]:
-    """Sample k completions and one greedy completion per held-out row, score and summarise them;
+    """Sample k completions and one greedy completion per row (of the test or a stress split), score and summarise them;
     with `samples_file`, also write every completion there (write_samples)."""
     prompts = [render(tokenizer, messages(r["prompt"], template)) for r in rows]
     sampled = generate(model, tokenizer, prompts, max_new_tokens=cfg.max_new_tokens, temperature=cfg.temperature,

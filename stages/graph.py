@@ -158,15 +158,15 @@ def flow_evaluations(flow: Flow, recipe: Any = None) -> list[str]:
 
 
 def evaluation_spec(name: str, base_stage: str = BASE, adapter_stage: str | None = None) -> StageSpec:
-    """The held-out evaluation of a model named `name`: the `base` input, with the `adapter` input
+    """The evaluation (test split, stress splits) of a model named `name`: the `base` input, with the `adapter` input
     applied when there is one. For a stage of the graph use `evaluation_of`."""
     inputs = {"task_data": TASK_DATA, "base": base_stage} | ({"adapter": adapter_stage} if adapter_stage else {})
-    return StageSpec(evaluation.stage_name(name), evaluation.run, f"held-out evaluation of {name}", inputs=inputs,
+    return StageSpec(evaluation.stage_name(name), evaluation.run, f"evaluation of {name} on the test split", inputs=inputs,
                      section="eval", uses=(TEMPLATE, LANGUAGE, SEED, "model.dtype", "model.eos_token"), output="eval", retries=1)
 
 
 def evaluation_of(name: str) -> StageSpec:
-    """The held-out evaluation of a stage's model: its adapter on its base, or the base itself."""
+    """The evaluation of a stage's model: its adapter on its base, or the base itself."""
     adapter = name if BY_NAME[name].output == "adapter" else None
     return evaluation_spec(name, model_base(name), adapter)
 

@@ -29,7 +29,7 @@ from transformers import TrainerCallback
 
 from core.config import GRPOStageConfig, GuardConfig, TemplateConfig
 from core.generation import generate
-from core.layout import ADAPTER, BEST_ADAPTER, VALIDATION_CURVE
+from core.layout import ADAPTER, BEST_ADAPTER, ROLLOUTS, VALIDATION_CURVE
 from core.modeling import adapter_path, load_tokenizer
 from core.resources import trainer_stage_bytes
 from core.runstore import Ref, StageOutcome, StageResult
@@ -38,6 +38,7 @@ from core.trainers import train_grpo
 from data.chat import messages, prompt_dataset, render
 from data.saved import load_split
 from rewards.completions import think_prefilled
+from rewards.monitors import RolloutLog
 from rewards.routing import grpo_rewards
 from rewards.verdict import judge_completion
 from stages.general import general_rows
@@ -197,6 +198,8 @@ def run(call: StageCall) -> StageOutcome:
         callbacks = validation_callbacks(cfg, task_data_ref, base_ref.path, template, work, model.eos_token)
         context = {"reward_model_path": str(model_path(judge_ref))} if judge_ref else {}
         funcs, weights = grpo_rewards(cfg.rewards, **context)
+        if cfg.log_rollouts:  # after a resume it holds the rollouts since the last checkpoint
+            funcs, weights = [*funcs, RolloutLog(work / ROLLOUTS)], [*weights, 0.0]
         metrics = train_grpo(
             base=base_ref.path, adapter=adapter_path(adapter_ref) if adapter_ref else None, lora=model.lora,
             dtype=model.dtype, dataset=data, cfg=cfg, work=work, seed=recipe.seed, reward_funcs=funcs,

@@ -15,7 +15,6 @@ from pocket import world
 from pocket.corpus import corpus
 from pocket.pretrain import build_model, pretrain
 from pocket.tokenizer import TAG_TOKENS, build_tokenizer
-from rewards.completions import prompt_key
 from rewards.language import word_languages
 from stages import base
 from stages.base import held_out_prompts
@@ -50,8 +49,7 @@ def test_reloaded_tokenizer_encodes_exactly_as_the_training_one(pocket_run, test
     """A custom pre-tokenizer can be silently lost on save/load; rebuild the training tokenizer
     from the same corpus and compare encodings token for token."""
     cfg, template = test_recipe.model.pocket, test_recipe.data.template
-    held_out = held_out_prompts(pocket_run[2])
-    docs = corpus(cfg.model_copy(update={"seed": 0}), template, {prompt_key(p) for p in held_out})
+    docs = corpus(cfg.model_copy(update={"seed": 0}), template, pocket.held_chains(held_out_prompts(pocket_run[2])))
     texts = [m["content"] for conv, _ in docs for m in conv] + [reply for _, reply in docs]
     trained = build_tokenizer(texts, cfg.vocab_size)
     _, reloaded = loaded
@@ -110,10 +108,10 @@ def test_pocket_base_is_cached_by_content(pocket_run, test_recipe, monkeypatch):
 
 def test_corpus_is_deterministic_and_excludes_the_held_out_chains(test_recipe, pocket_run):
     cfg, template = test_recipe.model.pocket.model_copy(update={"seed": 0}), test_recipe.data.template
-    held_out = {prompt_key(p) for p in held_out_prompts(pocket_run[2])}
-    a = corpus(cfg, template, held_out)
-    assert a == corpus(cfg, template, held_out)
-    assert not held_out & {prompt_key(conv[-1]["content"]) for conv, _ in a}
+    held = pocket.held_chains(held_out_prompts(pocket_run[2]))
+    a = corpus(cfg, template, held)
+    assert a == corpus(cfg, template, held)
+    assert not held & pocket.held_chains([conv[-1]["content"] for conv, _ in a])
 
 
 def test_checked_practice_follows_the_webs_written_languages(test_recipe):

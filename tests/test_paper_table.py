@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from bench import paper
-from pocket import world
+from pocket import analysis, world
 
 ROOT = Path(__file__).resolve().parents[1]
 TABLE = paper.RESULTS / "paper_table.json"
@@ -81,11 +81,11 @@ def test_the_table_has_what_the_findings_rest_on(table):
 def test_check_outcome_compares_the_work_with_the_answer_given(work, given, outcome):
     text = (f"<think> i start from 2 + 3 . then {work} . check : 2 + 3 = {given} . wait , not {work} . "
             f"it is {given} . so the answer is {given} . </think> <answer> {given} </answer>")
-    assert paper.check_outcome(text, "5") == outcome
+    assert analysis.check_outcome(text, "5") == outcome
 
 
 def test_a_response_without_a_written_check_has_no_outcome():
-    assert paper.check_outcome("<think> i start from 2 + 3 . then 5 . </think> <answer> 5 </answer>", "5") is None
+    assert analysis.check_outcome("<think> i start from 2 + 3 . then 5 . </think> <answer> 5 </answer>", "5") is None
 
 
 CHAIN = [4, -1, -7, 7]
@@ -117,11 +117,11 @@ CHAIN = [4, -1, -7, 7]
      {"copied": True, "reduced": False, "check_from": None}),
 ])
 def test_work_anatomy_finds_where_the_work_went_wrong(text, expected):
-    assert paper.work_anatomy(text, CHAIN) == expected
+    assert analysis.work_anatomy(text, CHAIN) == expected
 
 
 def test_a_direct_answer_has_no_work_anatomy():
-    assert paper.work_anatomy("<answer> 3 </answer>", CHAIN) is None
+    assert analysis.work_anatomy("<answer> 3 </answer>", CHAIN) is None
 
 
 def test_tally_anatomy_counts_responses_by_where_they_went():
@@ -133,7 +133,7 @@ def test_tally_anatomy_counts_responses_by_where_they_went():
              "<think> i start from 4 - 1 - 7 + 7 . then 3 - 7 + 7 . then -4 + 7 . then 3 . </think> <answer> 3 </answer>",
              "<think> i start from 4 - 1 + 7 . then 3 + 7 . then 10 . check : 4 - 1 + 7 = 3 + 7 = 10 . same , 10 . "
              "</think> <answer> 10 </answer>"]
-    counts = paper.tally_anatomy([row], [[Completion(t, 10, True) for t in texts]], "en")
+    counts = analysis.tally_anatomy([row], [[Completion(t, 10, True) for t in texts]], "en")
     assert counts == {"responses": 3, "written": 2, "copied": 1, "clean": 1, "clean_right": 1, "checked": 1,
                       "check_from_prompt": 0, "check_from_work": 1, "check_from_other": 0}
 

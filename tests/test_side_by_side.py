@@ -11,7 +11,8 @@ from pathlib import Path
 import prefect.settings
 import pytest
 
-from bench import paper, side_by_side
+from bench import paper
+from shell import side_by_side
 
 
 def job(name: str, tmp_path: Path, code: str) -> side_by_side.Job:
