@@ -2,7 +2,7 @@
 that made it), what is measured, and the criterion that confirms or refutes it on the pocket world.
 
 Every training variant is R1-Zero on the recipe (configs/pocket.yaml: accuracy + format rewards,
-TRL's `dapo` loss, beta 0, one gradient step per generation, 100 steps) with a few overrides; the
+TRL's `dapo` loss, beta 0, one gradient step per generation, 60 steps) with a few overrides; the
 `reference` variant has none. A variant's measures (lab/measure.py, per seed): test pass@1 and
 pass@k (k=16 samples), longer-split pass@1, and per GRPO step the policy's entropy, clip ratios,
 KL, rollout length and accuracy, the share of rollouts that write their work out or check it, and
