@@ -9,9 +9,9 @@ stress figures the table reports (base, R1-Zero, R1). Nothing here selects a set
 probes read the validation split, the table reads test. The analyses of written work read the
 samples the evaluations saved (samples-<split>.jsonl) rather than drawing them again. It writes
 that seed's figures to bench/results/paper_seed<N>.json, then gathers every seed file present into
-bench/results/paper_table.json. `--seeds` runs several seeds side by side, one process each with an
-equal share of the CPU threads (bench/side_by_side.py; generation barely uses a second thread),
-and gathers once all have finished:
+bench/results/paper_table.json. `--seeds` runs several seeds side by side, one process each, at most
+as many at a time as there are cores, each pinned to cores of its own (shell/side_by_side.py;
+generation barely uses a second thread), and gathers once all have finished:
 
     {"seeds": [...], "rows": {MODEL: {pass_at_1, pass_at_1_ci, cons_at_16, mean_length,
      language_consistency, reflection_rate}}, "by_seed": {"<N>": {"splits", "rows", "pipeline",
@@ -542,7 +542,7 @@ def main() -> None:
                       help="students of these widths (4 layers) on one seed's teacher data (--sweep-seed, default 0): "
                            "distilled vs RL-only pass@1 per size, into paper_distill_sweep.json")
     parser.add_argument("--sweep-seed", type=int, default=0, help="the seed whose teacher data the sweep uses")
-    parser.add_argument("--jobs", type=int, help="with --seeds: at most this many seeds at a time (default: all)")
+    parser.add_argument("--jobs", type=int, help="with --seeds: at most this many seeds at a time (never more than the cores; default: as many)")
     parser.add_argument("--no-gather", dest="gather_after", action="store_false", help=argparse.SUPPRESS)
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
     args = parser.parse_args()
@@ -563,8 +563,8 @@ def main() -> None:
     if args.seed is not None:
         s = run_seed(args.recipe, args.overrides, args.seed)
         (RESULTS / f"paper_seed{args.seed}.json").write_text(json.dumps(s, indent=2) + "\n")
-        if not args.gather_after:
-            return
+    if not args.gather_after:
+        return
     table = gather()
     (RESULTS / "paper_table.json").write_text(json.dumps(table, indent=2) + "\n")
     plot(table, RESULTS)

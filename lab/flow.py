@@ -61,7 +61,7 @@ def lab(recipe: str = "pocket", arms: list[str] | None = None, seed: int = 0,
         t0 = time.perf_counter()
         build(run, ["eval_r1_zero"], given)
         out["walls"][variant.name] = round(time.perf_counter() - t0, 1)
-        out["variants"][variant.name] = variant_measures(store, run.run_id, r)
+        out["variants"][variant.name] = variant_measures(store, run.run_id, r, refs[graph.TASK_DATA])
         log.info("lab seed %d: %s done in %.0f s (test pass@1 %.3f)", seed, variant.name, out["walls"][variant.name],
                  out["variants"][variant.name]["pass_at_1"])
     if any(a.audit for a in chosen):

@@ -82,8 +82,9 @@ LOGGED = {"entropy": "entropy", "clip_high": "clip_ratio/high_mean", "clip_low":
           "length": "completions/mean_length", "accuracy": "rewards/accuracy/mean"}
 
 
-def variant_measures(store: RunStore, run_id: str, recipe: Any) -> dict[str, Any]:
-    """Everything a variant's run measured (module docstring)."""
+def variant_measures(store: RunStore, run_id: str, recipe: Any, task_data: Ref) -> dict[str, Any]:
+    """Everything a variant's run measured (module docstring); `task_data` is the seed's, which the
+    variant's run was given rather than built."""
     stage = store.ref(run_id, "r1_zero")
     history = [h for h in json.loads((Path(stage.path) / LOG_HISTORY).read_text()) if "reward" in h]
     series: dict[str, list[Any]] = {"step": [h["step"] for h in history]}
@@ -91,7 +92,6 @@ def variant_measures(store: RunStore, run_id: str, recipe: Any) -> dict[str, Any
     rollouts = rollout_series(Path(stage.path) / ROLLOUTS)
     evaluation = store.ref(run_id, stage_name("r1_zero"))
     results = load_results(evaluation)
-    task_data = store.ref(run_id, "task_data")
     rows = eval_rows(recipe.eval, task_data)
     correct = [[judge_completion(c, row, recipe.data.language).correct for c in samples]
                for row, samples in zip(rows, load_samples(evaluation, rows), strict=True)]

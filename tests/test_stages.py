@@ -71,7 +71,13 @@ def test_the_same_adapter_moves_through_the_stages(chain):
         assert store.manifest(run_id, stage)["inputs"]["adapter"]["sha256"] == refs[previous].sha256
         before, after = _adapter_weights(refs[previous]), _adapter_weights(refs[stage])
         assert before.keys() == after.keys()
-        assert any(not torch.equal(before[k], after[k]) for k in before), f"{stage} did not change the adapter"
+        changed = any(not torch.equal(before[k], after[k]) for k in before)
+        metrics = store.manifest(run_id, stage)["metrics"]
+        if metrics.get("guard_restored_best") and metrics["guard_best_step"] == 0:
+            # the guard found no step better on validation than the adapter it was given, and kept it
+            assert not changed, f"{stage}: the guard kept step 0, yet the adapter differs from its input"
+        else:
+            assert changed, f"{stage} did not change the adapter"
     # the cold start really trained: LoRA B matrices start at zero
     assert any(v.abs().sum() > 0 for k, v in _adapter_weights(refs["cold_start"]).items() if "lora_B" in k)
 
