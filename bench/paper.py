@@ -64,7 +64,7 @@ from flows.training import FLOWS  # noqa: E402
 from pocket import world  # noqa: E402
 from pocket.analysis import OUTCOMES, check_outcome, tally_anatomy  # noqa: E402
 from shell import side_by_side  # noqa: E402
-from shell.prefect_server import prefect_home  # noqa: E402
+from shell.prefect_server import own_home  # noqa: E402
 from stages import graph, runner  # noqa: E402
 from stages.evaluation import eval_rows, load_results, load_samples, score_sample, stage_name  # noqa: E402
 
@@ -518,12 +518,12 @@ def seed_jobs(recipe_path: str, overrides: list[str], seeds: list[int]) -> list[
 
     name = load_recipe(recipe_path, overrides).name
     api = prefect.settings.get_current_settings().api.url
-    home, runs = prefect_home(), RunStore().root
+    runs = RunStore().root
     jobs = []
     for seed in seeds:
         argv = [sys.executable, "-m", "bench.paper", "--recipe", recipe_path, "--seed", str(seed), "--no-gather",
                 *[f"--set={o}" for o in overrides]]
-        env = {"PREFECT_API_URL": api} if api else {"PREFECT_HOME": str(home / f"bench-paper-seed{seed}")}
+        env = {"PREFECT_API_URL": api} if api else {"PREFECT_HOME": str(own_home(f"bench-paper-seed{seed}"))}
         log = runs / seed_run_id(name, seed) / "bench-paper.log"
         jobs.append(side_by_side.Job(f"seed {seed}", argv, log, env))
     return jobs

@@ -30,7 +30,7 @@ from core.runstore import RunStore  # noqa: E402
 from lab.arms import ARMS, BY_NAME, Arm  # noqa: E402
 from lab.flow import RESULTS, lab, seed_file  # noqa: E402
 from shell import side_by_side  # noqa: E402
-from shell.prefect_server import prefect_home  # noqa: E402
+from shell.prefect_server import own_home  # noqa: E402
 
 PROGRESS = re.compile(r" - (\w+: built v\w+ in [\d.]+ s)| - (lab seed \d+: .*)")
 
@@ -112,11 +112,11 @@ def plot(result: dict[str, Any]) -> list[Path]:
 
 def seed_jobs(recipe: str, arms: list[str], seeds: list[int], overrides: list[str]) -> list[side_by_side.Job]:
     name = Path(recipe).stem
-    home, runs = prefect_home(), RunStore().root
+    runs = RunStore().root
     return [side_by_side.Job(
         f"seed {seed}", [sys.executable, "-m", "lab", "--recipe", recipe, "--seed", str(seed), "--no-gather",
                          "--arms", *arms, *[f"--set={o}" for o in overrides]],
-        runs / f"lab-{name}-seed{seed}" / "lab.log", {"PREFECT_HOME": str(home / f"lab-seed{seed}")}) for seed in seeds]
+        runs / f"lab-{name}-seed{seed}" / "lab.log", {"PREFECT_HOME": str(own_home(f"lab-seed{seed}"))}) for seed in seeds]
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -83,6 +83,7 @@ def test_each_bench_seed_is_its_own_process_with_its_own_prefect_home(monkeypatc
     assert jobs[1].argv[1:] == ["-m", "bench.paper", "--recipe", "configs/pocket-test.yaml", "--seed", "2",
                                 "--no-gather", "--set=eval.samples=2"]
     assert jobs[1].env == {"PREFECT_HOME": str(tmp_path / "prefect" / "bench-paper-seed2")}
+    assert (tmp_path / "prefect" / "bench-paper-seed2").is_dir()  # Prefect would not create its parent
     assert jobs[1].log.parent.parent == tmp_path / "runs" and jobs[1].log.parent.name.endswith("-seed2")
 
 
