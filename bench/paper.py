@@ -506,6 +506,51 @@ def print_table(table: dict[str, Any]) -> None:
             print(f"\naha rollout (seed {k}, answer {s['aha']['answer']}): {s['aha']['prompt']}\n  {s['aha']['completion']}")
 
 
+def markdown(table: dict[str, Any]) -> str:
+    """README's findings tables, rendered from the gathered table (tests/test_paper_table.py checks
+    that README quotes them): the rows, every seed, the base's styles at step 0, the targets' margins
+    and the distillation sweep."""
+    seeds = table["by_seed"]
+    out = ["| model | pass@1 | 95% CI | cons@16 | length | language consistency | reflection rate |",
+           "|---|---:|---:|---:|---:|---:|---:|"]
+    for model, r in table["rows"].items():
+        lo, hi = r["pass_at_1_ci"]
+        out.append(f"| {model} | {r['pass_at_1']:.3f} | [{lo:.3f}, {hi:.3f}] | {r['cons_at_16']:.3f} | "
+                   f"{r['mean_length']:.1f} | {r['language_consistency']:.3f} | {r['reflection_rate']:.3f} |")
+    out += ["", "| seed | base | R1-Zero | R1 | distilled / RL-only student | pipeline: cold start -> reasoning RL -> "
+            "SFT -> all-scenario RL | transfer: base / R1-Zero / R1 | longer: base / R1-Zero / R1 |",
+            "|---|---:|---:|---:|---|---|---|---|"]
+    for seed, s in seeds.items():
+        rows, p = s["rows"], s["pipeline"]
+        stress = [" / ".join(f"{s[split][m]:.3f}" for m in STRESS_ROWS) for split in ("transfer", "longer")]
+        out.append(f"| {seed} | {rows['base']['pass_at_1']:.3f} | {rows['r1_zero']['pass_at_1']:.3f} | "
+                   f"{rows['r1']['pass_at_1']:.3f} | {rows['student_distilled']['pass_at_1']:.3f} / "
+                   f"{rows['student_rl']['pass_at_1']:.3f} | {' -> '.join(f'{p[st]:.3f}' for st in PIPELINE)} | "
+                   f"{stress[0]} | {stress[1]} |")
+    out += ["", "| seed | prompt | direct | worked | checked | accuracy: direct / worked / checked |",
+            "|---|---|---:|---:|---:|---|"]
+    for seed, s in seeds.items():
+        for prompt, st in s["base_styles"].items():
+            acc = st["accuracy"]
+            out.append(f"| {seed} | {prompt} | " + " | ".join(f"{st[k]:.0%}" for k in world.ANSWER_STYLES) + " | "
+                       + " / ".join(f"{acc[k]:.2f}" if k in acc else "-" for k in world.ANSWER_STYLES) + " |")
+    out += ["", "| target | " + " | ".join(f"seed {k}" for k in seeds) + " |", "|---|" + "---|" * len(seeds)]
+    by_target: dict[str, dict[int, dict[str, Any]]] = {}
+    for v in table["verdicts"]:
+        by_target.setdefault(v["target"], {})[v["seed"]] = v
+    for target, vs in by_target.items():
+        cells = [("holds: " if vs[int(k)]["holds"] else "**misses**: ") + vs[int(k)]["measured"].split("; ")[0]
+                 for k in seeds]
+        out.append(f"| {target.split(':')[0]} | " + " | ".join(cells) + " |")
+    if table["distill_sweep"]:
+        out += ["", "| student | parameters | student base | distilled | RL only | distilled - RL only |",
+                "|---|---:|---:|---:|---:|---:|"]
+        for r in sorted(table["distill_sweep"], key=lambda r: r["parameters"]):
+            out.append(f"| {r['size']} | {r['parameters'] / 1e6:.2f}M | {r['base']:.3f} | {r['distilled']:.3f} | "
+                       f"{r['rl']:.3f} | {r['distilled'] - r['rl']:+.3f} |")
+    return "\n".join(out)
+
+
 # What a seed's process prints that the terminal should see: each stage it built, each flow it finished.
 PROGRESS = re.compile(r" - (\w+: built v\w+ in [\d.]+ s)|\[bench-paper seed \d+\] (.*)")
 
@@ -538,6 +583,8 @@ def main() -> None:
                            "then gather every seed file")
     what.add_argument("--seed", type=int, help="run this one seed in this process, then gather every seed file")
     what.add_argument("--gather", action="store_true", help="only gather the seed files into paper_table.json")
+    what.add_argument("--markdown", action="store_true",
+                      help="print README's findings tables from the committed paper_table.json")
     what.add_argument("--distill-sweep", type=int, nargs="+", metavar="WIDTH",
                       help="students of these widths (4 layers) on one seed's teacher data (--sweep-seed, default 0): "
                            "distilled vs RL-only pass@1 per size, into paper_distill_sweep.json")
@@ -548,6 +595,9 @@ def main() -> None:
     args = parser.parse_args()
     if args.jobs is not None and (args.seeds is None or args.jobs < 1):
         parser.error("--jobs takes a positive number and goes with --seeds")
+    if args.markdown:
+        print(markdown(json.loads((RESULTS / "paper_table.json").read_text())))
+        return
     RESULTS.mkdir(parents=True, exist_ok=True)
     machine.use_own_cores()
     if args.seeds is not None:

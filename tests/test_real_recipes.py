@@ -5,7 +5,11 @@ distillation student) is a test-size pocket base with room for the recipe's R1 s
 hub dataset is a local file with the same columns and answer format (chain sums written the way
 GSM8K or MATH write answers: `#### 7`, `\\boxed{7}`); and sizes, steps and the GPU-only switches
 (bf16, vLLM) are shrunk or turned off. Everything else is the recipe's own: its template, rewards,
-loss, KL coefficient, cold-start source (R1-Zero's samples), guard, gradient checkpointing. Before
+loss, KL coefficient, guard, gradient checkpointing. One exception: the cold start reads a file of
+worked examples instead of R1-Zero's samples (the recipes' `r1_zero` source), because a two-step
+R1-Zero of a test-size base, prompted in the recipe's R1 system prompt, writes no verified answer to
+keep (measured: 54 wrong, 41 overlong of 96); the r1_zero source itself runs in the pocket recipe's
+tests. R1-Zero still trains and is evaluated here. Before
 the sealed-test round every evaluation stage of these recipes crashed after sampling (an empty
 stress split was saved and read back); nothing else in the suite ran them."""
 
@@ -82,6 +86,11 @@ def _standins(tmp: Path, recipe: Any) -> list[str]:
                    {"role": "assistant", "content": f"You are a good friend, {i}, and I am glad we met."}],
         "rejected": [{"role": "user", "content": f"Say something kind to friend {i}."},
                      {"role": "assistant", "content": "no"}]}) + "\n" for i in range(80)))
+    cold = tmp / "cold_start.jsonl"
+    cold.write_text("".join(json.dumps({"prompt": it["question"], "completion": (
+        f"<think> {it['metadata']['expression']} is {it['answer']} . </think> <answer> {it['answer']} </answer>")})
+        + "\n" for it in items[:48]))
+    out += ["cold_start.source=file", f"cold_start.dataset={cold}"]
     out.append(f"reward_model.dataset={json.dumps({'kind': 'file', 'path': str(pairs), 'columns': {'prompt': None}})}")
     return out
 
@@ -109,7 +118,7 @@ def test_a_real_recipe_runs_its_whole_graph_at_test_size(path, long_base, own_ru
 
     assert {"r1_zero", "cold_start_data", "reasoning_rl", "rejection_sampling", "all_scenario_rl", "merged",
             "student_distilled", "student_rl"} <= set(refs)
-    assert store.manifest(run_id, "cold_start_data")["metrics"]["source"] == "r1_zero"
+    assert store.manifest(run_id, "cold_start_data")["metrics"]["source"] == "file"
     assert not has_split(refs[graph.TASK_DATA], "transfer") and not has_split(refs[graph.TASK_DATA], "longer")
     for name in evaluations:
         results = load_results(refs[name])
