@@ -124,7 +124,7 @@ bench-paper: install
 	$(PY) -m bench.paper --recipe $(RECIPE) --seeds $(SEEDS)
 
 # The pocket bases the project ships (pocket/bases/: the default recipe's teacher in float32 and in
-# bfloat16, its student), rebuilt and refreshed: after any change to the corpus, tokenizer or
+# bfloat16, its student; bench-paper's seeds 1 and 2 in bfloat16 and their students), rebuilt and refreshed: after any change to the corpus, tokenizer or
 # pretraining code or to the default recipe's base settings (tests/test_shipped_bases.py says when).
 base: install
 	$(PY) -m shell.bases

@@ -312,9 +312,9 @@ def verdicts(s: dict[str, Any]) -> list[tuple[str, bool, str]]:
         ("1 headroom: base pass@1 <= 0.50", b["pass_at_1"] <= 0.50, f"{b['pass_at_1']:.3f}"),
         ("2 R1-Zero pass@1 >= base + 0.25", z["pass_at_1"] >= b["pass_at_1"] + 0.25,
          f"{z['pass_at_1']:.3f} vs {b['pass_at_1']:.3f} ({z['pass_at_1'] - b['pass_at_1']:+.3f})"),
-        ("3 thinking longer: rollout length last/first quarter >= 1.5 and held-out length >= 1.3x base",
+        ("3 thinking longer: rollout length last/first quarter >= 1.5 and test length >= 1.3x base",
          len1 >= 1.5 * len0 and z["mean_length"] >= 1.3 * b["mean_length"],
-         f"rollouts {len0:.1f} -> {len1:.1f} ({len1 / max(len0, 1e-9):.2f}x); held-out {z['mean_length']:.1f} vs "
+         f"rollouts {len0:.1f} -> {len1:.1f} ({len1 / max(len0, 1e-9):.2f}x); test {z['mean_length']:.1f} vs "
          f"{b['mean_length']:.1f} ({z['mean_length'] / max(b['mean_length'], 1e-9):.2f}x)"),
         ("4 checking: rollout reflection rate last quarter >= 0.20 and >= 2x first; on the same prompt checked "
          "answers more accurate (95% interval above 0)",
@@ -539,7 +539,7 @@ def markdown(table: dict[str, Any]) -> str:
     for v in table["verdicts"]:
         by_target.setdefault(v["target"], {})[v["seed"]] = v
     for target, vs in by_target.items():
-        cells = [("holds: " if vs[int(k)]["holds"] else "**misses**: ") + vs[int(k)]["measured"].split("; ")[0]
+        cells = [("holds: " if vs[int(k)]["holds"] else "**misses**: ") + "; ".join(vs[int(k)]["measured"].split("; ")[:2])
                  for k in seeds]
         out.append(f"| {target.split(':')[0]} | " + " | ".join(cells) + " |")
     if table["distill_sweep"]:

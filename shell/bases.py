@@ -49,6 +49,12 @@ SHIPPED = (
     Shipped("pocket-seed0-float32", "configs/pocket.yaml", graph.BASE, ("model.pocket.autocast=float32",)),
     Shipped("pocket-seed0-bfloat16", "configs/pocket.yaml", graph.BASE, ("model.pocket.autocast=bfloat16",)),
     Shipped("pocket-student-seed0", "configs/pocket.yaml", "student_base"),
+    # bench-paper's other seeds (each on one core of its own, where this CPU's probe picks bfloat16):
+    # without them the three-seed round pretrains two bases, ~11 min each, over its 60-minute budget
+    Shipped("pocket-seed1-bfloat16", "configs/pocket.yaml", graph.BASE, ("seed=1", "model.pocket.autocast=bfloat16")),
+    Shipped("pocket-seed2-bfloat16", "configs/pocket.yaml", graph.BASE, ("seed=2", "model.pocket.autocast=bfloat16")),
+    Shipped("pocket-student-seed1", "configs/pocket.yaml", "student_base", ("seed=1",)),
+    Shipped("pocket-student-seed2", "configs/pocket.yaml", "student_base", ("seed=2",)),
 )
 
 
