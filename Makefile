@@ -19,7 +19,7 @@ export TOKENIZERS_PARALLELISM ?= false
 # The temporary Prefect server needs more than its default 20 s to answer on a busy 2-core machine.
 export PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS ?= 120
 
-.PHONY: install install-gpu resolve sandbox-tool test pipeline r1-zero distill lint format runs clean bench-paper bench-stage2 serve deploy stop report bench dry-run doctor
+.PHONY: base lab install install-gpu resolve sandbox-tool test pipeline r1-zero distill lint format runs clean bench-paper bench-stage2 serve deploy stop report bench dry-run doctor
 
 install: $(STAMP) sandbox-tool
 
@@ -122,6 +122,19 @@ clean:
 SEEDS ?= 0 1 2
 bench-paper: install
 	$(PY) -m bench.paper --recipe $(RECIPE) --seeds $(SEEDS)
+
+# The pocket bases the project ships (pocket/bases/: the default recipe's teacher in float32 and in
+# bfloat16, its student; bench-paper's seeds 1 and 2 in bfloat16 and their students), rebuilt and refreshed: after any change to the corpus, tokenizer or
+# pretraining code or to the default recipe's base settings (tests/test_shipped_bases.py says when).
+base: install
+	$(PY) -m shell.bases
+
+# The ablation lab (lab/): the R1 follow-up papers' claims tested as arms of R1-Zero on the pocket world,
+# seeds side by side; bench/results/lab.json, lab.md and plots. ARMS="reach dr_grpo" runs a subset
+# (python -m lab --list names them); run again to resume.
+ARMS ?=
+lab: install
+	$(PY) -m lab --recipe $(RECIPE) --seeds $(SEEDS) $(if $(ARMS),--arms $(ARMS))
 
 # Stage-2 (reasoning RL) mean reward, first 10% of steps vs last 10%.
 bench-stage2: install

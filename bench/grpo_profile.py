@@ -1,6 +1,11 @@
 """Where a pocket GRPO step's time goes, and how far it is from its floor.
 
     python -m bench.grpo_profile [--recipe configs/pocket.yaml] [--stage r1_zero] [--steps 6] [--set KEY=VALUE]
+                                 [--adapter runs/<id>/r1_zero/adapter]
+
+A GRPO step's cost depends on how long the policy writes: a fresh adapter on the pocket base answers
+in a few tokens, R1-Zero's final one in over a hundred. `--adapter` starts from a trained adapter
+(the steady state of a run) instead of a fresh one (its first steps).
 
 Trains the stage's GRPO (TRL's GRPOTrainer as core/trainers.py builds it: the recipe's rewards and
 monitors, rollouts on the merged adapter) for a few steps on the recipe's base, with a stopwatch on
@@ -34,6 +39,7 @@ from core.config import load_recipe
 from core.modeling import load_tokenizer, stop_token_ids, trainable_model
 from core.runstore import RunStore
 from core.trainers import MergedRolloutGRPOTrainer, grpo_args
+from data.chat import render
 from rewards.routing import grpo_rewards
 from stages import graph, grpo, runner
 
@@ -110,7 +116,8 @@ def step_flops(config: Any, completions: int, prompt_tokens: float, completion_t
     return {"generation": generation, "update": update, "total": generation + update}
 
 
-def profile(recipe_path: str, stage: str, steps: int, overrides: list[str]) -> dict[str, Any]:
+def profile(recipe_path: str, stage: str, steps: int, overrides: list[str], adapter: Path | None = None
+            ) -> dict[str, Any]:
     machine.use_own_cores()
     recipe = load_recipe(recipe_path, overrides)
     cfg = getattr(recipe, stage)
@@ -119,7 +126,7 @@ def profile(recipe_path: str, stage: str, steps: int, overrides: list[str]) -> d
     refs = runner.build([graph.BASE], recipe, store, run_id)
     base = refs[graph.BASE].path
     tokenizer = load_tokenizer(base, recipe.model.eos_token)
-    model = trainable_model(base, None, recipe.model.lora, recipe.model.dtype, recipe.seed)
+    model = trainable_model(base, adapter, recipe.model.lora, recipe.model.dtype, recipe.seed)
     model.generation_config.eos_token_id = stop_token_ids(tokenizer, model)
     data = grpo.training_prompts(cfg, recipe, refs[graph.TASK_DATA])
     funcs, weights = grpo_rewards(cfg.rewards)
@@ -151,14 +158,15 @@ def profile(recipe_path: str, stage: str, steps: int, overrides: list[str]) -> d
     history = [h for h in trainer.state.log_history if "completions/mean_length" in h]
     measured = watch.steps[1:]  # the first step allocates and picks kernels
     mean = {k: statistics.fmean(s[k] for s in measured) for k in ("total", *PARTS)}
-    prompt_tokens = statistics.fmean(len(tokenizer.apply_chat_template(row["prompt"], add_generation_prompt=True))
+    prompt_tokens = statistics.fmean(len(tokenizer(render(tokenizer, row["prompt"]), add_special_tokens=False)["input_ids"])
                                      for row in data.select(range(64)))
     completion_tokens = statistics.fmean(h["completions/mean_length"] for h in history[1:])
     completions = cfg.batch_size * cfg.gradient_accumulation_steps
     flops = step_flops(model.config, completions, prompt_tokens, completion_tokens)
     gflops = matmul_gflops()
     floor = flops["total"] / (gflops * 1e9)
-    return {"recipe": recipe.name, "stage": stage, "steps_measured": len(measured), "wall_s": round(wall, 1),
+    return {"recipe": recipe.name, "stage": stage, "adapter": str(adapter) if adapter else None,
+            "steps_measured": len(measured), "wall_s": round(wall, 1),
             "machine": machine.machine(), "completions_per_step": completions,
             "mean_prompt_tokens": round(prompt_tokens, 1), "mean_completion_tokens": round(completion_tokens, 1),
             "seconds": {k: round(v, 3) for k, v in mean.items()},
@@ -169,7 +177,8 @@ def profile(recipe_path: str, stage: str, steps: int, overrides: list[str]) -> d
 
 def table(result: dict[str, Any]) -> str:
     s, shares = result["seconds"], result["shares"]
-    lines = [f"{result['stage']} of {result['recipe']}: {result['completions_per_step']} completions a step, "
+    start = f"from {result['adapter']}" if result.get("adapter") else "from a fresh adapter"
+    lines = [f"{result['stage']} of {result['recipe']} ({start}): {result['completions_per_step']} completions a step, "
              f"{result['mean_prompt_tokens']} prompt + {result['mean_completion_tokens']} completion tokens; "
              f"mean of {result['steps_measured']} steps",
              "| part | s a step | share |", "|---|---:|---:|"]
@@ -188,9 +197,13 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--stage", default="r1_zero", help="a GRPO stage's recipe section (default: %(default)s)")
     p.add_argument("--steps", type=int, default=6, help="steps measured (one more runs first, unmeasured)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    p.add_argument("--adapter", type=Path, help="start from this trained LoRA adapter (a stage's adapter/ directory) "
+                   "instead of a fresh one: the steady state of a run rather than its first steps")
     p.add_argument("--out", default=str(RESULTS / "grpo_profile.json"))
     args = p.parse_args(argv)
-    result = profile(args.recipe, args.stage, args.steps, args.overrides)
+    if args.adapter is not None and not (args.adapter / "adapter_config.json").is_file():
+        p.error(f"--adapter {args.adapter}: expected a PEFT adapter directory (with adapter_config.json)")
+    result = profile(args.recipe, args.stage, args.steps, args.overrides, args.adapter)
     print(table(result))
     Path(args.out).write_text(json.dumps(result, indent=2))
 

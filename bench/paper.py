@@ -1,31 +1,35 @@
 """The paper table in the pocket world (make bench-paper), over seeds.
 
 Each seed runs the `r1-zero`, `r1-pipeline` and `distill` flows in one run id
-(`bench-paper-<recipe>-seed<N>`; the recipe's `seed`, `model.pocket.seed` and
-`distill.student.seed` set to N, the held-out prompts the same for every seed), with the table's
-models evaluated at k=16 samples (temperature 0.6, top-p 0.95) and the pipeline's other stages at
-k=4 (only their pass@1 is reported), the harder split only for the models whose harder figures the
-table reports (base, R1-Zero, R1; over half of an evaluation's time). The analyses of written work
-read the samples the evaluations saved (samples-<split>.jsonl) rather than drawing them again. It writes
+(`bench-paper-<recipe>-seed<N>`; the recipe's `seed` set to N, which draws that seed's own world:
+its task prompts and splits, its corpus, its initialisation), with the table's models evaluated on
+the test split at k=16 samples (temperature 0.6, top-p 0.95) and the pipeline's other stages at k=4
+(only their pass@1 is reported), the stress splits (transfer, longer) only for the models whose
+stress figures the table reports (base, R1-Zero, R1). Nothing here selects a setting: the guard and
+probes read the validation split, the table reads test. The analyses of written work read the
+samples the evaluations saved (samples-<split>.jsonl) rather than drawing them again. It writes
 that seed's figures to bench/results/paper_seed<N>.json, then gathers every seed file present into
-bench/results/paper_table.json. `--seeds` runs several seeds side by side, one process each with an
-equal share of the CPU threads (bench/side_by_side.py; generation barely uses a second thread),
-and gathers once all have finished:
+bench/results/paper_table.json. `--seeds` runs several seeds side by side, one process each, at most
+as many at a time as there are cores, each pinned to cores of its own (shell/side_by_side.py;
+generation barely uses a second thread), and gathers once all have finished:
 
     {"seeds": [...], "rows": {MODEL: {pass_at_1, pass_at_1_ci, cons_at_16, mean_length,
-     language_consistency, reflection_rate}}, "by_seed": {"<N>": {"rows", "pipeline",
-     "r1_zero_rollouts", "harder", "checks", "checks_within_prompts", "r1_anatomy", "aha", ...}},
-     "verdicts": [...]}
+     language_consistency, reflection_rate}}, "by_seed": {"<N>": {"splits", "rows", "pipeline",
+     "r1_zero_rollouts", "transfer", "longer", "base_styles", "checks", "checks_within_prompt",
+     "checks_within_prompts", "r1_anatomy", "aha", ...}}, "verdicts": [...], "distill_sweep": [...]}
 
 `rows` are means over seeds; `pass_at_1_ci` is a 95% bootstrap interval resampling seeds, then
 prompts within each seed. The verdicts are the eight targets of the pocket world, each checked on
 every seed. `checks_within_prompts` compares R1-Zero's checked and unchecked answers on the same
-prompt and counts what its written checks did; `r1_anatomy` counts where R1's written work goes
-wrong on held-out and harder prompts (the chain's copy, the reductions, where a check starts).
-Plots (every seed gathered): bench/results/paper_rollouts.png, paper_heldout.png.
+prompt (target 4 is judged on that difference) and counts what its written checks did;
+`r1_anatomy` counts where R1's written work goes wrong on the test and stress prompts (the chain's
+copy, the reductions, where a check starts). `--distill-sweep` trains the distillation student at
+several sizes on one seed's teacher data (distilled vs RL-only pass@1 per size: `distill_sweep`).
+Plots (every seed gathered): bench/results/paper_rollouts.png, paper_test.png, paper_distill_sweep.png.
 
     .venv/bin/python -m bench.paper --seeds 0 1 2 [--recipe configs/pocket.yaml] [--set KEY=VALUE ...]
     .venv/bin/python -m bench.paper --seed 0      # one seed, in this process
+    .venv/bin/python -m bench.paper --distill-sweep 48 64 80 96 [--seed 0]   # student widths, 4 layers
     .venv/bin/python -m bench.paper --gather      # only rebuild paper_table.json from the seed files
 """
 
@@ -46,26 +50,29 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+from transformers import AutoModelForCausalLM  # noqa: E402
 
-from bench import side_by_side  # noqa: E402
+from core import machine  # noqa: E402
 from core.config import load_recipe  # noqa: E402
 from core.generation import generate  # noqa: E402
 from core.layout import LOG_HISTORY
 from core.modeling import adapter_path, inference_model, load_tokenizer  # noqa: E402
 from core.runstore import RunStore  # noqa: E402
 from data.chat import messages, render  # noqa: E402
-from data.saved import load_split  # noqa: E402
+from data.saved import STRESS, load_split  # noqa: E402
 from flows.training import FLOWS  # noqa: E402
 from pocket import world  # noqa: E402
-from shell.prefect_server import prefect_home  # noqa: E402
-from stages import graph  # noqa: E402
-from stages.evaluation import heldout_rows, load_results, load_samples, score_sample, stage_name  # noqa: E402
+from pocket.analysis import OUTCOMES, check_outcome, tally_anatomy  # noqa: E402
+from shell import side_by_side  # noqa: E402
+from shell.prefect_server import own_home  # noqa: E402
+from stages import graph, runner  # noqa: E402
+from stages.evaluation import eval_rows, load_results, load_samples, score_sample, stage_name  # noqa: E402
 
 RESULTS = Path(__file__).parent / "results"
 EVAL_OVERRIDES = ["eval.samples=16", "eval.temperature=0.6", "eval.top_p=0.95", "eval.prompts=null"]
 FIELDS = ("pass_at_1", "cons_at_16", "mean_length", "language_consistency", "reflection_rate")
 PIPELINE = ("cold_start", "reasoning_rl", "sft", "all_scenario_rl")
-HARDER_ROWS = ("base", "r1_zero", "r1")
+STRESS_ROWS = ("base", "r1_zero", "r1")
 PIPELINE_SAMPLES = 4  # k for the pipeline's stages outside the table (stage_samples_override)
 
 
@@ -83,7 +90,9 @@ def seed_run_id(recipe_name: str, seed: int) -> str:
 
 
 def seed_overrides(seed: int) -> list[str]:
-    return [f"seed={seed}", f"model.pocket.seed={seed}", f"distill.student.seed={seed}"]
+    """The recipe's seed: the pocket recipes leave data.seed, model.pocket.seed and distill.student.seed
+    unset, so it draws the seed's whole world (a recipe that pins them varies only training)."""
+    return [f"seed={seed}"]
 
 
 def bootstrap(values: list[float], n: int = 2000, seed: int = 0) -> list[float]:
@@ -125,77 +134,6 @@ def aha_rollout(recipe: Any, store: RunStore, run_id: str, tries: int = 512) -> 
     return None
 
 
-OUTCOMES = {(True, True): "confirmed", (False, True): "caught", (False, False): "missed", (True, False): "broke"}
-
-
-def check_outcome(text: str, answer: str) -> str | None:
-    """What a response's written check ("check :") did: None when it has none; else, by whether the
-    work before the check ended on the right value and whether the answer given is right,
-    "confirmed" (right, right), "caught" (wrong, right), "missed" (wrong, wrong) or "broke" (right, wrong).
-    It reads the text as world.caught_slip does; it is not beside it because data/ is hashed into
-    every stage's key, and moving it there would rebuild every stage of the committed table."""
-    if world.CHECK_WORD not in text:
-        return None
-    worked = re.findall(r"-?\d+", text.split(world.CHECK_WORD, 1)[0].split("<think>")[-1])
-    given = re.findall(r"<answer>\s*(-?\d+)\s*</answer>", text)
-    return OUTCOMES[(bool(worked) and worked[-1] == answer.strip(), bool(given) and given[-1] == answer.strip())]
-
-
-# The forward work's lines in every language of the world ("i start from 4 - 1 ." / "then 3 .").
-_WORK_LINE = re.compile("(?:" + "|".join(re.escape(p[w]) for p in world.PHRASES.values() for w in ("start", "then"))
-                        + r") (-?\d[-+ \d]*?) \.")
-ANATOMY = ("responses", "written", "copied", "clean", "clean_right", "checked", "check_from_prompt", "check_from_work",
-           "check_from_other")
-
-
-def _terms(text: str) -> list[int] | None:
-    try:
-        return world.parse_terms(text)
-    except (ValueError, IndexError):
-        return None
-
-
-def work_anatomy(text: str, chain: list[int]) -> dict[str, Any] | None:
-    """Where a response's written work went: None when it wrote none; else whether its first line
-    copied the prompt's chain ("copied"), whether every later line then reduced the one before it
-    ("reduced": first two terms added, the rest copied), and where its check started ("check_from":
-    "prompt" when it copied the prompt's chain again, "work" when it copied the work's first line
-    instead, "other", or None without a check). Like check_outcome, it lives here, not in data/."""
-    work, _, check = text.split("<think>")[-1].partition(world.CHECK_WORD)
-    lines = [_terms(m) for m in _WORK_LINE.findall(work)]
-    if not lines:
-        return None
-    copied = lines[0] == list(chain)
-    reduced = all(a and b and len(b) == len(a) - 1 and b[0] == a[0] + a[1] and b[1:] == a[2:]
-                  for a, b in zip(lines, lines[1:], strict=False))
-    check_from = None
-    if check:
-        first = _terms(re.split(r" = | \. ", check.strip())[0])  # the chain it starts from
-        check_from = "prompt" if first == list(chain) else "work" if first == lines[0] else "other"
-    return {"copied": copied, "reduced": reduced, "check_from": check_from}
-
-
-def tally_anatomy(rows: list[dict[str, Any]], sampled: list[list[Any]], language: str) -> dict[str, int]:
-    """work_anatomy counted over samples (k per row): how many wrote work, copied the chain, copied it
-    and reduced every line right ("clean"; "clean_right": of those, answered right), checked, and where
-    the checks started."""
-    counts = Counter({key: 0 for key in ANATOMY})
-    for row, completions in zip(rows, sampled, strict=True):
-        chain = world.terms_of(row["metadata"])
-        for c in completions:
-            counts["responses"] += 1
-            a = work_anatomy(c.text, chain) if chain else None
-            if a is None:
-                continue
-            clean = a["copied"] and a["reduced"]
-            right = score_sample(c, row, language).correct
-            counts.update({"written": 1, "copied": a["copied"], "clean": clean, "clean_right": clean and right,
-                           "checked": a["check_from"] is not None})
-            if a["check_from"]:
-                counts[f"check_from_{a['check_from']}"] += 1
-    return dict(counts)
-
-
 def saved_samples(recipe: Any, store: RunStore, run_id: str, evaluated: str, splits: tuple[str, ...]
                   ) -> dict[str, tuple[list[dict[str, Any]], list[list[Any]]]]:
     """The k samples the evaluation of `evaluated` drew on each split (its samples-<split>.jsonl):
@@ -204,16 +142,16 @@ def saved_samples(recipe: Any, store: RunStore, run_id: str, evaluated: str, spl
     task_data = store.ref(run_id, graph.evaluation_of(evaluated).inputs["task_data"])
     out = {}
     for split in splits:
-        rows = heldout_rows(recipe.eval, task_data, split)
+        rows = eval_rows(recipe.eval, task_data, split)
         out[split] = rows, load_samples(ref, rows, split)
     return out
 
 
 def r1_anatomy(recipe: Any, store: RunStore, run_id: str) -> dict[str, dict[str, int]]:
-    """R1's written work on the held-out and the harder prompts (its evaluation's samples),
-    tallied by tally_anatomy: on chains longer than any it trained on, is it the copy of the chain or
-    the reductions that go wrong?"""
-    drawn = saved_samples(recipe, store, run_id, paper_rows()["r1"], ("heldout", "harder"))
+    """R1's written work on the test and the stress prompts (its evaluation's samples), tallied by
+    tally_anatomy: on chains longer than any it trained on, is it the copy of the chain or the
+    reductions that go wrong?"""
+    drawn = saved_samples(recipe, store, run_id, paper_rows()["r1"], ("test", *STRESS))
     return {split: tally_anatomy(rows, sampled, recipe.data.language) for split, (rows, sampled) in drawn.items()}
 
 
@@ -223,7 +161,7 @@ def checks_within_prompts(recipe: Any, store: RunStore, run_id: str) -> dict[str
     prompts where R1-Zero's evaluation drew both checked and unchecked samples, this compares the two. It
     also counts what the written checks did (check_outcome): a check pays only if it catches more
     slips than it breaks right work."""
-    rows, sampled = saved_samples(recipe, store, run_id, paper_rows()["r1_zero"], ("heldout",))["heldout"]
+    rows, sampled = saved_samples(recipe, store, run_id, paper_rows()["r1_zero"], ("test",))["test"]
     diffs, pooled, outcomes = [], {True: [], False: []}, Counter({o: 0 for o in OUTCOMES.values()})
     for row, completions in zip(rows, sampled, strict=True):
         outcomes.update(o for c in completions if (o := check_outcome(c.text, str(row["answer"]))))
@@ -244,9 +182,9 @@ def checks_within_prompts(recipe: Any, store: RunStore, run_id: str) -> dict[str
             "check_outcomes": dict(outcomes), "anatomy": tally_anatomy(rows, sampled, recipe.data.language)}
 
 
-def harder_override() -> str:
-    """eval.harder_stages: the stages behind the table's harder column."""
-    return f"eval.harder_stages=[{', '.join(paper_rows()[row] for row in HARDER_ROWS)}]"
+def stress_override() -> str:
+    """eval.stress_stages: the stages behind the table's transfer and longer columns."""
+    return f"eval.stress_stages=[{', '.join(paper_rows()[row] for row in STRESS_ROWS)}]"
 
 
 def stage_samples_override() -> str:
@@ -256,14 +194,14 @@ def stage_samples_override() -> str:
 
 
 def run_seed(recipe_path: str, overrides: list[str], seed: int) -> dict[str, Any]:
-    overrides = [*EVAL_OVERRIDES, harder_override(), stage_samples_override(), *seed_overrides(seed), *overrides]
+    overrides = [*EVAL_OVERRIDES, stress_override(), stage_samples_override(), *seed_overrides(seed), *overrides]
     recipe = load_recipe(recipe_path, overrides)
     run_id = seed_run_id(recipe.name, seed)
     store = RunStore()
     walls = {}
     for name, flow in FLOWS.items():
         t0 = time.perf_counter()
-        flow(recipe=recipe_path, overrides=overrides, run_id=run_id)
+        flow(recipe=recipe, run_id=run_id)
         walls[name] = round(time.perf_counter() - t0, 1)
         print(f"[bench-paper seed {seed}] {name} finished in {walls[name]:.0f} s", flush=True)
 
@@ -287,6 +225,8 @@ def run_seed(recipe_path: str, overrides: list[str], seed: int) -> dict[str, Any
     history = [h for h in json.loads((Path(store.ref(run_id, "r1_zero").path) / LOG_HISTORY).read_text())
                if "reward" in h]
     aha = aha_rollout(recipe, store, run_id)
+    tasks, base = store.manifest(run_id, graph.TASK_DATA), store.manifest(run_id, graph.BASE)
+    within = checks_within_prompts(recipe, store, run_id)
     return {
         "seed": seed, "run_id": run_id, "rows": rows, "pass_at_1_by_prompt": by_prompt,
         "pipeline": {stage: results(stage)["overall"]["pass_at_1"] for stage in PIPELINE},
@@ -294,9 +234,14 @@ def run_seed(recipe_path: str, overrides: list[str], seed: int) -> dict[str, Any
                              "accuracy": [h["rewards/accuracy/mean"] for h in history],
                              "mean_length": [h["completions/mean_length"] for h in history],
                              "reflection_rate": [h["rewards/reflected/mean"] for h in history]},
-        "harder": {row: results(paper_rows()[row]).get("harder", {}).get("pass_at_1") for row in HARDER_ROWS},
+        **{split: {row: results(paper_rows()[row]).get(split, {}).get("pass_at_1") for row in STRESS_ROWS}
+           for split in STRESS},
+        "splits": {split: tasks["metrics"].get(f"{split}_rows", 0) for split in ("train", "validation", "test", *STRESS)},
+        "base_styles": {prompt: base["metrics"][prompt]["styles"] | {"accuracy": base["metrics"][prompt]["accuracy"]}
+                        for prompt in ("task", "practice")},
         "checks": {"with": zero["overall"]["accuracy_reflected"], "without": zero["overall"]["accuracy_unreflected"]},
-        "checks_within_prompts": checks_within_prompts(recipe, store, run_id),
+        "checks_within_prompt": {"diff": within["mean_difference"], "ci": within["difference_ci"]},
+        "checks_within_prompts": within,
         "r1_anatomy": r1_anatomy(recipe, store, run_id),
         "length": {"correct": zero["overall"]["mean_length_correct"], "incorrect": zero["overall"]["mean_length_incorrect"]},
         "aha": aha, "flow_wall_s": walls, "wall_s": round(sum(walls.values()), 1),
@@ -336,7 +281,7 @@ def _check_sources(a: dict[str, int] | None) -> str:
 
 
 def anatomy_text(by_split: dict[str, dict[str, int]] | None) -> str:
-    """R1's work on held-out vs harder prompts: how often the first line copies the chain, and how
+    """R1's work on test vs stress prompts: how often the first line copies the chain, and how
     often the whole work is clean (copied and every line reduced right)."""
     if not by_split:
         return ""
@@ -358,20 +303,26 @@ def verdicts(s: dict[str, Any]) -> list[tuple[str, bool, str]]:
     b, z, r1, d, st = r["base"], r["r1_zero"], r["r1"], r["student_distilled"], r["student_rl"]
     len0, len1 = quarters(s["r1_zero_rollouts"]["mean_length"])
     ref0, ref1 = quarters(s["r1_zero_rollouts"]["reflection_rate"])
-    checks, pipe, hard = s["checks"], s["pipeline"], s["harder"]
-    check_pays = checks["with"] is not None and checks["without"] is not None and checks["with"] > checks["without"]
+    checks, pipe, longer = s["checks"], s["pipeline"], s["longer"]
+    within = s["checks_within_prompt"]
+    # a check pays on the same prompt: the within-prompt difference's 95% interval lies above zero
+    # (the pooled figures mix in difficulty: checks are written more on long chains)
+    check_pays = within["ci"] is not None and within["ci"][0] > 0
     return [
         ("1 headroom: base pass@1 <= 0.50", b["pass_at_1"] <= 0.50, f"{b['pass_at_1']:.3f}"),
         ("2 R1-Zero pass@1 >= base + 0.25", z["pass_at_1"] >= b["pass_at_1"] + 0.25,
          f"{z['pass_at_1']:.3f} vs {b['pass_at_1']:.3f} ({z['pass_at_1'] - b['pass_at_1']:+.3f})"),
-        ("3 thinking longer: rollout length last/first quarter >= 1.5 and held-out length >= 1.3x base",
+        ("3 thinking longer: rollout length last/first quarter >= 1.5 and test length >= 1.3x base",
          len1 >= 1.5 * len0 and z["mean_length"] >= 1.3 * b["mean_length"],
-         f"rollouts {len0:.1f} -> {len1:.1f} ({len1 / max(len0, 1e-9):.2f}x); held-out {z['mean_length']:.1f} vs "
+         f"rollouts {len0:.1f} -> {len1:.1f} ({len1 / max(len0, 1e-9):.2f}x); test {z['mean_length']:.1f} vs "
          f"{b['mean_length']:.1f} ({z['mean_length'] / max(b['mean_length'], 1e-9):.2f}x)"),
-        ("4 checking: rollout reflection rate last quarter >= 0.20 and >= 2x first; checked answers more accurate",
+        ("4 checking: rollout reflection rate last quarter >= 0.20 and >= 2x first; on the same prompt checked "
+         "answers more accurate (95% interval above 0)",
          ref1 >= 0.20 and ref1 >= 2 * ref0 and check_pays,
-         f"rollouts {ref0:.3f} -> {ref1:.3f}; held-out accuracy with a check {_f(checks['with'])} vs without "
-         f"{_f(checks['without'])}{_within(s.get('checks_within_prompts'))}"),
+         f"rollouts {ref0:.3f} -> {ref1:.3f}; same prompt {_f(within['diff'])} "
+         f"{'[' + ', '.join(f'{x:+.3f}' for x in within['ci']) + ']' if within['ci'] else '(no interval)'}; "
+         f"pooled with a check {_f(checks['with'])} vs without {_f(checks['without'])}"
+         f"{_within(s.get('checks_within_prompts'))}"),
         ("5 reasoning_rl pass@1 >= cold_start + 0.05", pipe["reasoning_rl"] >= pipe["cold_start"] + 0.05,
          f"{pipe['reasoning_rl']:.3f} vs {pipe['cold_start']:.3f}"),
         ("6 R1: language consistency >= 0.95 and > R1-Zero's; pass@1 >= R1-Zero's",
@@ -381,9 +332,12 @@ def verdicts(s: dict[str, Any]) -> list[tuple[str, bool, str]]:
          f"{z['pass_at_1']:.3f}"),
         ("7 distilled student pass@1 >= RL-only student + 0.10", d["pass_at_1"] >= st["pass_at_1"] + 0.10,
          f"{d['pass_at_1']:.3f} vs {st['pass_at_1']:.3f}"),
-        ("8 harder split: R1 pass@1 >= base + 0.10",
-         hard["r1"] is not None and hard["base"] is not None and hard["r1"] >= hard["base"] + 0.10,
-         f"{hard['r1']} vs {hard['base']}{anatomy_text(s.get('r1_anatomy'))}"),
+        ("8 longer chains (beyond every training document): R1 pass@1 >= base + 0.10",
+         longer["r1"] is not None and longer["base"] is not None and longer["r1"] >= longer["base"] + 0.10,
+         f"{_f(longer['r1'])} vs {_f(longer['base'])}"
+         + (f" ({longer['r1'] - longer['base']:+.3f})" if None not in (longer["r1"], longer["base"]) else "")
+         + f"; transfer (practised lengths) {_f(s['transfer']['r1'])} vs {_f(s['transfer']['base'])}"
+         + anatomy_text(s.get("r1_anatomy"))),
     ]
 
 
@@ -405,7 +359,10 @@ def gather() -> dict[str, Any]:
     verdict_rows = []
     for k, s in seeds.items():
         verdict_rows += [{"seed": int(k), "target": t, "holds": ok, "measured": m} for t, ok, m in verdicts(s)]
-    return {"seeds": sorted(int(k) for k in seeds), "rows": rows, "by_seed": by_seed, "verdicts": verdict_rows}
+    sweep_file = RESULTS / "paper_distill_sweep.json"
+    sweep = json.loads(sweep_file.read_text()) if sweep_file.is_file() else []
+    return {"seeds": sorted(int(k) for k in seeds), "rows": rows, "by_seed": by_seed, "verdicts": verdict_rows,
+            "distill_sweep": sweep}
 
 
 def _bars(ax: Any, groups: list[str], series: dict[str, list[float | None]], title: str, ylabel: str) -> None:
@@ -425,7 +382,7 @@ def _bars(ax: Any, groups: list[str], series: dict[str, list[float | None]], tit
 
 def plot(table: dict[str, Any], out: Path) -> list[Path]:
     """bench/results/paper_rollouts.png (R1-Zero's rollouts per GRPO step, one line per seed) and
-    paper_heldout.png (the held-out findings side by side, one bar per seed)."""
+    paper_test.png (the test split's findings and the stress splits side by side, one bar per seed)."""
     seeds = table["by_seed"]
     fig, axes = plt.subplots(1, 3, figsize=(15, 4))
     for key, ax, ylabel in (("accuracy", axes[0], "share of rollouts correct"),
@@ -444,29 +401,94 @@ def plot(table: dict[str, Any], out: Path) -> list[Path]:
     fig.savefig(paths[-1], dpi=110)
     plt.close(fig)
 
-    fig, axes = plt.subplots(1, 5, figsize=(22, 4.2))
+    fig, axes = plt.subplots(1, 6, figsize=(26, 4.2))
     named = {f"seed {k}": s for k, s in seeds.items()}
     models = list(table["rows"])
     _bars(axes[0], models, {n: [s["rows"][m]["pass_at_1"] for m in models] for n, s in named.items()},
-          "held-out pass@1 (k=16)", "pass@1")
+          "test pass@1 (k=16)", "pass@1")
     _bars(axes[1], list(PIPELINE), {n: [s["pipeline"][st] for st in PIPELINE] for n, s in named.items()},
           "the pipeline, stage by stage", "pass@1")
-    _bars(axes[2], ["with a check", "without"],
-          {n: [s["checks"]["with"], s["checks"]["without"]] for n, s in named.items()},
-          "R1-Zero held-out accuracy, responses with / without a check", "accuracy")
-    _bars(axes[3], ["right", "wrong"],
-          {n: [s["length"]["correct"], s["length"]["incorrect"]] for n, s in named.items()},
-          "R1-Zero held-out length of right and wrong responses", "tokens")
-    _bars(axes[4], ["base", "r1_zero", "r1"], {n: [s["harder"][m] for m in ("base", "r1_zero", "r1")]
-                                               for n, s in named.items()},
-          "harder split (longer chains than any in training)", "pass@1")
-    for ax in (axes[0], axes[1], axes[2], axes[4]):
+    _bars(axes[2], list(world.ANSWER_STYLES),
+          {n: [s["base_styles"]["task"][st] for st in world.ANSWER_STYLES] for n, s in named.items()},
+          "the base's answers at step 0 (task prompt, T=1)", "share of answers")
+    _bars(axes[3], ["same prompt: checked - unchecked"],
+          {n: [s["checks_within_prompt"]["diff"]] for n, s in named.items()},
+          "R1-Zero test answers: does a check pay on the same prompt?", "accuracy difference")
+    _bars(axes[4], list(STRESS_ROWS), {n: [s["transfer"][m] for m in STRESS_ROWS] for n, s in named.items()},
+          "transfer (6-7 terms: practised, never asked)", "pass@1")
+    _bars(axes[5], list(STRESS_ROWS), {n: [s["longer"][m] for m in STRESS_ROWS] for n, s in named.items()},
+          "longer (8 terms: beyond every training document)", "pass@1")
+    for ax in (axes[0], axes[1], axes[2], axes[4], axes[5]):
         ax.set_ylim(0, 1.1)
+    axes[3].axhline(0, color="black", linewidth=0.8)
     fig.tight_layout()
-    paths.append(out / "paper_heldout.png")
+    paths.append(out / "paper_test.png")
     fig.savefig(paths[-1], dpi=110)
     plt.close(fig)
+    if table.get("distill_sweep"):
+        paths.append(plot_sweep(table["distill_sweep"], out / "paper_distill_sweep.png"))
     return paths
+
+
+def plot_sweep(sweep: list[dict[str, Any]], path: Path) -> Path:
+    """Distilled vs RL-only student pass@1 by student size (parameters), one line each."""
+    sweep = sorted(sweep, key=lambda r: r["parameters"])
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for key, label in (("distilled", "distilled (SFT on the teacher's samples)"), ("rl", "RL only (GRPO)"),
+                       ("base", "the student base")):
+        ax.plot([r["parameters"] / 1e6 for r in sweep], [r[key] for r in sweep], marker="o", label=label)
+    for r in sweep:
+        ax.annotate(r["size"], (r["parameters"] / 1e6, r["distilled"]), fontsize=7, xytext=(3, 3),
+                    textcoords="offset points")
+    ax.set_xlabel("student parameters (M)")
+    ax.set_ylabel("test pass@1 (k=16)")
+    ax.set_ylim(0, 1.05)
+    ax.set_title(f"distillation vs RL alone by student size (seed {sweep[0]['seed']})", fontsize=9)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+# --- the distillation sweep ------------------------------------------------------------------------
+
+STUDENT_LAYERS = 4
+
+
+def student_overrides(width: int) -> list[str]:
+    """A student `width` wide, STUDENT_LAYERS deep, its MLP 3x as wide (the teacher's proportions)."""
+    return [f"distill.student.hidden_size={width}", f"distill.student.num_layers={STUDENT_LAYERS}",
+            f"distill.student.intermediate_size={3 * width}"]
+
+
+def distill_sweep(recipe_path: str, overrides: list[str], seed: int, widths: list[int]) -> list[dict[str, Any]]:
+    """Distilled vs RL-only students of each width on the teacher data of the seed's run (its
+    rejection-sampled set, built by `--seed N` first): each size in a run of its own that takes the
+    seed's task data and teacher dataset as given, so the teacher is never trained again."""
+    store = RunStore()
+    base_overrides = [*EVAL_OVERRIDES, stress_override(), stage_samples_override(), *seed_overrides(seed), *overrides]
+    name = load_recipe(recipe_path, base_overrides).name
+    teacher = seed_run_id(name, seed)
+    given = {stage: store.ref(teacher, stage) for stage in (graph.TASK_DATA, "rejection_sampling")}
+    if None in given.values():
+        raise SystemExit(f"{teacher} has no finished task data and rejection sampling: run --seed {seed} first")
+    out = []
+    for width in widths:
+        recipe = load_recipe(recipe_path, [*base_overrides, *student_overrides(width)])
+        run_id = f"{teacher}-student{width}"
+        targets = [stage_name(s) for s in ("student_base", "student_distilled", "student_rl")]
+        refs = runner.build(targets, recipe, store, run_id, given)
+        res = {s: load_results(refs[stage_name(s)])["overall"]["pass_at_1"]
+               for s in ("student_base", "student_distilled", "student_rl")}
+        parameters = AutoModelForCausalLM.from_pretrained(refs["student_base"].path).num_parameters()
+        row = {"seed": seed, "size": f"{width}x{STUDENT_LAYERS}", "width": width,
+               "parameters": parameters, "base": res["student_base"],
+               "distilled": res["student_distilled"], "rl": res["student_rl"]}
+        print(f"[distill sweep] {row}", flush=True)
+        out.append(row)
+    return out
 
 
 def print_table(table: dict[str, Any]) -> None:
@@ -484,6 +506,51 @@ def print_table(table: dict[str, Any]) -> None:
             print(f"\naha rollout (seed {k}, answer {s['aha']['answer']}): {s['aha']['prompt']}\n  {s['aha']['completion']}")
 
 
+def markdown(table: dict[str, Any]) -> str:
+    """README's findings tables, rendered from the gathered table (tests/test_paper_table.py checks
+    that README quotes them): the rows, every seed, the base's styles at step 0, the targets' margins
+    and the distillation sweep."""
+    seeds = table["by_seed"]
+    out = ["| model | pass@1 | 95% CI | cons@16 | length | language consistency | reflection rate |",
+           "|---|---:|---:|---:|---:|---:|---:|"]
+    for model, r in table["rows"].items():
+        lo, hi = r["pass_at_1_ci"]
+        out.append(f"| {model} | {r['pass_at_1']:.3f} | [{lo:.3f}, {hi:.3f}] | {r['cons_at_16']:.3f} | "
+                   f"{r['mean_length']:.1f} | {r['language_consistency']:.3f} | {r['reflection_rate']:.3f} |")
+    out += ["", "| seed | base | R1-Zero | R1 | distilled / RL-only student | pipeline: cold start -> reasoning RL -> "
+            "SFT -> all-scenario RL | transfer: base / R1-Zero / R1 | longer: base / R1-Zero / R1 |",
+            "|---|---:|---:|---:|---|---|---|---|"]
+    for seed, s in seeds.items():
+        rows, p = s["rows"], s["pipeline"]
+        stress = [" / ".join(f"{s[split][m]:.3f}" for m in STRESS_ROWS) for split in ("transfer", "longer")]
+        out.append(f"| {seed} | {rows['base']['pass_at_1']:.3f} | {rows['r1_zero']['pass_at_1']:.3f} | "
+                   f"{rows['r1']['pass_at_1']:.3f} | {rows['student_distilled']['pass_at_1']:.3f} / "
+                   f"{rows['student_rl']['pass_at_1']:.3f} | {' -> '.join(f'{p[st]:.3f}' for st in PIPELINE)} | "
+                   f"{stress[0]} | {stress[1]} |")
+    out += ["", "| seed | prompt | direct | worked | checked | accuracy: direct / worked / checked |",
+            "|---|---|---:|---:|---:|---|"]
+    for seed, s in seeds.items():
+        for prompt, st in s["base_styles"].items():
+            acc = st["accuracy"]
+            out.append(f"| {seed} | {prompt} | " + " | ".join(f"{st[k]:.0%}" for k in world.ANSWER_STYLES) + " | "
+                       + " / ".join(f"{acc[k]:.2f}" if k in acc else "-" for k in world.ANSWER_STYLES) + " |")
+    out += ["", "| target | " + " | ".join(f"seed {k}" for k in seeds) + " |", "|---|" + "---|" * len(seeds)]
+    by_target: dict[str, dict[int, dict[str, Any]]] = {}
+    for v in table["verdicts"]:
+        by_target.setdefault(v["target"], {})[v["seed"]] = v
+    for target, vs in by_target.items():
+        cells = [("holds: " if vs[int(k)]["holds"] else "**misses**: ") + "; ".join(vs[int(k)]["measured"].split("; ")[:2])
+                 for k in seeds]
+        out.append(f"| {target.split(':')[0]} | " + " | ".join(cells) + " |")
+    if table["distill_sweep"]:
+        out += ["", "| student | parameters | student base | distilled | RL only | distilled - RL only |",
+                "|---|---:|---:|---:|---:|---:|"]
+        for r in sorted(table["distill_sweep"], key=lambda r: r["parameters"]):
+            out.append(f"| {r['size']} | {r['parameters'] / 1e6:.2f}M | {r['base']:.3f} | {r['distilled']:.3f} | "
+                       f"{r['rl']:.3f} | {r['distilled'] - r['rl']:+.3f} |")
+    return "\n".join(out)
+
+
 # What a seed's process prints that the terminal should see: each stage it built, each flow it finished.
 PROGRESS = re.compile(r" - (\w+: built v\w+ in [\d.]+ s)|\[bench-paper seed \d+\] (.*)")
 
@@ -496,12 +563,12 @@ def seed_jobs(recipe_path: str, overrides: list[str], seeds: list[int]) -> list[
 
     name = load_recipe(recipe_path, overrides).name
     api = prefect.settings.get_current_settings().api.url
-    home, runs = prefect_home(), RunStore().root
+    runs = RunStore().root
     jobs = []
     for seed in seeds:
         argv = [sys.executable, "-m", "bench.paper", "--recipe", recipe_path, "--seed", str(seed), "--no-gather",
                 *[f"--set={o}" for o in overrides]]
-        env = {"PREFECT_API_URL": api} if api else {"PREFECT_HOME": str(home / f"bench-paper-seed{seed}")}
+        env = {"PREFECT_API_URL": api} if api else {"PREFECT_HOME": str(own_home(f"bench-paper-seed{seed}"))}
         log = runs / seed_run_id(name, seed) / "bench-paper.log"
         jobs.append(side_by_side.Job(f"seed {seed}", argv, log, env))
     return jobs
@@ -516,13 +583,23 @@ def main() -> None:
                            "then gather every seed file")
     what.add_argument("--seed", type=int, help="run this one seed in this process, then gather every seed file")
     what.add_argument("--gather", action="store_true", help="only gather the seed files into paper_table.json")
-    parser.add_argument("--jobs", type=int, help="with --seeds: at most this many seeds at a time (default: all)")
+    what.add_argument("--markdown", action="store_true",
+                      help="print README's findings tables from the committed paper_table.json")
+    what.add_argument("--distill-sweep", type=int, nargs="+", metavar="WIDTH",
+                      help="students of these widths (4 layers) on one seed's teacher data (--sweep-seed, default 0): "
+                           "distilled vs RL-only pass@1 per size, into paper_distill_sweep.json")
+    parser.add_argument("--sweep-seed", type=int, default=0, help="the seed whose teacher data the sweep uses")
+    parser.add_argument("--jobs", type=int, help="with --seeds: at most this many seeds at a time (never more than the cores; default: as many)")
     parser.add_argument("--no-gather", dest="gather_after", action="store_false", help=argparse.SUPPRESS)
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
     args = parser.parse_args()
     if args.jobs is not None and (args.seeds is None or args.jobs < 1):
         parser.error("--jobs takes a positive number and goes with --seeds")
+    if args.markdown:
+        print(markdown(json.loads((RESULTS / "paper_table.json").read_text())))
+        return
     RESULTS.mkdir(parents=True, exist_ok=True)
+    machine.use_own_cores()
     if args.seeds is not None:
         jobs = seed_jobs(args.recipe, args.overrides, args.seeds)
         codes = side_by_side.run(jobs, args.jobs or len(jobs), PROGRESS)
@@ -530,11 +607,14 @@ def main() -> None:
         if failed:
             raise SystemExit("bench-paper: " + "; ".join(f"{j.name} failed, see {j.log}" for j in failed)
                              + " (run again to resume: finished stages are reused)")
+    if args.distill_sweep is not None:
+        sweep = distill_sweep(args.recipe, args.overrides, args.sweep_seed, args.distill_sweep)
+        (RESULTS / "paper_distill_sweep.json").write_text(json.dumps(sweep, indent=2) + "\n")
     if args.seed is not None:
         s = run_seed(args.recipe, args.overrides, args.seed)
         (RESULTS / f"paper_seed{args.seed}.json").write_text(json.dumps(s, indent=2) + "\n")
-        if not args.gather_after:
-            return
+    if not args.gather_after:
+        return
     table = gather()
     (RESULTS / "paper_table.json").write_text(json.dumps(table, indent=2) + "\n")
     plot(table, RESULTS)

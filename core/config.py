@@ -82,10 +82,16 @@ class PocketConfig(Section):
     practice_max_terms: int = Field(7, ge=2, description="longest chain in practice documents (the skill may "
                                     "reach further than the task's solutions do)")
     practice_documents: int = Field(60_000, ge=0, description="documents under other prompts practising the "
-                                    "careful reduction alone and whole checked solutions (half each)")
+                                    "careful reduction alone and whole checked solutions (in turn, `practice_kinds`)")
+    practice_kinds: list[Literal["reduce", "check"]] = Field(
+        default_factory=lambda: ["reduce", "check"], min_length=1,
+        description="what practice documents practise, in turn: the careful reduction alone (reduce), whole "
+        "worked solutions ending in a check (check); [reduce] leaves every check out of the corpus (with "
+        "check_rate 0)")
     second_language: Literal["fr"] = "fr"
     mix: CorpusMix = CorpusMix()
-    seed: int = 0
+    seed: int | None = Field(None, description="the corpus's draws and the initialisation; default: the recipe's "
+                             "seed")
 
     @model_validator(mode="after")
     def _heads_divide(self) -> PocketConfig:
@@ -181,12 +187,29 @@ class TemplateConfig(Section):
         return self
 
 
+STRESS_SPLITS = ("transfer", "longer")
+
+
 class DataConfig(Section):
+    """The task data and its splits: train; validation (everything that selects or stops reads it:
+    the reward-hacking guard, held-out probes, the base's report, any tuning); test (the tables read
+    only it); and optional stress splits, never trained on: `transfer` (lengths the world practises
+    but the task never asks) and `longer` (beyond every training document). No prompt (chain) of the
+    last four occurs in training data or in any pocket corpus document."""
+
     sources: list[SourceConfig] = Field(min_length=1)
-    heldout_size: int = Field(200, gt=0)
-    harder: list[SourceConfig] = Field(default_factory=list, description="items harder than any in training "
-                                       "(never trained on), evaluated apart: does the reasoning generalise?")
-    seed: int = 0
+    test_size: int = Field(200, gt=0, description="prompts held out for the evaluation tables")
+    validation_size: int | None = Field(
+        None, gt=0, description="prompts held out for whatever selects or stops (guards, probes, tuning); default: "
+        "a tenth of the distinct prompts, at most 200, carved from the training pool")
+    transfer: list[SourceConfig] = Field(
+        default_factory=list, description="stress split: items of lengths the world practises but the task never "
+        "asks (never trained on), evaluated apart")
+    longer: list[SourceConfig] = Field(
+        default_factory=list, description="stress split: items longer than any training document (never trained "
+        "on), evaluated apart: does the reasoning generalise in length?")
+    seed: int | None = Field(None, description="the draws of the sources and the split; default: the recipe's seed "
+                             "(a seed varies the world); set it to pin the world and vary only training")
     language: str = Field("en", description="target language of the chain of thought")
     template: TemplateConfig = TemplateConfig()
 
@@ -486,11 +509,12 @@ class DistributedConfig(Section):
 
 
 class GuardConfig(Section):
-    """Reward-hacking guard: stop when held-out verifiable accuracy falls by more than `margin`."""
+    """Reward-hacking guard: stop when validation accuracy (greedy, verifiable prompts) falls by more
+    than `margin`, and keep the best adapter. It reads the validation split, never test."""
 
     every: int = Field(10, gt=0, description="evaluate every N steps")
     margin: float = Field(0.05, ge=0, le=1)
-    prompts: int = Field(64, gt=0, description="held-out verifiable prompts per check (greedy)")
+    prompts: int = Field(64, gt=0, description="validation prompts per check (greedy)")
 
 
 GRPO_TRL_NAMES = ("num_generations", "beta", "loss_type", "epsilon", "epsilon_high", "scale_rewards",
@@ -524,13 +548,15 @@ class GRPOStageConfig(TrainConfig):
     temperature: float = Field(1.0, gt=0, description="rollout temperature (the paper: 1.0)")
     top_p: float = Field(1.0, gt=0, le=1)
     prompts: int | None = Field(None, gt=0, description="use at most this many training prompts")
-    heldout_every: int | None = Field(
-        None, gt=0, description="measure greedy held-out accuracy every N steps (heldout_curve.json)")
-    heldout_prompts: int = Field(64, gt=0, description="held-out prompts per measurement")
+    validation_every: int | None = Field(
+        None, gt=0, description="measure greedy validation accuracy every N steps (validation_curve.json)")
+    validation_prompts: int = Field(64, gt=0, description="validation prompts per measurement")
     general_fraction: float = Field(0.0, ge=0, lt=1, description="share of general (unverifiable) prompts mixed in "
                                     "(stages/general.py; judged by the rewards with rows: general)")
     guard: GuardConfig | None = Field(None, description="a reward-hacking guard: keep the best adapter, stop when "
-                                      "held-out accuracy falls (None: train all the steps)")
+                                      "validation accuracy falls (None: train all the steps)")
+    log_rollouts: bool = Field(False, description="save every rollout (step, prompt, completion, tokens, gold "
+                               "columns) to the stage's rollouts.jsonl, for offline analyses (the ablation lab)")
     use_vllm: bool = Field(False, description="vLLM rollouts (needs vLLM and a GPU; else HF generate)")
     vllm_mode: Literal["colocate", "server"] = "colocate"
     vllm_gpu_memory_utilization: float = Field(
@@ -591,10 +617,10 @@ class EvalConfig(Section):
     temperature: float = Field(0.6, gt=0)
     top_p: float = Field(0.95, gt=0, le=1)
     max_new_tokens: int = Field(160, gt=0)
-    prompts: int | None = Field(None, gt=0, description="evaluate at most this many held-out prompts")
-    harder_prompts: int | None = Field(100, gt=0, description="at most this many of the harder split's prompts")
-    harder_stages: list[str] | None = Field(
-        None, description="evaluate the harder split only for these stages' models (None: every evaluated stage)")
+    prompts: int | None = Field(None, gt=0, description="evaluate at most this many test prompts")
+    stress_prompts: int | None = Field(100, gt=0, description="at most this many prompts of each stress split")
+    stress_stages: list[str] | None = Field(
+        None, description="evaluate the stress splits only for these stages' models (None: every evaluated stage)")
     stage_samples: dict[str, PositiveInt] = Field(
         default_factory=dict, description="k for these stages' evaluations instead of `samples` (stage -> k)")
     batch_size: int = Field(256, gt=0)

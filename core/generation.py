@@ -13,6 +13,7 @@ from typing import Any
 import torch
 from tqdm.auto import tqdm
 
+from core import decoding
 from core.modeling import stop_token_ids
 
 log = logging.getLogger(__name__)
@@ -58,13 +59,18 @@ def generate(
         idx = order[start : start + per_batch]
         enc = tokenizer([prompts[i] for i in idx], return_tensors="pt", padding=True, add_special_tokens=False)
         enc = {k: v.to(model.device) for k, v in enc.items()}
-        sampling = {"do_sample": True, "temperature": temperature, "top_p": top_p} if temperature > 0 else \
-            {"do_sample": False}
-        out = model.generate(
-            **enc, max_new_tokens=max_new_tokens, num_return_sequences=n,
-            pad_token_id=pad_id, eos_token_id=stops, **sampling,
-        )
-        new = out[:, enc["input_ids"].shape[1]:]
+        if decoding.supported(model):  # the pocket model on a CPU: the lean sampler, same distribution
+            new = decoding.sample(model, enc["input_ids"].repeat_interleave(n, 0),
+                                  enc["attention_mask"].repeat_interleave(n, 0), max_new_tokens=max_new_tokens,
+                                  temperature=temperature, top_p=top_p, stop_ids=stops, pad_id=pad_id)
+        else:
+            sampling = {"do_sample": True, "temperature": temperature, "top_p": top_p} if temperature > 0 else \
+                {"do_sample": False}
+            out = model.generate(
+                **enc, max_new_tokens=max_new_tokens, num_return_sequences=n,
+                pad_token_id=pad_id, eos_token_id=stops, **sampling,
+            )
+            new = out[:, enc["input_ids"].shape[1]:]
         texts = tokenizer.batch_decode(new, skip_special_tokens=True)
         for j, (row, text) in enumerate(zip(new, texts, strict=True)):
             length, finished = _length(row, stops, pad_id)

@@ -4,7 +4,7 @@ not), the cores this process may use, and the compute dtype a CPU pretraining lo
 Threads: torch's intra-op threads that wait on a core another process holds stall each other (a
 pocket pretraining step 4-7x slower beside one other job, not 2x), so a process uses as many threads
 as it has cores to itself (`os.sched_getaffinity`), and processes run side by side are given
-disjoint cores (bench/side_by_side.py).
+disjoint cores (shell/side_by_side.py).
 
 The dtype: bfloat16 autocast is emulated where the CPU has no bfloat16 instructions (AVX2 only: a
 pocket pretraining step 14x slower than float32), and pays only where the CPU has them

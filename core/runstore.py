@@ -30,7 +30,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-from core import resources
+from core import machine, resources
 from core.atomic import file_lock, publish_dir, write_json_atomic
 from core.layout import CHECKPOINTS, MANIFEST
 
@@ -345,16 +345,20 @@ class RunStore:
             "stage": stage, "run_id": run_id, "status": "complete", "cache_key": key, "ref": ref.to_dict(),
             "artifact_external": external, **record, "outputs": outputs, "metrics": result.metrics,
             "git_commit": git_commit(), "packages": package_versions(), "host": socket.gethostname(),
-            "finished_at": _now()})
+            "machine": machine.machine(), "finished_at": _now()})
         publish_dir(work, self.stage_dir(run_id, stage))
         return ref
 
     # shared cache (content-addressed, across runs)
+    def cached(self, name: str, key: str) -> bool:
+        """Whether runs/cache/<name>/<key> was built to the end."""
+        return (self.root / "cache" / name / key / ".complete").is_file()
+
     def cached_build(self, name: str, key: str, build: Callable[[Path], None]) -> Path:
         """runs/cache/<name>/<key>: built once under a lock, other processes wait and reuse it."""
         final = self.root / "cache" / name / key
         with file_lock(final.with_name(f".{key}.lock")):
-            if (final / ".complete").is_file():
+            if self.cached(name, key):
                 return final
             for stale in final.parent.glob(f".{key}.work-*"):  # a killed builder's leftovers; we hold the lock
                 shutil.rmtree(stale, ignore_errors=True)

@@ -1,2 +1,2 @@
-"""Task data: sources of verifiable prompts, the train/held-out split, chat formatting and the
+"""Task data: sources of verifiable prompts, the train / validation / test split, chat formatting and the
 generated pocket world (pretraining corpus, cold-start and general data)."""

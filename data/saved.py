@@ -9,13 +9,21 @@ import datasets
 
 from core.layout import DATASET
 
-SPLITS = ("train", "heldout", "harder")
+SPLITS = ("train", "validation", "test")  # every task data has these
+STRESS = ("transfer", "longer")  # saved only when the recipe has them (never empty)
+
+
+def has_split(ref: Any, part: str) -> bool:
+    """Whether the task_data stage saved this split (a stress split exists only when the recipe has one)."""
+    return (Path(ref.path) / part).is_dir()
 
 
 def load_split(ref: Any, part: str) -> datasets.Dataset:
-    """The 'train', 'heldout' or 'harder' split saved by the task_data stage ('harder' may be empty)."""
-    if part not in SPLITS:
-        raise ValueError(f"split {part!r}: expected one of {SPLITS}")
+    """A split saved by the task_data stage: train, validation, test, or a stress split it has."""
+    if part not in SPLITS + STRESS:
+        raise ValueError(f"split {part!r}: expected one of {SPLITS + STRESS}")
+    if not has_split(ref, part):
+        raise ValueError(f"the task data at {ref.path} has no {part!r} split (the recipe has no data.{part})")
     return datasets.load_from_disk(str(Path(ref.path) / part))
 
 

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, TypedDict
 
 from core.config import AnswerFormat, ColumnMap, FileSource, HubSource, ReasoningGymSource, SourceConfig
+from data.seeds import world_seed
 from rewards.extract import last_boxed
 
 log = logging.getLogger(__name__)
@@ -178,12 +179,13 @@ def reasoning_gym_rows(src: ReasoningGymSource, seed: int) -> Iterator[TaskRow]:
 
 
 def rows(sources: Iterable[SourceConfig], seed: int, base_dir: Path | None = None,
-         skipped: Counter[str] | None = None) -> Iterator[TaskRow]:
-    """All rows of all sources, in order (reasoning-gym sources are seeded from `seed`); rows a
-    source's on_bad_row: skip dropped are counted per task in `skipped`."""
+         skipped: Counter[str] | None = None, first_stream: int = 0) -> Iterator[TaskRow]:
+    """All rows of all sources, in order (reasoning-gym sources are seeded from `seed`, each source
+    a stream of its own from `first_stream` on); rows a source's on_bad_row: skip dropped are
+    counted per task in `skipped`."""
     for i, src in enumerate(sources):
         if isinstance(src, ReasoningGymSource):
-            yield from reasoning_gym_rows(src, seed + i)
+            yield from reasoning_gym_rows(src, world_seed(seed, first_stream + i))
         elif isinstance(src, FileSource):
             yield from file_rows(src, base_dir, skipped)
         else:

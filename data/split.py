@@ -1,7 +1,8 @@
-"""The deterministic train / held-out split.
+"""The deterministic split of the task data: test, validation and train.
 
-Prompts are de-duplicated (whitespace- and case-insensitively) before splitting, so a prompt is
-either held out or trained on, never both; the same rows and seed always give the same split.
+Prompts are de-duplicated (whitespace- and case-insensitively) before splitting, so a prompt is in
+one split only; the same rows and seed always give the same split. Test is drawn first, then
+validation, the rest is train.
 """
 
 from __future__ import annotations
@@ -14,17 +15,23 @@ from data.sources import DataError, TaskRow
 from rewards.completions import prompt_key
 
 Row = TypeVar("Row", bound=TaskRow)
+VALIDATION_SHARE, VALIDATION_MAX = 0.1, 200  # a validation split carved when the recipe sizes none
 
 
-def split(rows: Iterable[Row], heldout_size: int, seed: int) -> tuple[list[Row], list[Row]]:
-    """(train, held-out): duplicates dropped, shuffled by `seed`, the first `heldout_size` held out."""
+def split(rows: Iterable[Row], test_size: int, validation_size: int | None, seed: int
+          ) -> tuple[list[Row], list[Row], list[Row]]:
+    """(train, validation, test): duplicates dropped, shuffled by `seed`, the first `test_size` for
+    test, the next `validation_size` (default: a tenth, at most 200) for validation."""
     unique: dict[str, Row] = {}
     for row in rows:
         unique.setdefault(prompt_key(row["prompt"]), row)
-    if len(unique) <= heldout_size:
-        raise DataError(f"only {len(unique)} distinct prompts, but heldout_size is {heldout_size}; "
-                        "add data or lower data.heldout_size")
+    n = len(unique)
+    if validation_size is None:
+        validation_size = max(1, min(VALIDATION_MAX, int(n * VALIDATION_SHARE)))
+    if n <= test_size + validation_size:
+        raise DataError(f"only {n} distinct prompts, but data.test_size {test_size} + data.validation_size "
+                        f"{validation_size} leave none to train on; add data or lower them")
     ordered = list(unique.values())
     random.Random(seed).shuffle(ordered)
-    return ordered[heldout_size:], ordered[:heldout_size]
-
+    held = test_size + validation_size
+    return ordered[held:], ordered[test_size:held], ordered[:test_size]

@@ -1,4 +1,4 @@
-"""The `evaluate` flow: evaluate a run's base and stage adapters on the held-out prompts (pass@1,
+"""The `evaluate` flow: evaluate a run's base and stage adapters on the test split (pass@1,
 cons@k, mean length, language consistency, reflection words) and publish the table and report."""
 
 from __future__ import annotations

@@ -205,7 +205,7 @@ def report(run: PipelineRun, evals: dict[str, Ref]) -> str:
     results = {name: load_results(ref) for name, ref in evals.items()}
     if results:
         create_markdown_artifact(f"# Evaluation, run {run.run_id}\n\n{format_table(results)}\n",
-                                 key=_key(run.name, "eval"), description=f"held-out evaluation of run {run.run_id}")
+                                 key=_key(run.name, "eval"), description=f"evaluation (test split) of run {run.run_id}")
     index = build_report(run.store, run.run_id)
     # An http link: browsers refuse file:// links from a web page. `make serve` serves the reports.
     url = report_url(run.run_id)

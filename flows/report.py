@@ -4,7 +4,7 @@ Every flow ends with it (flows/prefect_tasks.py); `r1 report RUN_ID` rebuilds it
 Everything is read back from the run store (each stage's log_history.json and manifest, each
 evaluation's eval.json), so a report can be rebuilt for any run at any time: `r1 report RUN_ID`.
 One figure per metric, one line per training stage (x = the stage's own optimizer step), plus a
-bar chart of the held-out evaluation across stages; index.md ties them together, and index.html is
+bar chart of the evaluation (test split) across stages; index.md ties them together, and index.html is
 the same page with the plots embedded (one file a browser opens, served by `make serve`).
 """
 
@@ -129,7 +129,7 @@ def reward_functions(hists: dict[str, list[dict[str, Any]]]) -> list[str]:
 
 
 def _guard_line(store: RunStore, run_id: str) -> Any:
-    """The held-out accuracy checks of a stage's reward-hacking guard, drawn on the accuracy panel."""
+    """The validation accuracy checks of a stage's reward-hacking guard, drawn on the accuracy panel."""
     guarded = {m["stage"]: m["metrics"]["guard_history"] for m in store.stages(run_id)
                if (m.get("metrics") or {}).get("guard_history")}
 
@@ -138,8 +138,8 @@ def _guard_line(store: RunStore, run_id: str) -> Any:
             return False
         ax = axes[0]
         for stage, guard in guarded.items():
-            ax.plot([g["step"] for g in guard], [g["heldout_accuracy"] for g in guard], linestyle="--",
-                    label=f"{stage} (held-out, guard)", **_style(stage))
+            ax.plot([g["step"] for g in guard], [g["validation_accuracy"] for g in guard], linestyle="--",
+                    label=f"{stage} (validation, guard)", **_style(stage))
         ax.legend(title="stage", fontsize=8)
         return True
 
@@ -147,7 +147,7 @@ def _guard_line(store: RunStore, run_id: str) -> Any:
 
 
 def eval_figure(results: dict[str, dict[str, Any]], path: Path) -> Path | None:
-    """Grouped bars of the held-out rates per evaluated stage; response length and reflection words beside."""
+    """Grouped bars of the test-split rates per evaluated stage; response length and reflection words beside."""
     if not results:
         return None
     names = list(results)
@@ -163,9 +163,9 @@ def eval_figure(results: dict[str, dict[str, Any]], path: Path) -> Path | None:
             side.bar_label(side.bar([i], [overall.get(key) or 0.0], 0.7, color=_style(name)["color"]),
                            fmt="%.2f", fontsize=7, padding=1)
     ax.set_xticks(range(len(EVAL_RATES)), [label for _, label in EVAL_RATES])
-    ax.set_ylabel("rate on held-out prompts")
+    ax.set_ylabel("rate on test prompts")
     ax.set_ylim(0, 1.1)
-    ax.set_title("held-out evaluation by stage")
+    ax.set_title("evaluation by stage (test split)")
     ax.legend(title="stage", fontsize=8, ncol=2)
     ax.grid(axis="y", alpha=0.3)
     for side, title, ylabel in ((ax_len, "mean response length", "tokens"),
@@ -184,7 +184,7 @@ def eval_figure(results: dict[str, dict[str, Any]], path: Path) -> Path | None:
 
 
 def checks_table(results: dict[str, dict[str, Any]]) -> str:
-    """Per evaluated stage, from its held-out samples: how often a response checks or corrects itself,
+    """Per evaluated stage, from its test samples: how often a response checks or corrects itself,
     the accuracy of those that do and those that do not, and the length of right and wrong ones."""
     def share(v: float | None) -> str:
         return "-" if v is None else f"{v:.3f}"
@@ -246,7 +246,7 @@ def build_report(store: RunStore, run_id: str) -> Path:
     figures.append(("Training loss", _figure(out / "loss.png", [("loss", "training loss", "loss")], hists,
                                              "training loss by stage")))
     results = eval_results(store, run_id)
-    figures.append(("Held-out evaluation", eval_figure(results, out / "eval.png")))
+    figures.append(("Evaluation (test split)", eval_figure(results, out / "eval.png")))
 
     drawn = [(t, p) for t, p in figures if p is not None]
     index = out / "index.md"
@@ -309,6 +309,19 @@ def _html(run_id: str, markdown: str) -> str:
             f"<style>{STYLE}</style></head><body>\n{body}</body></html>\n")
 
 
+def _machines(manifests: list[dict[str, Any]]) -> list[str]:
+    """Where the stages were built: each machine once, with the stages built on it."""
+    seen: dict[str, list[str]] = {}
+    for m in manifests:
+        if "machine" in m:
+            mc = m["machine"]
+            bf16 = f"native bfloat16 ({', '.join(mc['native_bf16'])})" if mc["native_bf16"] else "no native bfloat16"
+            where = (f"{m.get('host', '?')}: {mc['cpu']}, {mc['capability']}, {bf16}, {mc['cores']} core(s), "
+                     f"{mc['threads']} torch thread(s), {mc['gpus']} GPU(s)")
+            seen.setdefault(where, []).append(m["stage"])
+    return [f"Built on {where} ({len(stages)} stage(s))." for where, stages in seen.items()] + ([""] if seen else [])
+
+
 def _index(store: RunStore, run_id: str, results: dict[str, dict[str, Any]],
            figures: list[tuple[str, Path]], embed: bool = False) -> str:
     """The report as Markdown; `embed` puts each PNG in as a data URI instead of linking the file."""
@@ -318,11 +331,12 @@ def _index(store: RunStore, run_id: str, results: dict[str, dict[str, Any]],
     parts = [f"# Run report: {run_id}", "",
              f"Run store: `{store.root / run_id}`. Lineage: `r1 lineage {run_id}`. "
              f"W&B runs (group `{run_id}`): `{store.root / run_id / 'wandb'}`.", "",
-             "## Evaluation (held-out prompts)", "",
+             "## Evaluation (test split; stress splits apart)", "",
              format_table(results) if results else "_no evaluation in this run yet_", "",
              *(["### Does checking pay, and are long answers right ones?", "", checks_table(results), ""]
                if results else []),
-             "## Stages", "", _table(["stage", "version", "sha256", "wall s", "output"], stage_rows), ""]
+             "## Stages", "", _table(["stage", "version", "sha256", "wall s", "output"], stage_rows), "",
+             *_machines(manifests)]
     parts += ["## Plots", ""] if figures else []
     for title, path in figures:
         src = f"data:image/png;base64,{base64.b64encode(path.read_bytes()).decode()}" if embed else path.name

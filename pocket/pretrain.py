@@ -3,23 +3,20 @@ config, a plain training loop, save. The result is an ordinary HF model director
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import torch
 from tqdm.auto import tqdm
 from transformers import PreTrainedTokenizerFast, Qwen2Config, Qwen2ForCausalLM
 
-from core.layout import PRETRAINING
 from data.chat import render
 from pocket.corpus import corpus
 from pocket.tokenizer import build_tokenizer
-from rewards.completions import prompt_key
 
 if TYPE_CHECKING:
     from core.config import PocketConfig, TemplateConfig
@@ -100,11 +97,12 @@ def probe_step(cfg: PocketConfig) -> Callable[[str], None]:
     return step
 
 
-def build(cfg: PocketConfig, template: TemplateConfig, heldout_prompts: list[str], out: Path) -> None:
-    """Corpus -> tokenizer -> model -> pretraining -> save, into the directory `out`."""
+def build(cfg: PocketConfig, template: TemplateConfig, held_chains: set[tuple[int, ...]], out: Path) -> dict[str, Any]:
+    """Corpus (no chain of `held_chains` in it) -> tokenizer -> model -> pretraining -> save, into the
+    directory `out`; returns the pretraining's record (loss curve, sizes, wall, dtype)."""
     t0 = time.perf_counter()
     torch.manual_seed(cfg.seed)
-    docs = corpus(cfg, template, {prompt_key(p) for p in heldout_prompts})
+    docs = corpus(cfg, template, held_chains)
     texts = [m["content"] for conv, _ in docs for m in conv] + [reply for _, reply in docs]
     tokenizer = build_tokenizer(texts, cfg.vocab_size)
     rendered = [
@@ -124,7 +122,7 @@ def build(cfg: PocketConfig, template: TemplateConfig, heldout_prompts: list[str
     model.generation_config.eos_token_id = tokenizer.eos_token_id
     model.save_pretrained(out)
     tokenizer.save_pretrained(out)
-    (out / PRETRAINING).write_text(json.dumps({
+    return {
         "documents": len(ids),
         "longest_document_tokens": longest,
         "parameters": model.num_parameters(),
@@ -133,4 +131,4 @@ def build(cfg: PocketConfig, template: TemplateConfig, heldout_prompts: list[str
         "loss": losses[:: max(1, len(losses) // 200)],
         "autocast": cfg.autocast,
         "wall_s": round(time.perf_counter() - t0, 1),
-    }, indent=2))
+    }

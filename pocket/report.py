@@ -1,6 +1,6 @@
-"""How the pocket base answers: held-out accuracy as it samples, split by whether it wrote out its
-work or answered at once and by chain length (the base stage's eval.json), and that as a small table
-for the terminal."""
+"""How the pocket base answers before any RL (the base stage's eval.json, on validation prompts): how
+often it answers directly, writes its work or checks it, and how often each is right, on the task
+prompt and on the practice prompt; and that as a small table for the terminal."""
 
 from __future__ import annotations
 
@@ -16,45 +16,51 @@ if TYPE_CHECKING:
 
 
 def base_report(model: Any, tokenizer: Any, rows: list[dict], template: TemplateConfig, samples: int = 4,
-                      temperature: float = 1.0, max_new_tokens: int = 160) -> dict[str, Any]:
-    """Held-out accuracy of the base as it samples (temperature 1: its natural mix of styles), split
-    by whether it wrote out steps or answered directly and by item length; plus greedy accuracy."""
-    prompts = [render(tokenizer, messages(r["prompt"], template)) for r in rows]
-    sampled = generate(model, tokenizer, prompts, max_new_tokens=max_new_tokens, temperature=temperature,
-                       n=samples, seed=0, desc="evaluating base (sampled)")
-    greedy = generate(model, tokenizer, prompts, max_new_tokens=max_new_tokens, desc="evaluating base (greedy)")
-    cells: dict[str, list[float]] = {}
-    lengths = []
-    for row, completions in zip(rows, sampled, strict=True):
-        terms = world.terms_of(row["metadata"])
-        size = "long" if terms and len(terms) >= 4 else "short"
-        for comp in completions:
-            v = judge_completion(comp, row, "en")
-            correct, style = float(v.correct), "steps" if v.wrote_work else "direct"
-            for cell in ("all", style, size, f"{size}_{style}"):
-                cells.setdefault(cell, []).append(correct)
-            lengths.append(comp.num_tokens)
-    metrics: dict[str, Any] = {f"accuracy_{k}": sum(v) / len(v) for k, v in sorted(cells.items())}
-    metrics.update({f"count_{k}": len(v) for k, v in sorted(cells.items())})
-    metrics["steps_share"] = len(cells.get("steps", [])) / len(lengths)
-    metrics["mean_length"] = sum(lengths) / len(lengths)
+                temperature: float = 1.0, max_new_tokens: int = 160) -> dict[str, Any]:
+    """How the base answers as it samples (temperature 1: its natural mix of styles), before any RL:
+    on the task prompt and on the practice prompt ("Work it out, then check your work: ..."), the
+    share of its answers that are direct, worked or checked (world.answer_style) and the accuracy of
+    each; on the task prompt also by chain length, and greedy accuracy."""
+    metrics: dict[str, Any] = {"samples_per_prompt": samples, "temperature": temperature}
+    for prompt_kind in ("task", "practice"):
+        questions = [r["prompt"] if prompt_kind == "task" else
+                     world.PRACTICE_PROMPTS["check"].format(expression=world.show(world.terms_of(r["metadata"])))
+                     for r in rows]
+        prompts = [render(tokenizer, messages(q, template)) for q in questions]
+        sampled = generate(model, tokenizer, prompts, max_new_tokens=max_new_tokens, temperature=temperature,
+                           n=samples, seed=0, desc=f"evaluating base ({prompt_kind} prompt, sampled)")
+        cells: dict[str, list[float]] = {}
+        lengths = []
+        for row, completions in zip(rows, sampled, strict=True):
+            size = "long" if len(world.terms_of(row["metadata"])) >= 4 else "short"
+            for comp in completions:
+                v = judge_completion(comp, row, "en")
+                style = world.answer_style(comp.text, v.wrote_work)
+                for cell in ("all", style, size, f"{size}_{style}"):
+                    cells.setdefault(cell, []).append(float(v.correct))
+                lengths.append(comp.num_tokens)
+        total = len(lengths)
+        metrics[prompt_kind] = {
+            "accuracy": {k: sum(v) / len(v) for k, v in sorted(cells.items())},
+            "styles": {style: len(cells.get(style, [])) / total for style in world.ANSWER_STYLES},
+            "count": {k: len(v) for k, v in sorted(cells.items())},
+            "mean_length": sum(lengths) / total,
+        }
+    task_prompts = [render(tokenizer, messages(r["prompt"], template)) for r in rows]
+    greedy = generate(model, tokenizer, task_prompts, max_new_tokens=max_new_tokens, desc="evaluating base (greedy)")
     metrics["greedy_accuracy"] = sum(
         bool(judge_completion(c, r, "en").correct) for r, (c,) in zip(rows, greedy, strict=True)) / len(rows)
-    metrics["samples_per_prompt"], metrics["temperature"] = samples, temperature
+    metrics["accuracy_all"] = metrics["task"]["accuracy"]["all"]
     return metrics
 
 
 def format_base_report(m: dict) -> str:
-    """The base's held-out accuracy as a small table: written-out steps vs direct answers."""
-    rows = [("all items", "all", ""), ("short (2-3 terms)", "short", "short_"), ("long (4+ terms)", "long", "long_")]
-    lines = [f"held-out accuracy, {m['samples_per_prompt']} samples per prompt at temperature {m['temperature']}: "
-             f"{m['accuracy_all']:.1%} (greedy: {m['greedy_accuracy']:.1%}); steps written in "
-             f"{m['steps_share']:.0%} of answers, mean length {m['mean_length']:.1f} tokens",
-             f"{'':20} {'overall':>14} {'with steps':>14} {'direct':>14}"]
-    for label, cell, prefix in rows:
-        cols = []
-        for key in (cell, f"{prefix}steps", f"{prefix}direct"):
-            acc, n = m.get(f"accuracy_{key}"), m.get(f"count_{key}", 0)
-            cols.append(f"{acc:6.1%} (n={n:3d})" if acc is not None else f"{'-':>14}")
-        lines.append(f"{label:20} " + " ".join(f"{c:>14}" for c in cols))
+    """How the base answers, as a small table per prompt: the share of each style and its accuracy."""
+    lines = [f"the base on validation prompts, {m['samples_per_prompt']} samples each at temperature "
+             f"{m['temperature']} (greedy accuracy on the task prompt {m['greedy_accuracy']:.1%}):",
+             f"{'':16} {'answers right':>14} " + " ".join(f"{s:>16}" for s in world.ANSWER_STYLES)]
+    for kind, label in (("task", "task prompt"), ("practice", "practice prompt")):
+        cell = m[kind]
+        cols = [f"{cell['styles'][s]:5.0%} ({cell['accuracy'].get(s, 0.0):4.0%} right)" for s in world.ANSWER_STYLES]
+        lines.append(f"{label:16} {cell['accuracy']['all']:>14.1%} " + " ".join(f"{c:>16}" for c in cols))
     return "\n".join(lines)

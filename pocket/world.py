@@ -133,6 +133,15 @@ def has_check(text: str) -> bool:
     return CHECK_WORD in text
 
 
+ANSWER_STYLES = ("direct", "worked", "checked")
+
+
+def answer_style(text: str, wrote_work: bool) -> str:
+    """How a response answers: at once (no work in its thinking), with written work, or with written
+    work and a check (`wrote_work`: the verdict's reading of its thinking)."""
+    return "checked" if has_check(text) else "worked" if wrote_work else "direct"
+
+
 def caught_slip(text: str, answer: int) -> bool:
     """Whether a response's check caught a real slip: the forward work ended on a wrong value, the
     check says so by that value ("wait , not 5 .") and the answer given is right. A "wait" after
@@ -200,7 +209,7 @@ class Problem:
 
 
 def problems(seed: int, size: int, min_terms: int, max_terms: int) -> Iterator[Problem]:
-    """Chain-sum problems from reasoning-gym, one-digit terms, as the held-out tasks are made."""
+    """Chain-sum problems from reasoning-gym, one-digit terms, as the task's are made."""
     import reasoning_gym
 
     ds = reasoning_gym.create_dataset(TASK, size=size, seed=seed, min_terms=min_terms, max_terms=max_terms,

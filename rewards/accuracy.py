@@ -143,7 +143,7 @@ def score_completion(completion: str, gold: Any, task: str | None = None, metada
 def is_correct(answer: str | None, row: Mapping[str, Any]) -> bool:
     """Whether an extracted final answer (rewards.extract.extract_answer) is right for a task row
     ({answer, task, metadata}): a full score counts, a partial one or an unjudgeable gold does not.
-    The one definition of "correct" that evaluation, rejection sampling and the held-out probes use."""
+    The one definition of "correct" that evaluation, rejection sampling and the validation probes use."""
     return (verify(answer, row["answer"], row.get("task"), row.get("metadata")) or 0.0) >= 1.0
 
 

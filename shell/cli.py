@@ -3,7 +3,7 @@
   r1 pipeline --recipe configs/pocket.yaml     run the pipeline on a recipe
   r1 r1-zero --recipe configs/pocket.yaml      run R1-Zero (GRPO straight from the base)
   r1 distill --recipe configs/pocket.yaml      distil the teacher's samples into the student
-  r1 evaluate --model DIR [--adapter DIR]      evaluate any model / adapter on the held-out prompts
+  r1 evaluate --model DIR [--adapter DIR]      evaluate any model / adapter on the test split
   r1 report RUN_ID                             write the run's report (PNG plots + index.md)
   r1 runs                                      list runs in the run store
   r1 lineage RUN_ID                            show what each stage of a run was built from
@@ -26,11 +26,12 @@ import sys
 import traceback
 
 import pocket
+from core import machine
 from core.config import load_recipe
 from core.runstore import PROJECT_ROOT, RunStore
 from flows.report import build_report, eval_results
 from flows.user_errors import DEBUG_ENV, debug, user_error
-from shell import doctor, interrupts
+from shell import doctor, estimate, interrupts
 from shell.plan import dry_run
 from stages import graph, preflight, runner
 from stages.evaluation import format_table, import_adapter, load_results
@@ -77,6 +78,10 @@ def cmd_flow(args: argparse.Namespace) -> int:
     # gets the recipe as loaded here.
     recipe = preflight.load_checked(args.recipe, args.overrides)
     store = RunStore()
+    costs = estimate.calibrate(recipe)  # a few operations timed here: the plan's walls on this machine
+    if costs is not None:
+        rows = estimate.estimates(COMMANDS[args.command], recipe, costs, store, args.run_id)
+        print(estimate.format_estimates(rows, costs, machine.machine()) + "\n", flush=True)
     run_id = args.run_id or store.new_run_id(recipe.name)  # chosen here so an interrupt can name it
     interrupts.install()
     flow = _flow(COMMANDS[args.command].name)
@@ -88,7 +93,7 @@ def cmd_flow(args: argparse.Namespace) -> int:
         return interrupts.EXIT_INTERRUPTED
     print(f"\nrun {out['run_id']}  (store {store.root})\n")
     base_metrics = (store.manifest(out["run_id"], graph.BASE) or {}).get("metrics", {})
-    if "accuracy_all" in base_metrics:
+    if "task" in base_metrics:  # the pocket base's report
         print(pocket.format_base_report(base_metrics) + "\n")
     print(format_table(eval_results(store, out["run_id"])))
     print(f"\nreport: {out['report']}\nlineage: r1 lineage {out['run_id']}")
@@ -96,7 +101,7 @@ def cmd_flow(args: argparse.Namespace) -> int:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    """Evaluate any HF model directory, merged model or PEFT adapter on the recipe's held-out prompts."""
+    """Evaluate any HF model directory, merged model or PEFT adapter on the recipe's test split (and stress splits)."""
     overrides = args.overrides + ([f"model.base={args.model}"] if args.model else [])
     recipe = load_recipe(args.recipe, overrides)  # the training stages' checks do not apply
     store = RunStore()
@@ -168,9 +173,9 @@ def main(argv: list[str] | None = None) -> int:
         p = sub.add_parser(command, help=spec.doc, description=f"{spec.doc} (the {spec.name} flow)", parents=[common])
         _recipe_args(p)
         p.set_defaults(func=cmd_flow)
-    p = sub.add_parser("evaluate", parents=[common], help="evaluate a model directory, merged model or adapter on held-out prompts",
+    p = sub.add_parser("evaluate", parents=[common], help="evaluate a model directory, merged model or adapter on the test split",
                        description="pass@1 (k samples), cons@k, greedy accuracy, length, language consistency "
-                                   "and reflection words on the recipe's held-out prompts (eval.* settings).")
+                                   "and reflection words on the recipe's test split, pass@1 on its stress splits (eval.* settings).")
     p.add_argument("--recipe", default="configs/pocket.yaml", help="recipe for the tasks and eval settings")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override a recipe value, e.g. --set eval.samples=16 (repeatable)")
@@ -206,6 +211,7 @@ def main(argv: list[str] | None = None) -> int:
         os.environ[DEBUG_ENV] = "1"  # also read by the Prefect log filter (flows/user_errors.py)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
                         datefmt="%H:%M:%S")
+    machine.use_own_cores()  # as many torch threads as this process has cores (its CPU affinity)
     try:
         return args.func(args)
     except Exception as exc:

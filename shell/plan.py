@@ -16,6 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from core.config import (
+    STRESS_SPLITS,
     ColdStartConfig,
     GRPOStageConfig,
     HubSource,
@@ -59,7 +60,7 @@ class Plan:
 
 
 def train_prompts(recipe: Recipe) -> int | None:
-    """Training prompts after the held-out split, when every source's size is known."""
+    """Training prompts after the test and validation splits, when every source's size is known."""
     sizes = []
     for src in recipe.data.sources:
         if isinstance(src, ReasoningGymSource):
@@ -68,7 +69,8 @@ def train_prompts(recipe: Recipe) -> int | None:
             sizes.append(src.limit)
         else:
             return None
-    return max(0, sum(sizes) - recipe.data.heldout_size)
+    held = recipe.data.test_size + (recipe.data.validation_size or min(200, sum(sizes) // 10))
+    return max(0, sum(sizes) - held)
 
 
 def _limit(n: int | None, available: int | None) -> int | None:
@@ -157,8 +159,8 @@ def stage_plan(flow: str, spec: StageSpec, recipe: Recipe, available: int | None
 
 
 def eval_plan(flow: str, evaluated: list[str], recipe: Recipe) -> StagePlan:
-    ev, heldout = recipe.eval, recipe.data.heldout_size
-    prompts = min(ev.prompts or heldout, heldout)
+    ev, test = recipe.eval, recipe.data.test_size
+    prompts = min(ev.prompts or test, test)
     per_model = prompts * (ev.samples + 1)  # k samples + one greedy per prompt
     return StagePlan(flow, f"eval x{len(evaluated)}", f"pass@1/cons@{ev.samples} at T={ev.temperature} + greedy "
                      f"({', '.join(evaluated)})", None, 1, prompts, per_model * len(evaluated),
@@ -250,7 +252,9 @@ def format_plan(plan: Plan) -> str:
              f"model {r.model.base}, dtype {r.model.dtype}, LoRA r={r.model.lora.r} alpha={r.model.lora.alpha} "
              f"on {r.model.lora.target_modules}",
              f"data: {len(r.data.sources)} source(s), {_num(train_prompts(r)) if train_prompts(r) is not None else 'all'}"
-             f" training prompts after {r.data.heldout_size} held out; language {r.data.language}",
+             f" training prompts after {r.data.test_size} test and {r.data.validation_size or 'a tenth (<= 200)'} "
+             f"validation prompts; stress splits: {', '.join(s for s in STRESS_SPLITS if getattr(r.data, s)) or 'none'}; "
+             f"language {r.data.language}",
              *device_lines(r), *memory_lines(r), *reward_model_lines(r), ""]
     header = ("flow", "stage", "steps", "procs", "prompts", "generations", "gen tokens (max)", "what")
     rows = [(s.flow, s.stage, _num(s.steps), str(s.processes), _num(s.prompts), _num(s.generations),

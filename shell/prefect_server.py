@@ -41,6 +41,15 @@ def prefect_home() -> Path:
     return Path(os.environ.get("PREFECT_HOME", PROJECT_ROOT / ".prefect")).resolve()
 
 
+def own_home(name: str) -> Path:
+    """A Prefect home of its own (created) for one of several processes that run side by side without
+    a server to share: their temporary servers on one SQLite database lock each other out, and Prefect
+    does not create a home's parent (on a fresh clone .prefect/ does not exist yet)."""
+    home = prefect_home() / name
+    home.mkdir(parents=True, exist_ok=True)
+    return home
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -3,7 +3,7 @@
 With `model.base: pocket` (the embedded default) the pocket world builds its base (pocket/: a
 generated corpus, a BPE tokenizer with a chat template, a tiny Qwen2 pretrained from scratch),
 cached under its content key in runs/cache/ so it is built once; the stage then reports how it
-answers (held-out accuracy by style). With any other `model.base` (a local directory or hub id)
+answers (accuracy by style on validation prompts). With any other `model.base` (a local directory or hub id)
 the stage only records and hashes the model. The distillation student (`student_base`) is built
 the same way from `distill.student`, or is the model at `distill.student_model`.
 """
@@ -21,22 +21,45 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 import pocket
 from core.config import PocketConfig, TemplateConfig
 from core.layout import EVAL_RESULTS
+from core.machine import DtypeChoice
 from core.resources import pocket_bytes
-from core.runstore import RunStore, StageOutcome, StageResult
+from core.runstore import Ref, RunStore, StageOutcome, StageResult
 from core.stage import StageCall
-from data.saved import load_split
+from data.saved import STRESS, has_split, load_split
 
 log = logging.getLogger(__name__)
+CACHE = "pocket-base"  # runs/cache/pocket-base/<key>
 
 
-def pocket_base(cfg: PocketConfig, template: TemplateConfig, heldout_prompts: list[str], store: RunStore
+def held_out_prompts(task_data_ref: Ref) -> list[str]:
+    """Every prompt no pocket corpus may contain: validation, test and the stress splits."""
+    return [p for part in ("validation", "test", *STRESS) if has_split(task_data_ref, part)
+            for p in load_split(task_data_ref, part)["prompt"]]
+
+
+def resolved(cfg: PocketConfig, store: RunStore, seed: int) -> tuple[PocketConfig, DtypeChoice]:
+    """The section as its base is built on this machine: its pretraining dtype chosen (`auto`) and
+    its seed the world's when it names none; the dtype choice with its reason."""
+    choice = pocket.compute_dtype(cfg, store.root / "cache" / "machine")
+    return cfg.model_copy(update={"autocast": choice.dtype, "seed": seed if cfg.seed is None else cfg.seed}), choice
+
+
+def ready(cfg: PocketConfig, template: TemplateConfig, held_out: list[str], store: RunStore, seed: int) -> str | None:
+    """'shipped' or 'cached' when this base needs no pretraining here, else None."""
+    key = pocket.base_key(resolved(cfg, store, seed)[0], template, held_out)
+    if pocket.shipped_base(key):
+        return "shipped"
+    return "cached" if store.cached(CACHE, key) else None
+
+
+def pocket_base(cfg: PocketConfig, template: TemplateConfig, held_out: list[str], store: RunStore, seed: int
                 ) -> tuple[Path, dict[str, Any]]:
     """The pocket base directory for this config, shared by every run: the shipped one when the project
-    ships a base with this key, else built once into the run store's cache. Also how it came to be:
-    its key, the pretraining dtype this machine chose and why, shipped or built."""
-    choice = pocket.compute_dtype(cfg, store.root / "cache" / "machine")
-    cfg = cfg.model_copy(update={"autocast": choice.dtype})
-    key = pocket.base_key(cfg, template, heldout_prompts)
+    ships a base with this key, else built once into the run store's cache. `held_out`: prompts whose
+    chains its corpus leaves out; `seed`: the world's, when the section names none. Also how it came
+    to be: its key, the pretraining dtype this machine chose and why, shipped or built."""
+    cfg, choice = resolved(cfg, store, seed)
+    key = pocket.base_key(cfg, template, held_out)
     shipped = pocket.shipped_base(key)
     origin = "shipped" if shipped else "built"
 
@@ -45,9 +68,9 @@ def pocket_base(cfg: PocketConfig, template: TemplateConfig, heldout_prompts: li
             shutil.copytree(shipped, out, dirs_exist_ok=True)
         else:
             log.info("base: building v%s, pretraining in %s (%s)", key, choice.dtype, choice.reason)
-            pocket.build_base(cfg, template, heldout_prompts, out)
+            pocket.build_base(cfg, template, held_out, out)
 
-    path = store.cached_build("pocket-base", key, build)
+    path = store.cached_build(CACHE, key, build)
     log.info("base: %s v%s (%s pretraining: %s)", origin, key, choice.dtype, choice.reason)
     return path, {"base_key": key, "base_origin": origin, "autocast": choice.dtype, "autocast_reason": choice.reason}
 
@@ -60,8 +83,8 @@ def load(path: str | Path) -> tuple[Any, Any]:
 
 
 def run(call: StageCall) -> StageOutcome:
-    """The base model: the pocket base (built once, then its held-out accuracy by style), or a user's
-    model recorded and hashed."""
+    """The base model: the pocket base (built once or shipped, then how it answers validation prompts),
+    or a user's model recorded and hashed."""
     cfg, recipe = call.cfg, call.recipe
     model_path, task_data_ref = recipe.model.base, call.inputs["task_data"]
 
@@ -69,10 +92,11 @@ def run(call: StageCall) -> StageOutcome:
         if model_path != "pocket":
             # A user's model: a local directory is hashed by content, a hub id by name.
             return StageResult(metrics={"model": model_path}, artifact=Path(model_path))
-        heldout = load_split(task_data_ref, "heldout")
-        path, how = pocket_base(cfg, recipe.data.template, list(heldout["prompt"]), call.store)
+        path, how = pocket_base(cfg, recipe.data.template, held_out_prompts(task_data_ref), call.store, recipe.seed)
         model, tokenizer = load(path)
-        metrics = pocket.base_report(model, tokenizer, list(heldout), recipe.data.template)
+        # how the base answers, on validation prompts (what any choice of the world's design may read)
+        metrics = pocket.base_report(model, tokenizer, list(load_split(task_data_ref, "validation")),
+                                     recipe.data.template)
         metrics |= {"parameters": model.num_parameters(), **how}
         (work / EVAL_RESULTS).write_text(json.dumps(metrics, indent=2))
         return StageResult(metrics=metrics, artifact=path)
@@ -89,8 +113,7 @@ def run_student(call: StageCall) -> StageOutcome:
     def build(work: Path) -> StageResult:
         if model_path != "pocket":
             return StageResult(metrics={"model": model_path}, artifact=Path(model_path))
-        heldout = list(load_split(task_data_ref, "heldout")["prompt"])
-        path, how = pocket_base(cfg, recipe.data.template, heldout, call.store)
+        path, how = pocket_base(cfg, recipe.data.template, held_out_prompts(task_data_ref), call.store, recipe.seed)
         return StageResult(metrics=how, artifact=path)
 
     return call.run(build, needs_bytes=pocket_bytes(cfg) if model_path == "pocket" else None)

@@ -1,6 +1,6 @@
-"""Held-out evaluation, as a stage (eval_<name>) and as the maths behind it: pass@1 from k samples,
-cons@k by majority vote, greedy accuracy, response length, language consistency and reflection
-words, per task and overall, on the held-out prompts only (never the training split). The stage
+"""Evaluation, as a stage (eval_<name>) and as the maths behind it: pass@1 from k samples, cons@k by
+majority vote, greedy accuracy, response length, language consistency and reflection words, per task
+and overall, on the test split (never train or validation), and pass@1 on each stress split. The stage
 evaluates a base model, or the base with a stage's adapter, and writes eval.json, table.md and
 what the model wrote: samples-<split>.jsonl, one line per prompt with its k samples and greedy reply.
 
@@ -27,7 +27,7 @@ from core.modeling import ModelError, adapter_path, inference_model, load_tokeni
 from core.runstore import Ref, RunStore, StageOutcome, StageResult
 from core.stage import StageCall
 from data.chat import messages, render
-from data.saved import load_split
+from data.saved import STRESS, has_split, load_split
 from rewards.accuracy import is_correct, normalize
 from rewards.completions import think_prefilled
 from rewards.verdict import Verdict, judge_completion
@@ -110,10 +110,10 @@ def summarize(rows: Sequence[dict[str, Any]], sampled: Sequence[Sequence[Verdict
             "pass_at_1_by_prompt": [pass_at_1(samples) for samples in sampled]}  # for bootstrap intervals
 
 
-def heldout_metrics(model: Any, tokenizer: Any, rows: Sequence[dict[str, Any]], cfg: EvalConfig,
+def metrics_on(model: Any, tokenizer: Any, rows: Sequence[dict[str, Any]], cfg: EvalConfig,
                     template: TemplateConfig, language: str, seed: int = 0, desc: str = "evaluating",
                     samples_file: Path | None = None) -> dict[str, Any]:
-    """Sample k completions and one greedy completion per held-out row, score and summarise them;
+    """Sample k completions and one greedy completion per row (of the test or a stress split), score and summarise them;
     with `samples_file`, also write every completion there (write_samples)."""
     prompts = [render(tokenizer, messages(r["prompt"], template)) for r in rows]
     sampled = generate(model, tokenizer, prompts, max_new_tokens=cfg.max_new_tokens, temperature=cfg.temperature,
@@ -142,7 +142,7 @@ def write_samples(path: Path, rows: Sequence[dict[str, Any]], sampled: Sequence[
                                 "samples": [asdict(c) for c in comps], "greedy": asdict(g)}) + "\n")
 
 
-def load_samples(ref: Ref, rows: Sequence[dict[str, Any]], split: str = "heldout") -> list[list[Completion]]:
+def load_samples(ref: Ref, rows: Sequence[dict[str, Any]], split: str = "test") -> list[list[Completion]]:
     """The k samples an evaluation stage drew for each of `rows` on `split`, in the rows' order."""
     path = Path(ref.path) / SAMPLES.format(split=split)
     if not path.is_file():
@@ -159,18 +159,21 @@ COLUMNS = ("pass_at_1", "cons_at_k", "greedy_accuracy", "mean_length", "language
 
 
 def format_table(results: dict[str, dict[str, Any]]) -> str:
-    """A markdown table, one row per evaluated model/stage, of the overall metrics; when the stages
-    drew different k (`eval.stage_samples`), each cons@k cell names its k."""
+    """A markdown table, one row per evaluated model/stage, of the overall metrics on the test split
+    and pass@1 on each stress split; when the stages drew different k (`eval.stage_samples`), each
+    cons@k cell names its k."""
     ks = {r.get("k") for r in results.values()}
     k = next(iter(ks)) if len(ks) == 1 else "k"
+    stress = [split for split in STRESS if any(split in r for r in results.values())]
     header = ["stage", "pass@1", f"cons@{k}", "greedy acc", "mean length", "lang consistency", "reflection words",
-              "reflection rate", "harder pass@1"]
+              "reflection rate", *(f"{split} pass@1" for split in stress)]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for name, res in results.items():
-        o, harder = res["overall"], res.get("harder")
+        o = res["overall"]
         cells = [f"{o['pass_at_1']:.3f}", f"{o['cons_at_k']:.3f}" + (f" (k={res.get('k')})" if k == "k" else ""), f"{o['greedy_accuracy']:.3f}",
                  f"{o['mean_length']:.1f}", f"{o['language_consistency']:.3f}", f"{o['reflection_words']:.2f}",
-                 f"{o.get('reflection_rate', 0.0):.3f}", f"{harder['pass_at_1']:.3f}" if harder else "-"]
+                 f"{o.get('reflection_rate', 0.0):.3f}",
+                 *(f"{res[split]['pass_at_1']:.3f}" if split in res else "-" for split in stress)]
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -178,13 +181,13 @@ def format_table(results: dict[str, dict[str, Any]]) -> str:
 # --- the stage ---------------------------------------------------------------------------------
 
 
-def heldout_rows(cfg: EvalConfig, task_data_ref: Ref, split: str = "heldout") -> list[dict[str, Any]]:
-    """The rows an evaluation uses: at most `eval.prompts` held-out ones, or `eval.harder_prompts` of
-    the harder split (none when the task data has no harder split)."""
-    if not (Path(task_data_ref.path) / split).exists():
+def eval_rows(cfg: EvalConfig, task_data_ref: Ref, split: str = "test") -> list[dict[str, Any]]:
+    """The rows an evaluation uses: at most `eval.prompts` of the test split, or `eval.stress_prompts`
+    of a stress split; none when the task data has no such split (a recipe without stress splits)."""
+    if not has_split(task_data_ref, split):
         return []
     rows = list(load_split(task_data_ref, split))
-    limit = cfg.prompts if split == "heldout" else cfg.harder_prompts
+    limit = cfg.prompts if split == "test" else cfg.stress_prompts
     return rows[:limit] if limit else rows
 
 
@@ -204,23 +207,25 @@ def import_adapter(store: RunStore, run_id: str, path: str) -> Ref:
 
 def evaluate(recipe: Any, cfg: EvalConfig, task_data_ref: Ref, base_ref: Ref, adapter_ref: Ref | None,
              name: str, out: Path | None = None) -> dict[str, Any]:
-    """eval.json's content: the held-out metrics of the base (with the adapter), and the harder
-    split's overall figures when the task data has one and `eval.harder_stages` names this stage.
+    """eval.json's content: the test split's metrics of the base (with the adapter), and each stress
+    split's overall figures when the task data has it and `eval.stress_stages` names this stage.
     With `out`, each split's samples go to out/samples-<split>.jsonl."""
     cfg = cfg.model_copy(update={"samples": cfg.stage_samples.get(name, cfg.samples)})
     tokenizer = load_tokenizer(base_ref.path, recipe.model.eos_token)
     model = inference_model(base_ref.path, adapter_path(adapter_ref) if adapter_ref else None, recipe.model.dtype)
 
     def split_metrics(rows: list[dict[str, Any]], split: str, desc: str) -> dict[str, Any]:
-        return heldout_metrics(model, tokenizer, rows, cfg, recipe.data.template, recipe.data.language,
+        return metrics_on(model, tokenizer, rows, cfg, recipe.data.template, recipe.data.language,
                                seed=recipe.seed, desc=desc,
                                samples_file=out / SAMPLES.format(split=split) if out else None)
 
-    results = split_metrics(heldout_rows(cfg, task_data_ref), "heldout", f"evaluating {name}")
-    wanted = cfg.harder_stages is None or name in cfg.harder_stages
-    harder = heldout_rows(cfg, task_data_ref, "harder") if wanted else []
-    if harder:
-        results["harder"] = split_metrics(harder, "harder", f"evaluating {name} (harder)")["overall"]
+    results = split_metrics(eval_rows(cfg, task_data_ref), "test", f"evaluating {name}")
+    results["split"] = "test"
+    if cfg.stress_stages is None or name in cfg.stress_stages:
+        for split in STRESS:
+            rows = eval_rows(cfg, task_data_ref, split)
+            if rows:
+                results[split] = split_metrics(rows, split, f"evaluating {name} ({split})")["overall"]
     results["device"] = str(model.device)  # where it ran (bench/gpu_smoke.py checks it)
     return results
 

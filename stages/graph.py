@@ -43,10 +43,10 @@ def collects_from_r1_zero(recipe: Any) -> bool:
 
 
 STAGES: tuple[StageSpec, ...] = (
-    StageSpec(TASK_DATA, task_data.run, "load the task sources, split train / held-out",
-              section="data", output="dataset", retries=1),
+    StageSpec(TASK_DATA, task_data.run, "load the task sources, split train / validation / test (+ stress splits)",
+              section="data", uses=(SEED,), output="dataset", retries=1),
     StageSpec(BASE, base.run, "the base model: the pocket world's, pretrained once and cached, or a user's",
-              inputs={"task_data": TASK_DATA}, section="model.pocket", uses=("model.base", TEMPLATE),
+              inputs={"task_data": TASK_DATA}, section="model.pocket", uses=("model.base", TEMPLATE, SEED),
               output="base_model", evaluated=True),
     StageSpec("r1_zero", grpo.run, "R1-Zero: GRPO of a fresh adapter straight on the base (accuracy, format)",
               inputs={"task_data": TASK_DATA, "base": BASE}, section="r1_zero",
@@ -79,7 +79,7 @@ STAGES: tuple[StageSpec, ...] = (
     StageSpec("merged", merged.run, "the final adapter merged into the base: a plain HF model directory",
               inputs={"base": BASE, "adapter": "all_scenario_rl"}, uses=("model.dtype", "model.eos_token"), output="model"),
     StageSpec("student_base", base.run_student, "the smaller student: a pocket base built like the base, or a user's",
-              inputs={"task_data": TASK_DATA}, section="distill.student", uses=("distill.student_model", TEMPLATE),
+              inputs={"task_data": TASK_DATA}, section="distill.student", uses=("distill.student_model", TEMPLATE, SEED),
               output="base_model", evaluated=True),
     StageSpec("student_distilled", sft.run, "distillation: SFT of the student on the teacher's rejection-sampled data",
               inputs={"base": "student_base", "dataset": "rejection_sampling"}, section="distill.sft",
@@ -158,15 +158,15 @@ def flow_evaluations(flow: Flow, recipe: Any = None) -> list[str]:
 
 
 def evaluation_spec(name: str, base_stage: str = BASE, adapter_stage: str | None = None) -> StageSpec:
-    """The held-out evaluation of a model named `name`: the `base` input, with the `adapter` input
+    """The evaluation (test split, stress splits) of a model named `name`: the `base` input, with the `adapter` input
     applied when there is one. For a stage of the graph use `evaluation_of`."""
     inputs = {"task_data": TASK_DATA, "base": base_stage} | ({"adapter": adapter_stage} if adapter_stage else {})
-    return StageSpec(evaluation.stage_name(name), evaluation.run, f"held-out evaluation of {name}", inputs=inputs,
+    return StageSpec(evaluation.stage_name(name), evaluation.run, f"evaluation of {name} on the test split", inputs=inputs,
                      section="eval", uses=(TEMPLATE, LANGUAGE, SEED, "model.dtype", "model.eos_token"), output="eval", retries=1)
 
 
 def evaluation_of(name: str) -> StageSpec:
-    """The held-out evaluation of a stage's model: its adapter on its base, or the base itself."""
+    """The evaluation of a stage's model: its adapter on its base, or the base itself."""
     adapter = name if BY_NAME[name].output == "adapter" else None
     return evaluation_spec(name, model_base(name), adapter)
 

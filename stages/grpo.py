@@ -5,13 +5,13 @@
   * R1-Zero: a fresh adapter straight on the base, accuracy + format only;
   * all-scenario RL (stage 4): continues the SFT adapter on verifiable *and* general prompts, rule
     rewards where a verifier exists and the trained reward model elsewhere, under a reward-hacking
-    guard that keeps the best adapter and stops when held-out accuracy falls by more than a margin
+    guard that keeps the best adapter and stops when validation accuracy falls by more than a margin
     (the paper stopped its reward-model phase early for this reason);
   * the distilled student's RL-only comparison: a fresh adapter on the student.
 
 What differs is data, not code: the stage's recipe section (its rewards, their weights and rows),
 whether it has an `adapter` input to continue and a `reward_model` input to score with, and whether
-its section mixes in general prompts (`general_fraction`) and has a guard (`guard`). Read top to bottom: prompts, held-out
+its section mixes in general prompts (`general_fraction`) and has a guard (`guard`). Read top to bottom: prompts, validation
 callbacks, rewards, train, keep the best adapter.
 """
 
@@ -29,7 +29,7 @@ from transformers import TrainerCallback
 
 from core.config import GRPOStageConfig, GuardConfig, TemplateConfig
 from core.generation import generate
-from core.layout import ADAPTER, BEST_ADAPTER, HELDOUT_CURVE
+from core.layout import ADAPTER, BEST_ADAPTER, ROLLOUTS, VALIDATION_CURVE
 from core.modeling import adapter_path, load_tokenizer
 from core.resources import trainer_stage_bytes
 from core.runstore import Ref, StageOutcome, StageResult
@@ -38,6 +38,7 @@ from core.trainers import train_grpo
 from data.chat import messages, prompt_dataset, render
 from data.saved import load_split
 from rewards.completions import think_prefilled
+from rewards.monitors import RolloutLog
 from rewards.routing import grpo_rewards
 from rewards.verdict import judge_completion
 from stages.general import general_rows
@@ -77,13 +78,13 @@ def prompt_fits(base: str, template: TemplateConfig, cfg: GRPOStageConfig, eos_t
                                         add_special_tokens=False)["input_ids"]) <= room
 
 
-# --- held-out accuracy while training ----------------------------------------------------------
+# --- validation accuracy while training ----------------------------------------------------------
 
 
-class HeldoutProbe(TrainerCallback):
-    """Greedy held-out accuracy every `every` steps (and at the first and last step) with the model
+class ValidationProbe(TrainerCallback):
+    """Greedy validation accuracy every `every` steps (and at the first and last step) with the model
     being trained, with mean response length and reflection words; the curve goes to
-    <work>/heldout_curve.json (the R1-Zero "aha" plots read it) and to W&B when a run is open."""
+    <work>/validation_curve.json (the R1-Zero "aha" plots read it) and to W&B when a run is open."""
 
     def __init__(self, base: str, rows: list[dict[str, Any]], template: TemplateConfig, every: int,
                  max_new_tokens: int, work: Path, eos_token: str | None = None):
@@ -99,27 +100,27 @@ class HeldoutProbe(TrainerCallback):
         outs = generate(model, self.tokenizer, self.prompts, max_new_tokens=self.max_new_tokens, progress=False)
         model.train(was_training)
         verdicts = [judge_completion(c, r, "en", p) for (c,), r, p in zip(outs, self.rows, self.prefilled, strict=True)]
-        point = {"step": step, "heldout_accuracy": sum(bool(v.correct) for v in verdicts) / len(verdicts),
-                 "heldout_mean_length": sum(v.num_tokens for v in verdicts) / len(verdicts),
-                 "heldout_reflection_words": sum(v.reflection_words for v in verdicts) / len(verdicts)}
+        point = {"step": step, "validation_accuracy": sum(bool(v.correct) for v in verdicts) / len(verdicts),
+                 "validation_mean_length": sum(v.num_tokens for v in verdicts) / len(verdicts),
+                 "validation_reflection_words": sum(v.reflection_words for v in verdicts) / len(verdicts)}
         self.history.append(point)
         self._log(point)
         return point
 
     def _log(self, point: dict[str, float]) -> None:
-        log.info("held-out at step %d: accuracy %.3f, mean length %.1f", point["step"], point["heldout_accuracy"],
-                 point["heldout_mean_length"])
+        log.info("validation at step %d: accuracy %.3f, mean length %.1f", point["step"], point["validation_accuracy"],
+                 point["validation_mean_length"])
         try:
             import wandb  # present with the pinned deps; seconds to import, so only when a probe logs
 
             if wandb.run is not None:
-                wandb.run.log({f"heldout/{k}": v for k, v in point.items() if k != "step"}, commit=False)
+                wandb.run.log({f"validation/{k}": v for k, v in point.items() if k != "step"}, commit=False)
         except ImportError:
             pass
         if not self.writes:
             return
         self.work.mkdir(parents=True, exist_ok=True)
-        (self.work / HELDOUT_CURVE).write_text(json.dumps(self.history, indent=1))
+        (self.work / VALIDATION_CURVE).write_text(json.dumps(self.history, indent=1))
 
     def check(self, step: int, model: Any, control: Any) -> None:
         """Hook for subclasses: called after each measurement."""
@@ -138,8 +139,8 @@ class HeldoutProbe(TrainerCallback):
             self.check(state.global_step, model, control)
 
 
-class RewardHackingGuard(HeldoutProbe):
-    """Saves the adapter whenever held-out accuracy reaches a new best; stops training when it falls
+class RewardHackingGuard(ValidationProbe):
+    """Saves the adapter whenever validation accuracy reaches a new best; stops training when it falls
     more than `margin` below the best."""
 
     def __init__(self, base: str, rows: list[dict[str, Any]], template: TemplateConfig, cfg: GuardConfig,
@@ -149,7 +150,7 @@ class RewardHackingGuard(HeldoutProbe):
         self.best, self.best_step, self.stopped_at = -1.0, 0, None
 
     def check(self, step: int, model: Any, control: Any) -> None:
-        acc = self.measure(model, step)["heldout_accuracy"]
+        acc = self.measure(model, step)["validation_accuracy"]
         if acc > self.best:
             self.best, self.best_step = acc, step
             if self.writes:
@@ -161,21 +162,23 @@ class RewardHackingGuard(HeldoutProbe):
             control.should_training_stop = True
 
     def summary(self) -> dict[str, Any]:
-        final = self.history[-1]["heldout_accuracy"] if self.history else None
-        return {"guard_history": self.history, "guard_best_accuracy": self.best, "guard_best_step": self.best_step,
+        final = self.history[-1]["validation_accuracy"] if self.history else None
+        return {"guard_split": "validation", "guard_history": self.history, "guard_best_accuracy": self.best,
+                "guard_best_step": self.best_step,
                 "guard_stopped_at": self.stopped_at, "guard_final_accuracy": final,
                 "guard_restored_best": final is not None and final < self.best}
 
 
-def heldout_callbacks(cfg: GRPOStageConfig, task_data_ref: Ref, base: str, template: TemplateConfig,
-                      work: Path, eos_token: str | None = None) -> list[HeldoutProbe]:
-    """The guard where the stage has one (stage 4); a probe where it asks for a held-out curve."""
-    heldout = list(load_split(task_data_ref, "heldout"))
+def validation_callbacks(cfg: GRPOStageConfig, task_data_ref: Ref, base: str, template: TemplateConfig,
+                      work: Path, eos_token: str | None = None) -> list[ValidationProbe]:
+    """The guard where the stage has one (stage 4); a probe where it asks for a validation curve."""
+    # the validation split: whatever stops training or keeps an adapter never reads the test split
+    validation = list(load_split(task_data_ref, "validation"))
     if cfg.guard is not None:
-        return [RewardHackingGuard(base, heldout[: cfg.guard.prompts], template, cfg.guard,
+        return [RewardHackingGuard(base, validation[: cfg.guard.prompts], template, cfg.guard,
                                    cfg.max_completion_length, work, eos_token)]
-    if cfg.heldout_every:
-        return [HeldoutProbe(base, heldout[: cfg.heldout_prompts], template, cfg.heldout_every,
+    if cfg.validation_every:
+        return [ValidationProbe(base, validation[: cfg.validation_prompts], template, cfg.validation_every,
                              cfg.max_completion_length, work, eos_token)]
     return []
 
@@ -192,9 +195,11 @@ def run(call: StageCall) -> StageOutcome:
     def build(work: Path) -> StageResult:
         fits = prompt_fits(base_ref.path, template, cfg, model.eos_token)
         data = training_prompts(cfg, recipe, task_data_ref, fits)
-        callbacks = heldout_callbacks(cfg, task_data_ref, base_ref.path, template, work, model.eos_token)
+        callbacks = validation_callbacks(cfg, task_data_ref, base_ref.path, template, work, model.eos_token)
         context = {"reward_model_path": str(model_path(judge_ref))} if judge_ref else {}
         funcs, weights = grpo_rewards(cfg.rewards, **context)
+        if cfg.log_rollouts:  # after a resume it holds the rollouts since the last checkpoint
+            funcs, weights = [*funcs, RolloutLog(work / ROLLOUTS)], [*weights, 0.0]
         metrics = train_grpo(
             base=base_ref.path, adapter=adapter_path(adapter_ref) if adapter_ref else None, lora=model.lora,
             dtype=model.dtype, dataset=data, cfg=cfg, work=work, seed=recipe.seed, reward_funcs=funcs,
@@ -206,7 +211,7 @@ def run(call: StageCall) -> StageOutcome:
                 metrics |= keep_best_adapter(callback, work, base_ref.path, model.eos_token)
                 metrics["general_prompts"] = sum(k == "general" for k in data["kind"])
             else:
-                metrics["heldout_curve"] = callback.history
+                metrics["validation_curve"] = callback.history
         return StageResult(metrics=metrics)
 
     # a guard keeps a copy of the best adapter besides the trainer's checkpoints

@@ -43,7 +43,7 @@ from core.generation import vllm_unavailable
 from core.modeling import ModelError, check_causal_lm, load_tokenizer
 from core.stage import setting
 from data.chat import messages, render
-from data.saved import load_split
+from data.saved import STRESS, has_split, load_split
 from rewards import catalog
 from stages import graph
 
@@ -146,7 +146,7 @@ def validate(recipe: Recipe, source: str = "<recipe>") -> list[str]:
         for key, cfg in sections(recipe, *SAMPLING).items():
             if cfg.use_vllm and (key != "cold_start.collect" or collects(recipe)):
                 notes.append(f"{key}.use_vllm: {reason}; sampling will fall back to batched HF generate")
-    for key, names in (("harder_stages", recipe.eval.harder_stages or []), ("stage_samples", recipe.eval.stage_samples)):
+    for key, names in (("stress_stages", recipe.eval.stress_stages or []), ("stage_samples", recipe.eval.stage_samples)):
         for name in names:
             if name not in graph.EVALUATED:
                 errors.append(f"eval.{key}: {name!r} is not an evaluated stage (one of {', '.join(graph.EVALUATED)})")
@@ -244,17 +244,19 @@ def context_length(model_path: str | Path) -> tuple[int | None, str]:
 def generation_budgets(recipe: Recipe) -> dict[str, list[tuple[str, int]]]:
     """split -> (recipe key, tokens generated after a prompt of that split) for every stage on the base
     model that generates from those prompts: GRPO rollouts and rejection sampling from training
-    prompts; evaluation, held-out probes and the reward-hacking guard from held-out ones."""
-    budgets: dict[str, list[tuple[str, int]]] = {"train": [], "heldout": []}
+    prompts; validation probes and the reward-hacking guard from validation ones; evaluation from
+    test and stress ones."""
+    budgets: dict[str, list[tuple[str, int]]] = {"train": [], "validation": []}
     for spec in graph.built_on(graph.BASE):
         cfg = setting(recipe, spec.section) if spec.section else None
         if spec.kind == "grpo":
             budgets["train"].append((f"{spec.section}.max_completion_length", cfg.max_completion_length))
-            if cfg.heldout_every or cfg.guard is not None:
-                budgets["heldout"].append((f"{spec.section}.max_completion_length", cfg.max_completion_length))
+            if cfg.validation_every or cfg.guard is not None:
+                budgets["validation"].append((f"{spec.section}.max_completion_length", cfg.max_completion_length))
         elif spec.kind in SAMPLING and (spec.kind != "cold_start_data" or collects(recipe)):
             budgets["train"].append((f"{spec.section}.max_new_tokens", cfg.max_new_tokens))
-    budgets["heldout"].insert(0, ("eval.max_new_tokens", recipe.eval.max_new_tokens))
+    for split in ("test", *STRESS):
+        budgets[split] = [("eval.max_new_tokens", recipe.eval.max_new_tokens)]
     return budgets
 
 
@@ -271,7 +273,7 @@ def longest_prompt(tokenizer: Any, rows: Any, template: Any, split: str) -> Long
 
 def check_prompt_lengths(recipe: Recipe, task_data_ref: Any, model_path: str | Path,
                          source: str = "<recipe>") -> dict[str, Any]:
-    """Raise PreflightError when a training or held-out prompt plus the generation a stage allows
+    """Raise PreflightError when a prompt of any split plus the generation a stage allows
     exceeds the model's context; return the figures (longest prompt per split, context)."""
     context, field = context_length(model_path)
     if context is None:
@@ -280,14 +282,14 @@ def check_prompt_lengths(recipe: Recipe, task_data_ref: Any, model_path: str | P
     try:
         tokenizer = load_tokenizer(model_path)
         found = {split: longest_prompt(tokenizer, load_split(task_data_ref, split), recipe.data.template, split)
-                 for split in ("train", "heldout")}
+                 for split in ("train", "validation", "test", *STRESS) if has_split(task_data_ref, split)}
     except ValueError as exc:  # e.g. a tokenizer without a chat template
         raise PreflightError(f"{source}: the run cannot start\n  model.base: {exc}") from None
     errors: list[str] = []
     figures: dict[str, Any] = {"context": context}
     for split, budgets in generation_budgets(recipe).items():
-        longest = found[split]
-        if longest is None:
+        longest = found.get(split)
+        if longest is None or not budgets:
             continue
         figures[f"longest_{split}_prompt_tokens"] = longest.tokens
         key, budget = max(budgets, key=lambda kb: kb[1])

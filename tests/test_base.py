@@ -17,6 +17,7 @@ from pocket.pretrain import build_model, pretrain
 from pocket.tokenizer import TAG_TOKENS, build_tokenizer
 from rewards.language import word_languages
 from stages import base
+from stages.base import held_out_prompts
 
 
 @pytest.fixture(scope="module")
@@ -28,7 +29,7 @@ def loaded(pocket_run):
 def test_auto_classes_load_and_generate(loaded, test_recipe, pocket_run):
     model, tok = loaded
     assert model.config.model_type == "qwen2"
-    row = load_split(pocket_run[2], "heldout")[0]
+    row = load_split(pocket_run[2], "test")[0]
     prompt = render(tok, messages(row["prompt"], test_recipe.data.template))
     enc = tok(prompt, return_tensors="pt", add_special_tokens=False)
     out = model.generate(**enc, max_new_tokens=40, do_sample=False)
@@ -48,8 +49,7 @@ def test_reloaded_tokenizer_encodes_exactly_as_the_training_one(pocket_run, test
     """A custom pre-tokenizer can be silently lost on save/load; rebuild the training tokenizer
     from the same corpus and compare encodings token for token."""
     cfg, template = test_recipe.model.pocket, test_recipe.data.template
-    heldout = list(load_split(pocket_run[2], "heldout")["prompt"])
-    docs = corpus(cfg, template, {p.lower() for p in heldout})
+    docs = corpus(cfg.model_copy(update={"seed": 0}), template, pocket.held_chains(held_out_prompts(pocket_run[2])))
     texts = [m["content"] for conv, _ in docs for m in conv] + [reply for _, reply in docs]
     trained = build_tokenizer(texts, cfg.vocab_size)
     _, reloaded = loaded
@@ -83,37 +83,41 @@ def test_one_digit_per_token(loaded):
     assert sum(any(c.isdigit() for c in p) for p in pieces) == 5
 
 
-def test_base_metrics_are_recorded(pocket_run):
-    store, run_id, _, base_ref = pocket_run
+def test_base_metrics_are_recorded(pocket_run, test_recipe):
+    store, run_id, task_data_ref, base_ref = pocket_run
     metrics = store.manifest(run_id, "base")["metrics"]
-    assert 0.0 <= metrics["accuracy_all"] <= 1.0
-    assert metrics["count_all"] == 40 * metrics["samples_per_prompt"] and metrics["mean_length"] > 0
-    assert metrics["count_steps"] + metrics.get("count_direct", 0) == metrics["count_all"]
-    assert 0.0 <= metrics["greedy_accuracy"] <= 1.0
+    k, validation = metrics["samples_per_prompt"], len(load_split(task_data_ref, "validation"))
+    for prompt in ("task", "practice"):  # how it answers on each prompt, before any RL
+        cell = metrics[prompt]
+        assert cell["count"]["all"] == validation * k and cell["mean_length"] > 0
+        assert sum(cell["styles"].values()) == pytest.approx(1.0)
+        assert sum(cell["count"].get(s, 0) for s in world.ANSWER_STYLES) == cell["count"]["all"]
+        assert 0.0 <= cell["accuracy"]["all"] <= 1.0
+    assert 0.0 <= metrics["greedy_accuracy"] <= 1.0 and metrics["accuracy_all"] == metrics["task"]["accuracy"]["all"]
     assert json.loads((store.stage_dir(run_id, "base") / "eval.json").read_text()) == metrics
     assert (Path(base_ref.path) / "pretraining.json").is_file()
 
 
 def test_pocket_base_is_cached_by_content(pocket_run, test_recipe, monkeypatch):
     store, _, task_data_ref, base_ref = pocket_run
-    heldout = list(load_split(task_data_ref, "heldout")["prompt"])
     monkeypatch.setattr(pocket, "build_base", lambda *a, **k: pytest.fail("rebuilt a cached base"))
-    path, how = base.pocket_base(test_recipe.model.pocket, test_recipe.data.template, heldout, store)
+    path, how = base.pocket_base(test_recipe.model.pocket, test_recipe.data.template, held_out_prompts(task_data_ref),
+                                 store, test_recipe.seed)
     assert str(path) == base_ref.path and how["base_origin"] == "built" and how["autocast"] == "float32"
 
 
-def test_corpus_is_deterministic_and_excludes_heldout(test_recipe, pocket_run):
-    cfg, template = test_recipe.model.pocket, test_recipe.data.template
-    heldout = {p.lower() for p in load_split(pocket_run[2], "heldout")["prompt"]}
-    a = corpus(cfg, template, heldout)
-    assert a == corpus(cfg, template, heldout)
-    assert not heldout & {" ".join(conv[-1]["content"].lower().split()) for conv, _ in a}
+def test_corpus_is_deterministic_and_excludes_the_held_out_chains(test_recipe, pocket_run):
+    cfg, template = test_recipe.model.pocket.model_copy(update={"seed": 0}), test_recipe.data.template
+    held = pocket.held_chains(held_out_prompts(pocket_run[2]))
+    a = corpus(cfg, template, held)
+    assert a == corpus(cfg, template, held)
+    assert not held & pocket.held_chains([conv[-1]["content"] for conv, _ in a])
 
 
 def test_checked_practice_follows_the_webs_written_languages(test_recipe):
     """Checked practice work is French (wholly or in part) about as often as the web's written
     solutions are, so the base's checking habit carries the web's languages (and R1-Zero can mix)."""
-    cfg = test_recipe.model.pocket.model_copy(update={"corpus_documents": 50, "practice_documents": 2000})
+    cfg = test_recipe.model.pocket.model_copy(update={"corpus_documents": 50, "practice_documents": 2000, "seed": 0})
     checked = [reply for conv, reply in corpus(cfg, test_recipe.data.template, set())
                if conv[-1]["content"].startswith(world.PRACTICE_PROMPTS["check"].split("{")[0])]
     french = sum("fr" in word_languages(reply.split(world.CHECK_WORD)[0]) for reply in checked)
@@ -124,8 +128,8 @@ def test_checked_practice_follows_the_webs_written_languages(test_recipe):
 
 def test_model_is_deterministic_for_a_config(test_recipe, loaded):
     _, tok = loaded
-    a = build_model(test_recipe.model.pocket, tok)
-    b = build_model(test_recipe.model.pocket, tok)
+    cfg = test_recipe.model.pocket.model_copy(update={"seed": 0})
+    a, b = build_model(cfg, tok), build_model(cfg, tok)
     assert all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values(), strict=True))
 
 
@@ -137,7 +141,8 @@ def test_bfloat16_autocast_computes_in_bfloat16_and_keeps_float32_weights(test_r
            for a in range(10) for b in range(10)]
     losses = {}
     for precision in ("float32", "bfloat16"):
-        cfg = test_recipe.model.pocket.model_copy(update={"steps": 40, "warmup_steps": 5, "autocast": precision})
+        cfg = test_recipe.model.pocket.model_copy(update={"steps": 40, "warmup_steps": 5, "autocast": precision,
+                                                          "seed": 0})
         model = build_model(cfg, tok)
         losses[precision] = pretrain(model, ids, cfg)
         assert all(p.dtype == torch.float32 for p in model.parameters())

@@ -188,5 +188,5 @@ def test_the_run_store_rebuilds_a_stage_when_a_setting_it_uses_changes_and_reuse
 
     spec = graph.BY_NAME["task_data"]
     data = [spec.run(StageCall(spec, load_recipe(TEST_RECIPE, list(o)), store, run_id))
-            for o in ([], ["model.dtype=bfloat16"], ["data.heldout_size=20"])]
+            for o in ([], ["model.dtype=bfloat16"], ["data.test_size=20"])]
     assert [o.reused for o in data] == [False, True, False]

@@ -78,7 +78,7 @@ def test_bad_data_exits_2_listing_every_bad_row_without_a_traceback(tmp_path):
     data.write_text('{"prompt": "1 + 1", "answer": "2"}\n{not json\n{"prompt": "", "answer": "1"}\n'
                     '{"question": "2 + 2", "answer": "4"}\n')
     proc = _r1(tmp_path, "pipeline", "--recipe", str(TEST_RECIPE),
-               "--set", f"data.sources=[{{kind: file, path: {data}}}]", "--set", "data.heldout_size=1")
+               "--set", f"data.sources=[{{kind: file, path: {data}}}]", "--set", "data.test_size=1", "--set", "data.validation_size=1")
     out = proc.stdout + proc.stderr
     assert proc.returncode == 2, out[-4000:]
     assert "Traceback" not in out

@@ -23,7 +23,7 @@ from core.runstore import RunStore
 ROOT = Path(__file__).resolve().parent.parent
 RECIPE = ROOT / "configs" / "pocket-test.yaml"
 # a fresh, small pocket base: a few seconds to build, so the second process really has to wait
-OVERRIDES = ["model.pocket.steps=60", "model.pocket.corpus_documents=800", "data.heldout_size=8"]
+OVERRIDES = ["model.pocket.steps=60", "model.pocket.corpus_documents=800", "data.test_size=8", "data.validation_size=8"]
 TASKS_AND_BASE = textwrap.dedent("""
     import logging, sys, time
     logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s")

@@ -58,8 +58,8 @@ def test_missing_file():
 
 
 def test_overrides_are_typed_and_validated(tmp_path):
-    recipe = load_recipe(_write(tmp_path, MINIMAL), ["model.pocket.steps=7", "data.heldout_size=3"])
-    assert recipe.model.pocket.steps == 7 and recipe.data.heldout_size == 3
+    recipe = load_recipe(_write(tmp_path, MINIMAL), ["model.pocket.steps=7", "data.test_size=3"])
+    assert recipe.model.pocket.steps == 7 and recipe.data.test_size == 3
     with pytest.raises(RecipeError, match="model.pocket.steps"):
         load_recipe(_write(tmp_path, MINIMAL), ["model.pocket.steps=abc"])
     with pytest.raises(RecipeError, match="KEY=VALUE"):

@@ -13,13 +13,14 @@ from stages import runner
 from stages.evaluation import (
     COLUMNS,
     cons_at_k,
+    eval_rows,
     format_table,
-    heldout_rows,
     majority_answer,
     pass_at_1,
     summarize,
 )
 
+ROOT = Path(__file__).resolve().parent.parent
 GOLD = {"answer": "7", "task": None, "metadata": "{}"}
 
 
@@ -97,30 +98,32 @@ def test_end_to_end_eval_of_the_pocket_base_writes_every_field(base_eval, test_r
     assert results["overall"]["prompts"] == test_recipe.eval.prompts
     assert results["overall"]["mean_length"] > 0
     assert store.manifest(run_id, "eval_base")["metrics"] == results["overall"]
-    assert results["harder"]["prompts"] == test_recipe.eval.harder_prompts  # the harder split, evaluated apart
-    assert 0 <= results["harder"]["pass_at_1"] <= 1
+    assert results["split"] == "test"
+    for split in ("transfer", "longer"):  # the stress splits, evaluated apart
+        assert results[split]["prompts"] == test_recipe.eval.stress_prompts
+        assert 0 <= results[split]["pass_at_1"] <= 1
 
 
-def test_harder_stages_limits_the_harder_split_to_the_stages_named(pocket_run, test_recipe):
-    """The evaluation's code path: named -> the harder split; not named -> no harder figures at all
-    (bench/paper.py evaluates it only for the models its table reports)."""
+def test_stress_stages_limits_the_stress_splits_to_the_stages_named(pocket_run, test_recipe):
+    """The evaluation's code path: named -> the stress splits; not named -> no stress figures at all
+    (bench/paper.py evaluates them only for the models its table reports)."""
     from stages.evaluation import evaluate
 
     _, _, task_data_ref, base_ref = pocket_run
-    cfg = test_recipe.eval.model_copy(update={"prompts": 4, "harder_prompts": 4, "samples": 1})
-    kept = evaluate(test_recipe, cfg.model_copy(update={"harder_stages": ["base"]}), task_data_ref, base_ref, None,
+    cfg = test_recipe.eval.model_copy(update={"prompts": 4, "stress_prompts": 4, "samples": 1})
+    kept = evaluate(test_recipe, cfg.model_copy(update={"stress_stages": ["base"]}), task_data_ref, base_ref, None,
                     "base")
-    assert kept["harder"]["prompts"] == 4
-    skipped = evaluate(test_recipe, cfg.model_copy(update={"harder_stages": ["r1_zero"]}), task_data_ref, base_ref,
+    assert kept["transfer"]["prompts"] == kept["longer"]["prompts"] == 4
+    skipped = evaluate(test_recipe, cfg.model_copy(update={"stress_stages": ["r1_zero"]}), task_data_ref, base_ref,
                        None, "base")
-    assert "harder" not in skipped and skipped["overall"]["prompts"] == 4
+    assert "transfer" not in skipped and "longer" not in skipped and skipped["overall"]["prompts"] == 4
 
 
 def test_stage_samples_sets_k_for_the_stages_named(pocket_run, test_recipe):
     from stages.evaluation import evaluate
 
     _, _, task_data_ref, base_ref = pocket_run
-    cfg = test_recipe.eval.model_copy(update={"prompts": 3, "harder_prompts": 2, "samples": 2})
+    cfg = test_recipe.eval.model_copy(update={"prompts": 3, "stress_prompts": 2, "samples": 2})
     named = evaluate(test_recipe, cfg.model_copy(update={"stage_samples": {"base": 3}}), task_data_ref, base_ref,
                      None, "base")
     other = evaluate(test_recipe, cfg.model_copy(update={"stage_samples": {"sft": 3}}), task_data_ref, base_ref,
@@ -135,18 +138,19 @@ def test_saved_samples_are_the_ones_scored(base_eval, test_recipe):
 
     _, _, task_data_ref, ref = base_eval
     results = json.loads((Path(ref.path) / "eval.json").read_text())
-    for split, figures in (("heldout", results), ("harder", {"overall": results["harder"]})):
-        rows = heldout_rows(test_recipe.eval, task_data_ref, split)
+    for split, figures in (("test", results), ("transfer", {"overall": results["transfer"]}),
+                           ("longer", {"overall": results["longer"]})):
+        rows = eval_rows(test_recipe.eval, task_data_ref, split)
         sampled = load_samples(ref, rows, split)
         assert [len(c) for c in sampled] == [test_recipe.eval.samples] * len(rows)
         scored = [[score_sample(c, r, test_recipe.data.language) for c in cs] for r, cs in zip(rows, sampled, strict=True)]
         assert sum(map(pass_at_1, scored)) / len(rows) == pytest.approx(figures["overall"]["pass_at_1"])
-        if split == "heldout":
+        if split == "test":
             assert [pass_at_1(x) for x in scored] == pytest.approx(results["pass_at_1_by_prompt"])
         line = json.loads((Path(ref.path) / f"samples-{split}.jsonl").read_text().splitlines()[0])
         assert line["prompt"] == rows[0]["prompt"] and set(line["greedy"]) == {"text", "num_tokens", "finished"}
-    with pytest.raises(ValueError, match="not the 2 heldout rows asked for"):
-        load_samples(ref, list(reversed(heldout_rows(test_recipe.eval, task_data_ref)))[:2])
+    with pytest.raises(ValueError, match="not the 2 test rows asked for"):
+        load_samples(ref, list(reversed(eval_rows(test_recipe.eval, task_data_ref)))[:2])
 
 
 def test_end_to_end_eval_agrees_with_scoring_the_model_by_hand(base_eval, pocket_run, test_recipe):
@@ -161,7 +165,7 @@ def test_end_to_end_eval_agrees_with_scoring_the_model_by_hand(base_eval, pocket
     _, _, task_data_ref, ref = base_eval
     base = pocket_run[3].path
     results = json.loads((Path(ref.path) / "eval.json").read_text())
-    rows = heldout_rows(test_recipe.eval, task_data_ref)
+    rows = eval_rows(test_recipe.eval, task_data_ref)
     tok = load_tokenizer(base)
     outs = generate(inference_model(base), tok, [render(tok, messages(r["prompt"], test_recipe.data.template))
                                                  for r in rows], max_new_tokens=test_recipe.eval.max_new_tokens,
@@ -175,29 +179,31 @@ def test_end_to_end_eval_agrees_with_scoring_the_model_by_hand(base_eval, pocket
     assert results["overall"]["pass_at_1"] == pytest.approx(sum(by_prompt) / len(by_prompt))
 
 
-def test_harder_items_are_longer_and_never_in_training(pocket_run, test_recipe):
+def test_stress_items_are_longer_and_never_in_training(pocket_run, test_recipe):
     _, _, task_data_ref, _ = pocket_run
-    seen = {prompt_key(p) for part in ("train", "heldout") for p in load_split(task_data_ref, part)["prompt"]}
-    harder = list(load_split(task_data_ref, "harder"))
-    assert harder and not {prompt_key(r["prompt"]) for r in harder} & seen
-    assert all(json.loads(r["metadata"])["num_terms"] == 5 for r in harder)  # training chains have 2-4 terms
+    seen = {prompt_key(p) for part in ("train", "validation", "test") for p in load_split(task_data_ref, part)["prompt"]}
+    for split, terms in (("transfer", 5), ("longer", 6)):  # training chains have 2-4 terms
+        rows = list(load_split(task_data_ref, split))
+        assert rows and not {prompt_key(r["prompt"]) for r in rows} & seen
+        assert all(json.loads(r["metadata"])["num_terms"] == terms for r in rows)
 
 
-def test_evaluator_sees_only_heldout_prompts(base_eval):
+def test_evaluator_sees_only_test_prompts(base_eval):
     _, _, task_data_ref, ref = base_eval
-    train = {prompt_key(p) for p in load_split(task_data_ref, "train")["prompt"]}
-    heldout = {prompt_key(p) for p in load_split(task_data_ref, "heldout")["prompt"]}
+    test = {prompt_key(p) for p in load_split(task_data_ref, "test")["prompt"]}
     results = json.loads((Path(ref.path) / "eval.json").read_text())
     evaluated = {prompt_key(e["prompt"]) for e in results["examples"]}
-    assert evaluated <= heldout and not evaluated & train
+    assert evaluated <= test
+    for other in ("train", "validation"):
+        assert not evaluated & {prompt_key(p) for p in load_split(task_data_ref, other)["prompt"]}
 
 
-def test_every_evaluated_row_is_heldout(pocket_run, test_recipe):
+def test_every_evaluated_row_is_a_test_row(pocket_run, test_recipe):
     _, _, task_data_ref, _ = pocket_run
-    train = {prompt_key(p) for p in load_split(task_data_ref, "train")["prompt"]}
-    rows = heldout_rows(test_recipe.eval, task_data_ref)
+    rows = eval_rows(test_recipe.eval, task_data_ref)
     assert len(rows) == test_recipe.eval.prompts
-    assert not {prompt_key(r["prompt"]) for r in rows} & train
+    test = {prompt_key(p) for p in load_split(task_data_ref, "test")["prompt"]}
+    assert {prompt_key(r["prompt"]) for r in rows} <= test
 
 
 def test_cli_evaluates_a_model_directory_and_an_adapter(pocket_run, monkeypatch, capsys, tmp_path):
@@ -211,3 +217,26 @@ def test_cli_evaluates_a_model_directory_and_an_adapter(pocket_run, monkeypatch,
     assert (store.root / "cli-eval" / "eval_model" / "eval.json").is_file()
     assert main(["evaluate", "--recipe", "pocket-test", "--adapter", str(tmp_path), "--run-id", "cli-eval"]) == 2
     assert "not a PEFT adapter directory" in capsys.readouterr().err
+
+
+def test_a_recipe_without_stress_splits_evaluates(pocket_run, monkeypatch, capsys):
+    """Both real recipes have no stress split. The task data used to save an empty split that
+    `datasets` cannot read back, and every evaluation drew all its samples, then crashed loading it
+    (IndexError) and kept nothing. Now an empty split is never saved nor loaded, in the evaluation
+    stage and in `r1 evaluate` alike."""
+    from core.config import load_recipe
+    from data.saved import has_split
+    from shell.cli import main
+    from stages.evaluation import load_results
+
+    store, _, _, base_ref = pocket_run
+    overrides = ["data.transfer=[]", "data.longer=[]", "eval.prompts=4", "eval.samples=1"]
+    recipe = load_recipe(ROOT / "configs" / "pocket-test.yaml", overrides)
+    refs = runner.build(["eval_base"], recipe, store, store.new_run_id("no-stress"))
+    assert not has_split(refs["task_data"], "transfer") and not has_split(refs["task_data"], "longer")
+    results = load_results(refs["eval_base"])
+    assert results["overall"]["prompts"] == 4 and "transfer" not in results and "longer" not in results
+    monkeypatch.setenv("R1_RUNS_DIR", str(store.root))
+    args = ["evaluate", "--recipe", "pocket-test", "--model", base_ref.path, "--run-id", "cli-no-stress"]
+    assert main(args + [a for o in overrides for a in ("--set", o)]) == 0
+    assert "| model |" in capsys.readouterr().out

@@ -40,7 +40,7 @@ def test_the_disassembly_pattern_catches_what_the_logs_showed():
 
 def test_prefect_yaml_deploys_exactly_the_graphs_flows_for_each_recipe():
     """The flows, the CLI's commands and the deployments all come from the graph's flow list:
-    prefect.yaml, a file, must name exactly those flows (and `evaluate`), for both recipes."""
+    prefect.yaml, a file, must name exactly those flows (and `evaluate` and the `lab`), for both recipes."""
     from prefect.flows import load_flow_from_entrypoint
 
     from flows.training import FLOWS
@@ -56,7 +56,7 @@ def test_prefect_yaml_deploys_exactly_the_graphs_flows_for_each_recipe():
         assert "recipe" in d["parameters"]
         if flow.name in graph.FLOWS:
             assert d["entrypoint"] == f"flows/training.py:{graph.FLOWS[flow.name].entrypoint}"
-    names = [*graph.FLOWS, "evaluate"]
+    names = [*graph.FLOWS, "evaluate", "lab"]
     assert found == {f"{name}/{recipe}" for name in names for recipe in ("pocket", "pocket-test")}
     assert set(FLOWS) == set(graph.FLOWS) == {spec.name for spec in COMMANDS.values()}
 

@@ -80,7 +80,7 @@ def base_like(tmp_path_factory):
 
     tok = build_tokenizer(["the answer is 3 . the sum of 4 and 5 is 9 ."] * 20, vocab_size=300)
     tok.eos_token = "<|endoftext|>"
-    cfg = PocketConfig(hidden_size=32, num_layers=1, num_heads=2, num_kv_heads=1, intermediate_size=64)
+    cfg = PocketConfig(hidden_size=32, num_layers=1, num_heads=2, num_kv_heads=1, intermediate_size=64, seed=0)
     model = build_model(cfg, tok)
     path = tmp_path_factory.mktemp("base_like")
     model.save_pretrained(path)

@@ -34,8 +34,8 @@ class ScriptedGuard(grpo.RewardHackingGuard):
 
     def measure(self, model, step):
         self.seen[step] = {k: v.detach().clone() for k, v in get_peft_model_state_dict(model).items()}
-        point = {"step": step, "heldout_accuracy": next(self.script), "heldout_mean_length": 0.0,
-                 "heldout_reflection_words": 0.0}
+        point = {"step": step, "validation_accuracy": next(self.script), "validation_mean_length": 0.0,
+                 "validation_reflection_words": 0.0}
         self.history.append(point)
         self._log(point)
         return point
@@ -48,7 +48,7 @@ def guarded_run(trained_run, test_recipe, tmp_path_factory):
     store, _, refs = trained_run
     work = tmp_path_factory.mktemp("guarded") / "work"
     cfg = test_recipe.reasoning_rl.model_copy(update={"steps": 6, "save_steps": 6, "learning_rate": 2e-2})
-    heldout = list(load_split(refs["task_data"], "heldout"))[: GUARD.prompts]
+    heldout = list(load_split(refs["task_data"], "validation"))[: GUARD.prompts]
     guard = ScriptedGuard(refs["base"].path, heldout, test_recipe.data.template, GUARD, cfg.max_completion_length,
                           work)
     funcs, weights = grpo_rewards(cfg.rewards)
@@ -91,7 +91,7 @@ def test_guard_keeps_the_final_adapter_when_accuracy_holds(own_run, test_recipe,
     from core.modeling import trainable_model
 
     _, _, refs = own_run("guard")
-    heldout = list(load_split(refs["task_data"], "heldout"))[:2]
+    heldout = list(load_split(refs["task_data"], "validation"))[:2]
     guard = ScriptedGuard(refs["base"].path, heldout, test_recipe.data.template,
                           GuardConfig(every=1, margin=0.3, prompts=2), 8, tmp_path)
     guard.script = iter([0.5, 0.3, 0.6])  # falls, but not by more than the margin, then recovers

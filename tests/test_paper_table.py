@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from bench import paper
-from pocket import world
+from pocket import analysis, world
 
 ROOT = Path(__file__).resolve().parents[1]
 TABLE = paper.RESULTS / "paper_table.json"
@@ -50,13 +50,26 @@ def test_readme_quotes_every_seed_of_the_committed_table(table):
     quoted = readme_rows("### The paper's findings", "seed")
     assert set(quoted) == set(table["by_seed"])
     for seed, s in table["by_seed"].items():
-        rows, p, h = s["rows"], s["pipeline"], s["harder"]
+        rows, p = s["rows"], s["pipeline"]
         assert quoted[seed] == [
             f"{rows['base']['pass_at_1']:.3f}", f"{rows['r1_zero']['pass_at_1']:.3f}", f"{rows['r1']['pass_at_1']:.3f}",
             f"{rows['student_distilled']['pass_at_1']:.3f} / {rows['student_rl']['pass_at_1']:.3f}",
             " -> ".join(f"{p[stage]:.3f}" for stage in paper.PIPELINE),
-            f"{h['base']:.3f} / {h['r1_zero']:.3f} / {h['r1']:.3f}",
+            *(" / ".join(f"{s[split][m]:.3f}" for m in paper.STRESS_ROWS) for split in ("transfer", "longer")),
         ], f"seed {seed}"
+
+
+def test_the_table_has_what_the_findings_rest_on(table):
+    """Every seed's splits (sizes), its base's styles at step 0, the within-prompt check difference
+    target 4 is judged on, and the distillation sweep."""
+    for s in table["by_seed"].values():
+        assert set(s["splits"]) == {"train", "validation", "test", "transfer", "longer"}
+        assert all(s["splits"][split] > 0 for split in s["splits"])
+        assert set(s["base_styles"]["task"]) >= set(world.ANSWER_STYLES)
+        assert set(s["checks_within_prompt"]) == {"diff", "ci"}
+        assert set(s["transfer"]) == set(s["longer"]) == set(paper.STRESS_ROWS)
+    assert len(table["distill_sweep"]) >= 4
+    assert all({"size", "distilled", "rl"} <= set(r) for r in table["distill_sweep"])
 
 
 @pytest.mark.parametrize(("work", "given", "outcome"), [
@@ -68,11 +81,11 @@ def test_readme_quotes_every_seed_of_the_committed_table(table):
 def test_check_outcome_compares_the_work_with_the_answer_given(work, given, outcome):
     text = (f"<think> i start from 2 + 3 . then {work} . check : 2 + 3 = {given} . wait , not {work} . "
             f"it is {given} . so the answer is {given} . </think> <answer> {given} </answer>")
-    assert paper.check_outcome(text, "5") == outcome
+    assert analysis.check_outcome(text, "5") == outcome
 
 
 def test_a_response_without_a_written_check_has_no_outcome():
-    assert paper.check_outcome("<think> i start from 2 + 3 . then 5 . </think> <answer> 5 </answer>", "5") is None
+    assert analysis.check_outcome("<think> i start from 2 + 3 . then 5 . </think> <answer> 5 </answer>", "5") is None
 
 
 CHAIN = [4, -1, -7, 7]
@@ -87,7 +100,7 @@ CHAIN = [4, -1, -7, 7]
     ("<think> i start from 4 - 1 + 7 . then 3 + 7 . then 10 . check : 4 - 1 + 7 = 3 + 7 = 10 . same , 10 . "
      "so the answer is 10 . </think> <answer> 10 </answer>",
      {"copied": False, "reduced": True, "check_from": "work"}),
-    # the finer check (data/pocket.check_work): the prompt's chain, then each sum beside its two terms
+    # the finer check (pocket.world.check_work): the prompt's chain, then each sum beside its two terms
     ("<think> i start from 4 - 1 - 7 + 7 . then 3 - 7 + 7 . then -4 + 7 . then 4 . "
      f"{world.check_text(CHAIN, 4)} </think> <answer> 3 </answer>",
      {"copied": True, "reduced": False, "check_from": "prompt"}),
@@ -104,11 +117,11 @@ CHAIN = [4, -1, -7, 7]
      {"copied": True, "reduced": False, "check_from": None}),
 ])
 def test_work_anatomy_finds_where_the_work_went_wrong(text, expected):
-    assert paper.work_anatomy(text, CHAIN) == expected
+    assert analysis.work_anatomy(text, CHAIN) == expected
 
 
 def test_a_direct_answer_has_no_work_anatomy():
-    assert paper.work_anatomy("<answer> 3 </answer>", CHAIN) is None
+    assert analysis.work_anatomy("<answer> 3 </answer>", CHAIN) is None
 
 
 def test_tally_anatomy_counts_responses_by_where_they_went():
@@ -120,7 +133,7 @@ def test_tally_anatomy_counts_responses_by_where_they_went():
              "<think> i start from 4 - 1 - 7 + 7 . then 3 - 7 + 7 . then -4 + 7 . then 3 . </think> <answer> 3 </answer>",
              "<think> i start from 4 - 1 + 7 . then 3 + 7 . then 10 . check : 4 - 1 + 7 = 3 + 7 = 10 . same , 10 . "
              "</think> <answer> 10 </answer>"]
-    counts = paper.tally_anatomy([row], [[Completion(t, 10, True) for t in texts]], "en")
+    counts = analysis.tally_anatomy([row], [[Completion(t, 10, True) for t in texts]], "en")
     assert counts == {"responses": 3, "written": 2, "copied": 1, "clean": 1, "clean_right": 1, "checked": 1,
                       "check_from_prompt": 0, "check_from_work": 1, "check_from_other": 0}
 
@@ -128,13 +141,13 @@ def test_tally_anatomy_counts_responses_by_where_they_went():
 def test_the_bench_analyses_read_the_samples_the_evaluations_saved(trained_run, side_flows, test_recipe):
     """r1_anatomy and checks_within_prompts work on the samples R1's and R1-Zero's evaluations drew
     and saved: every sample counted once, and the pooled with/without-check accuracies equal eval.json's."""
-    from stages.evaluation import heldout_rows, load_results, stage_name
+    from stages.evaluation import eval_rows, load_results, stage_name
 
     store, run_id, _ = trained_run
     task_data, k = store.ref(run_id, "task_data"), test_recipe.eval.samples
     anatomy = paper.r1_anatomy(test_recipe, store, run_id)
-    for split in ("heldout", "harder"):
-        assert anatomy[split]["responses"] == k * len(heldout_rows(test_recipe.eval, task_data, split))
+    for split in ("test", "transfer", "longer"):
+        assert anatomy[split]["responses"] == k * len(eval_rows(test_recipe.eval, task_data, split))
     within = paper.checks_within_prompts(test_recipe, store, run_id)
     zero = load_results(store.ref(run_id, stage_name(paper.paper_rows()["r1_zero"])))["overall"]
     assert within["prompts"] == zero["prompts"]

@@ -24,7 +24,7 @@ def row(plan, stage):
 def test_plan_figures():
     r = load_recipe(TEST_RECIPE)
     plan = build_plan(r)
-    assert train_prompts(r) == 600 - 40
+    assert train_prompts(r) == 600 - 40 - 24  # test and validation held out
     rl = row(plan, "reasoning_rl")
     assert (rl.steps, rl.processes, rl.generations, rl.max_tokens) == (4, 1, 4 * 16, 4 * 16 * 48)
     rs = row(plan, "rejection_sampling")

@@ -54,7 +54,7 @@ def tiny_model(tmp_path_factory):
     out = tmp_path_factory.mktemp("tiny-model")
     tok = build_tokenizer([f"What is {a} + {b}? The answer is {a + b}." for a in range(30) for b in range(30)], 300)
     cfg = PocketConfig(hidden_size=32, num_layers=1, num_heads=4, num_kv_heads=2, intermediate_size=64,
-                       max_position_embeddings=128)
+                       max_position_embeddings=128, seed=0)
     build_model(cfg, tok).save_pretrained(out)
     tok.save_pretrained(out)
     return out
@@ -81,7 +81,9 @@ def big_jsonl(path: Path, bad: dict[int, bytes]) -> Path:
 def file_source(path: Path, **extra):
     def change(data):
         data["data"]["sources"] = [{"kind": "file", "path": str(path), "task": "sums", **extra}]
-        data["data"]["heldout_size"] = 20
+        data["data"]["test_size"] = 20
+        data["data"]["validation_size"] = 10
+        data["data"]["transfer"] = data["data"]["longer"] = []
     return change
 
 
@@ -121,8 +123,8 @@ RECIPE_CASES = {
                                         ["model.base: model 'nobody-r1/no-such-model': not a model directory or hub id"]),
     "unknown reward": (None, ["reasoning_rl.rewards=[{name: accuracyy}]"],
                        ["reasoning_rl.rewards: unknown reward 'accuracyy'; known rewards:", "accuracy"]),
-    "unknown harder stage": (None, ["eval.harder_stages=[base, sftt]"],
-                             ["eval.harder_stages: 'sftt' is not an evaluated stage (one of base, r1_zero, cold_start"]),
+    "unknown stress stage": (None, ["eval.stress_stages=[base, sftt]"],
+                             ["eval.stress_stages: 'sftt' is not an evaluated stage (one of base, r1_zero, cold_start"]),
     "unknown stage_samples stage": (None, ["eval.stage_samples={sft: 4, rl: 4}"],
                                     ["eval.stage_samples: 'rl' is not an evaluated stage (one of base"]),
     "stage_samples below one": (lambda d: d.setdefault("eval", {}).update(stage_samples={"sft": 0}), [],
@@ -213,7 +215,8 @@ def test_skipped_row_and_a_prompt_longer_than_the_context(runs, tmp_path, tiny_m
     assert "expected every prompt <= 80 tokens" in msg  # 128 - the longest generation (48)
     assert stage_dirs(runs) == {"task_data"}  # no base, no training stage
     (tasks,) = RunStore(runs).stages(next(p.name for p in runs.iterdir() if p.name != "cache"))
-    assert tasks["metrics"]["train_rows"] + tasks["metrics"]["heldout_rows"] == ROWS - 1
+    m = tasks["metrics"]
+    assert m["train_rows"] + m["validation_rows"] + m["test_rows"] == ROWS - 1
 
 
 def test_prompt_check_passes_and_reports_figures(pocket_run, test_recipe):
@@ -221,7 +224,7 @@ def test_prompt_check_passes_and_reports_figures(pocket_run, test_recipe):
     figures = check_prompt_lengths(test_recipe, task_data_ref, base_ref.path)
     assert figures["context"] == 256 and 10 < figures["longest_train_prompt_tokens"] < 256 - 48
     tight = test_recipe.model_copy(update={"eval": test_recipe.eval.model_copy(update={"max_new_tokens": 250})})
-    with pytest.raises(PreflightError, match=r"heldout prompts are too long.*eval\.max_new_tokens=250 leaves 6"):
+    with pytest.raises(PreflightError, match=r"test prompts are too long.*eval\.max_new_tokens=250 leaves 6"):
         check_prompt_lengths(tight, task_data_ref, base_ref.path)
 
 

@@ -1,5 +1,6 @@
-"""bench/side_by_side.py runs benchmark processes a few at a time, splits the CPU threads between
-them, echoes their progress lines and reports each exit code; make bench-paper runs its seeds so."""
+"""bench/side_by_side.py runs benchmark processes a few at a time, each on cores of its own (never
+more processes than cores), echoes their progress lines and reports each exit code; make
+bench-paper runs its seeds so."""
 
 from __future__ import annotations
 
@@ -10,7 +11,8 @@ from pathlib import Path
 import prefect.settings
 import pytest
 
-from bench import paper, side_by_side
+from bench import paper
+from shell import side_by_side
 
 
 def job(name: str, tmp_path: Path, code: str) -> side_by_side.Job:
@@ -32,25 +34,37 @@ def test_jobs_run_at_most_parallel_at_a_time(tmp_path):
     assert (tmp_path / "a-saw-b").read_text() == "True"
 
 
-def test_threads_are_shared_out_exit_codes_reported_and_progress_echoed(tmp_path, capsys, monkeypatch):
-    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
-    monkeypatch.setattr(side_by_side, "cpu_threads", lambda: 4)
-    say = "import os; print('noise'); print('step done:', os.environ['OMP_NUM_THREADS'], flush=True)"
+def test_cores_are_shared_out_exit_codes_reported_and_progress_echoed(tmp_path, capsys):
+    say = ("import os; print('noise'); print('step done:', os.environ['OMP_NUM_THREADS'], "
+           "sorted(os.sched_getaffinity(0)), flush=True)")
     jobs = [job("ok", tmp_path, say), job("bad", tmp_path, say + "; raise SystemExit(3)")]
-    codes = side_by_side.run(jobs, 2, re.compile(r"step done: (\d+)"), poll_s=0.05)
+    codes = side_by_side.run(jobs, 2, re.compile(r"step done: (.*)"), poll_s=0.05)
     assert codes == {"ok": 0, "bad": 3}
     out = capsys.readouterr().out
-    assert "[ok] 2\n" in out and "[bad] 2\n" in out  # 4 CPUs, 2 at a time: 2 threads each
+    cores = side_by_side.own_cores()
+    assert f"[ok] {len(cores) // 2} {cores[0::2]}\n" in out and f"[bad] {len(cores) // 2} {cores[1::2]}\n" in out
     assert "noise" not in out
     assert re.search(r"\[bad\] FAILED \(exit 3\) after [\d.]+ min, log: .*bad/out.log", out)
     assert "noise" in (tmp_path / "ok" / "out.log").read_text()  # the whole output is in the log
 
 
-def test_a_thread_count_set_by_the_user_is_kept(tmp_path, capsys, monkeypatch):
+def test_never_more_jobs_than_cores_each_pinned_and_threaded_to_its_own(tmp_path, capsys, monkeypatch):
+    """A user's OMP_NUM_THREADS would oversubscribe a pinned job: each job's thread count is its cores."""
     monkeypatch.setenv("OMP_NUM_THREADS", "7")
-    side_by_side.run([job("a", tmp_path, "import os; print('n', os.environ['OMP_NUM_THREADS'])")], 1,
-                     re.compile(r"n (\d+)"), poll_s=0.05)
-    assert "[a] 7\n" in capsys.readouterr().out
+    cores = side_by_side.own_cores()
+    say = "import os; print('on', os.environ['OMP_NUM_THREADS'], sorted(os.sched_getaffinity(0)), flush=True)"
+    n = len(cores) + 1
+    side_by_side.run([job(f"j{i}", tmp_path, say) for i in range(n)], n, re.compile(r"on (.*)"), poll_s=0.05)
+    out = capsys.readouterr().out
+    assert out.count("started on core(s)") == n
+    seen = re.findall(r"\[j\d+\] (\d+) \[([\d, ]+)\]", out)
+    assert len(seen) == n and all(threads == "1" and len(c.split(",")) == 1 for threads, c in seen)
+    assert set(seen) <= {("1", str(c)) for c in cores}
+
+
+def test_core_groups_split_evenly_and_disjointly():
+    assert side_by_side.core_groups([0, 1, 2, 3], 2) == [[0, 2], [1, 3]]
+    assert side_by_side.core_groups([0, 1, 2], 3) == [[0], [1], [2]]
 
 
 def test_parallel_must_be_positive(tmp_path):
@@ -69,6 +83,7 @@ def test_each_bench_seed_is_its_own_process_with_its_own_prefect_home(monkeypatc
     assert jobs[1].argv[1:] == ["-m", "bench.paper", "--recipe", "configs/pocket-test.yaml", "--seed", "2",
                                 "--no-gather", "--set=eval.samples=2"]
     assert jobs[1].env == {"PREFECT_HOME": str(tmp_path / "prefect" / "bench-paper-seed2")}
+    assert (tmp_path / "prefect" / "bench-paper-seed2").is_dir()  # Prefect would not create its parent
     assert jobs[1].log.parent.parent == tmp_path / "runs" and jobs[1].log.parent.name.endswith("-seed2")
 
 

@@ -71,7 +71,13 @@ def test_the_same_adapter_moves_through_the_stages(chain):
         assert store.manifest(run_id, stage)["inputs"]["adapter"]["sha256"] == refs[previous].sha256
         before, after = _adapter_weights(refs[previous]), _adapter_weights(refs[stage])
         assert before.keys() == after.keys()
-        assert any(not torch.equal(before[k], after[k]) for k in before), f"{stage} did not change the adapter"
+        changed = any(not torch.equal(before[k], after[k]) for k in before)
+        metrics = store.manifest(run_id, stage)["metrics"]
+        if metrics.get("guard_restored_best") and metrics["guard_best_step"] == 0:
+            # the guard found no step better on validation than the adapter it was given, and kept it
+            assert not changed, f"{stage}: the guard kept step 0, yet the adapter differs from its input"
+        else:
+            assert changed, f"{stage} did not change the adapter"
     # the cold start really trained: LoRA B matrices start at zero
     assert any(v.abs().sum() > 0 for k, v in _adapter_weights(refs["cold_start"]).items() if "lora_B" in k)
 
@@ -144,7 +150,7 @@ def test_guard_writes_files_only_on_rank_zero(chain, test_recipe, tmp_path):
     from transformers import TrainerControl, TrainerState
 
     store, run_id, refs = chain
-    heldout = list(load_split(refs["task_data"], "heldout"))[:4]
+    heldout = list(load_split(refs["task_data"], "validation"))[:4]
     model = AutoModelForCausalLM.from_pretrained(refs["base"].path)
     for rank_zero, work in ((False, tmp_path / "rank1"), (True, tmp_path / "rank0")):
         cfg = test_recipe.all_scenario_rl
@@ -153,7 +159,7 @@ def test_guard_writes_files_only_on_rank_zero(chain, test_recipe, tmp_path):
         guard.on_train_begin(None, TrainerState(is_world_process_zero=rank_zero), TrainerControl(), model=model)
         assert len(guard.history) == 1
         assert (work / BEST_ADAPTER).is_dir() == rank_zero
-        assert (work / "heldout_curve.json").is_file() == rank_zero
+        assert (work / "validation_curve.json").is_file() == rank_zero
 
 
 def test_rejection_sampling_without_vllm_warns_and_samples_with_hf(chain, test_recipe, caplog):

@@ -2,9 +2,11 @@
 and echo their progress lines to the terminal.
 
 Why side by side: the pocket world's GRPO steps are mostly generation, which barely uses a second
-CPU thread (docs/design.md), so on 2 cores three one-thread processes finish sooner than three
-two-thread processes in a row. Each process gets an equal share of the CPU threads (at least one)
-unless OMP_NUM_THREADS is set already.
+CPU thread (docs/design.md), so on 2 cores two one-core processes finish sooner than two two-core
+processes in a row. The cores are shared out, never oversubscribed: at most as many jobs run as
+there are cores, each pinned to cores of its own (sched_setaffinity) with as many torch threads
+(core/machine.py, use_own_cores); threads waiting on a core another process holds stall each other
+(a pocket pretraining step 4-7x slower beside one other job, not 2x).
 """
 
 from __future__ import annotations
@@ -36,36 +38,47 @@ class _Running:
     proc: subprocess.Popen
     out: IO[bytes]
     started: float
+    cores: list[int]
     read: int = 0
 
 
-def cpu_threads() -> int:
+def own_cores() -> list[int]:
     """The CPUs this process may run on (a container's share, not the host's count)."""
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    return sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else list(range(os.cpu_count() or 1))
+
+
+def core_groups(cores: list[int], parallel: int) -> list[list[int]]:
+    """`cores` split into `parallel` disjoint groups, as even as they come (parallel <= len(cores))."""
+    return [cores[i::parallel] for i in range(parallel)]
 
 
 def run(jobs: list[Job], parallel: int, progress: Pattern[str] | None = None, poll_s: float = 2.0) -> dict[str, int]:
-    """Run the jobs, at most `parallel` at a time, in order; returns name -> exit code.
+    """Run the jobs, at most `parallel` at a time (and never more than there are cores), in order,
+    each on cores of its own; returns name -> exit code.
 
     Where `progress` finds a match in a job's log line, the match (its first matched group, if it
     has groups) is printed as it appears, after the job's name; so is every start and end, with the
     log's path. Ctrl-C stops every job."""
     if parallel < 1:
         raise ValueError(f"parallel must be at least 1, got {parallel}")
-    threads = str(max(1, cpu_threads() // min(parallel, len(jobs) or 1)))
+    cores = own_cores()
+    parallel = min(parallel, len(cores), len(jobs) or 1)
+    free = core_groups(cores, parallel)
     todo, running, codes = list(jobs), [], {}
     try:
         while todo or running:
-            while todo and len(running) < parallel:
-                job = todo.pop(0)
+            while todo and free:
+                job, mine = todo.pop(0), free.pop(0)
                 job.log.parent.mkdir(parents=True, exist_ok=True)
                 out = job.log.open("wb")
                 env = {**os.environ, **job.env}
                 for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
-                    env.setdefault(var, threads)
-                proc = subprocess.Popen(job.argv, stdout=out, stderr=subprocess.STDOUT, env=env)
-                running.append(_Running(job, proc, out, time.monotonic()))
-                print(f"[{job.name}] started, threads: {env['OMP_NUM_THREADS']}, log: {job.log}", flush=True)
+                    env[var] = str(len(mine))
+                pin = (lambda cpus=frozenset(mine): os.sched_setaffinity(0, cpus)) \
+                    if hasattr(os, "sched_setaffinity") else None
+                proc = subprocess.Popen(job.argv, stdout=out, stderr=subprocess.STDOUT, env=env, preexec_fn=pin)
+                running.append(_Running(job, proc, out, time.monotonic(), mine))
+                print(f"[{job.name}] started on core(s) {mine}, log: {job.log}", flush=True)
             time.sleep(poll_s)
             for r in list(running):
                 done = r.proc.poll() is not None  # asked first, so the echo below has all it wrote
@@ -74,6 +87,7 @@ def run(jobs: list[Job], parallel: int, progress: Pattern[str] | None = None, po
                     continue
                 r.out.close()
                 running.remove(r)
+                free.append(r.cores)
                 codes[r.job.name] = r.proc.returncode
                 minutes = (time.monotonic() - r.started) / 60
                 verdict = "finished" if r.proc.returncode == 0 else f"FAILED (exit {r.proc.returncode})"

@@ -1,0 +1,128 @@
+"""The ablation lab: every arm's overrides reach TRL's config (read back from what the trainer gets),
+the world without checks has none, the measures compute the right figures on hand-made rollouts and
+samples, each arm's verdict follows its stated criterion, and the flow runs arms end to end at test
+size."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from core.config import load_recipe
+from core.trainers import grpo_args
+from lab import arms, measure
+
+TEST_RECIPE = Path(__file__).resolve().parent.parent / "configs" / "pocket-test.yaml"
+
+
+def trl_config(variant: arms.Variant):
+    recipe = load_recipe(TEST_RECIPE, [*arms.COMMON, *variant.overrides])
+    return recipe, grpo_args(recipe.r1_zero, Path("/tmp/unused"), 0, [1.0] * len(recipe.r1_zero.rewards), "none")
+
+
+@pytest.mark.parametrize(("variant", "expected"), [
+    ("reference", {"loss_type": "dapo", "scale_rewards": "group", "beta": 0.0, "num_iterations": 1}),
+    ("grpo", {"loss_type": "grpo", "scale_rewards": "group"}),
+    ("dr_grpo", {"loss_type": "dr_grpo", "scale_rewards": "none"}),
+    ("clip_0.20", {"num_iterations": 2, "epsilon": 0.2, "epsilon_high": 0.2}),
+    ("clip_0.28", {"num_iterations": 2, "epsilon_high": 0.28}),
+    ("beta_0.001", {"beta": 0.001}),
+    ("beta_0.04", {"beta": 0.04}),
+])
+def test_each_variants_overrides_reach_trls_config(variant, expected):
+    v = {x.name: x for x in arms.variants(list(arms.ARMS))}[variant]
+    _, config = trl_config(v)
+    assert {k: getattr(config, k) for k in expected} == expected
+
+
+def test_the_format_arm_trains_on_accuracy_alone_and_the_no_checks_world_has_no_check():
+    from pocket import world
+    from pocket.corpus import corpus
+
+    recipe, config = trl_config(arms.BY_NAME["format_off"].variants[0])
+    assert [r.name for r in recipe.r1_zero.rewards] == ["accuracy"] and config.reward_weights == [1.0]
+    no_checks = arms.BY_NAME["no_checks"].variants[0]
+    assert no_checks.own_base
+    recipe = load_recipe(TEST_RECIPE, list(no_checks.overrides))
+    cfg = recipe.model.pocket.model_copy(update={"seed": 0, "practice_documents": 400})
+    replies = [reply for _, reply in corpus(cfg, recipe.data.template, set())]
+    assert replies and not any(world.has_check(r) or "wait" in r for r in replies)
+    # the same corpus with the recipe's own settings does check
+    with_checks = load_recipe(TEST_RECIPE).model.pocket.model_copy(update={"seed": 0, "practice_documents": 400})
+    assert any(world.has_check(r) for _, r in corpus(with_checks, recipe.data.template, set()))
+
+
+def test_pass_at_k_is_the_unbiased_estimator():
+    assert measure.pass_at_k(4, 0, 2) == 0.0 and measure.pass_at_k(4, 4, 1) == 1.0
+    assert measure.pass_at_k(4, 1, 1) == pytest.approx(0.25)
+    assert measure.pass_at_k(4, 1, 2) == pytest.approx(0.5)  # 1 - C(3,2)/C(4,2)
+    assert measure.pass_at_ks([[True, False], [False, False]], (1, 2)) == {"1": 0.25, "2": 0.5}
+
+
+def test_rollout_series_counts_written_checked_and_the_length_gap_per_step(tmp_path):
+    row = {"answer": "3", "task": "chain_sum", "metadata": json.dumps({"expression": "1 + 2"})}
+    long_row = {"answer": "6", "task": "chain_sum", "metadata": json.dumps({"expression": "1 + 2 + 3"})}
+    rollouts = [
+        {"step": 1, "completion": "<think> i start from 1 + 2 . then 3 . </think> <answer> 3 </answer>", "tokens": 20, **row},
+        {"step": 1, "completion": "<answer> 4 </answer>", "tokens": 5, **row},
+        {"step": 1, "completion": "<think> 1 + 2 + 3 . check : 1 + 2 = 3 . wait , not 5 . </think> <answer> 6 </answer>",
+         "tokens": 40, **long_row},
+        {"step": 1, "completion": "<think> i start from 1 + 2 + 3 . then 5 . </think> <answer> 5 </answer>",
+         "tokens": 50, **long_row},
+        {"step": 2, "completion": "<answer> 3 </answer>", "tokens": 4, **row},
+    ]
+    path = tmp_path / "rollouts.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rollouts))
+    s = measure.rollout_series(path)
+    assert s["step"] == [1, 2]
+    assert s["written"] == [0.75, 0.0] and s["checked"] == [0.25, 0.0] and s["reflected"] == [0.25, 0.0]
+    # 2 terms: wrong 5 - right 20 = -15; 3 terms: wrong 50 - right 40 = +10; their mean
+    assert s["length_gap"] == [pytest.approx(-2.5), None]
+
+
+def measures(pass_at_1=0.9, **final):
+    return {"pass_at_1": pass_at_1, "final": {"length_gap": 0.0, "entropy": 0.1, "clip_high": 0.0, "length": 90,
+                                                "reflected": 0.3, "checked": 0.3, **final},
+            "written_switch_step": 10, "pass_at_k": {"16": 0.95}, "longer_pass_at_1": 0.2}
+
+
+@pytest.mark.parametrize(("grpo_gap", "dr_gap", "verdict"), [(12.0, 2.0, "confirmed"), (-3.0, 1.0, "refuted"),
+                                                              (5.0, 6.0, "refuted")])
+def test_a_verdict_follows_its_criterion(grpo_gap, dr_gap, verdict):
+    by_seed = {s: {"reference": measures(), "grpo": measures(length_gap=grpo_gap),
+                   "dr_grpo": measures(length_gap=dr_gap)} for s in (0, 1, 2)}
+    assert arms.judge_dr_grpo(by_seed)[0] == verdict
+
+
+def test_seeds_that_disagree_are_inconclusive():
+    agree = {"reference": measures(), "grpo": measures(length_gap=12.0), "dr_grpo": measures(length_gap=2.0)}
+    disagree = {**agree, "grpo": measures(length_gap=1.0), "dr_grpo": measures(length_gap=3.0)}
+    assert arms.judge_dr_grpo({0: agree, 1: disagree, 2: agree})[0] == "inconclusive"
+
+
+def test_every_arm_states_claim_metric_and_criterion_and_its_variants_are_named_once():
+    assert {a.name for a in arms.ARMS} == {"reflection_at_step_0", "reach", "dr_grpo", "format_off", "clip_higher",
+                                           "kl", "no_checks"}
+    for a in arms.ARMS:
+        assert a.claim and a.source and a.metric and "confirmed if" in a.criterion and "refuted if" in a.criterion
+    names = [v.name for v in arms.variants(list(arms.ARMS))]
+    assert names[0] == "reference" and len(names) == len(set(names)) == 9
+
+
+@pytest.mark.slow
+def test_the_lab_flow_runs_arms_end_to_end(pocket_run, prefect_harness, tmp_path, monkeypatch):
+    from lab.__main__ import gather, table
+    from lab.flow import lab
+
+    store = pocket_run[0]
+    monkeypatch.setenv("R1_RUNS_DIR", str(store.root))
+    out = lab(recipe=str(TEST_RECIPE), arms=["reach", "format_off"], seed=0, results=str(tmp_path),
+              overrides=["eval.max_new_tokens=48"])
+    assert set(out["variants"]) == {"reference", "no_format"} and out["audit"]["k"] == arms.AUDIT_K
+    for v in out["variants"].values():
+        assert 0 <= v["pass_at_1"] <= 1 and v["series"]["rollouts_step"] and set(v["pass_at_k"]) >= {"1", "4"}
+    result = gather([arms.BY_NAME["reach"], arms.BY_NAME["format_off"]], tmp_path)
+    assert [r["verdict"] in ("confirmed", "refuted", "inconclusive") for r in result["arms"]] == [True, True]
+    assert "| reach |" in table(result)
