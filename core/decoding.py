@@ -2,9 +2,9 @@
 one decode step a handful of tensor ops, no generation framework around it.
 
 Why it is written here: the pocket model's matrices are 128 wide, so a decode step is all overhead;
-HF `generate` spends ~5.9 ms a step on a batch of 64 (the model's forward through its modules, the
-logits processors, the cache objects, the stopping criteria), a bare loop over `model(...)` still
-5.1, this 1.5-2.5 (bench/grpo_profile.py, docs/design.md "Time"). It is used only where it computes
+HF `generate` spends 4.7-4.9 ms a step on a batch of 64 on two threads (the model's forward through
+its modules, the logits processors, the cache objects, the stopping criteria), this 3.0-3.2
+(`python -m bench.decode_step`, 2026-12-06). It is used only where it computes
 exactly what HF computes: a plain Qwen2ForCausalLM (a LoRA adapter merged into it) on the CPU,
 sampling with temperature and top-p alone; anything else (another architecture, a GPU, an unmerged
 adapter, other sampling settings) goes to HF generate. tests/test_decoding.py holds it to HF's
