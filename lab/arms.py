@@ -128,10 +128,12 @@ def judge_format(by_seed: BySeed) -> tuple[str, str]:
     return _verdict(confirmed, refuted), text
 
 
-def judge_clip_higher(by_seed: BySeed) -> tuple[str, str]:
-    def final(v, name, key):
-        return v[name]["final"][key]
+def final(v: Mapping[str, Mapping[str, Any]], variant: str, key: str) -> Any:
+    """A variant's figure over the last quarter of its GRPO steps."""
+    return v[variant]["final"][key]
 
+
+def judge_clip_higher(by_seed: BySeed) -> tuple[str, str]:
     text = _per_seed(by_seed, lambda v: (
         f"entropy (last quarter) {final(v, 'clip_0.20', 'entropy'):.3f} at epsilon_high 0.2 vs "
         f"{final(v, 'clip_0.28', 'entropy'):.3f} at 0.28 (high clip ratio {final(v, 'clip_0.28', 'clip_high'):.4f}); "
@@ -157,9 +159,6 @@ def judge_kl(by_seed: BySeed) -> tuple[str, str]:
 
 
 def judge_no_checks(by_seed: BySeed) -> tuple[str, str]:
-    def final(v, name, key):
-        return v[name]["final"][key]
-
     text = _per_seed(by_seed, lambda v: (
         f"rollouts with a reflection word (last quarter): {final(v, 'no_checks', 'reflected'):.1%} in the world "
         f"without checks vs {final(v, 'reference', 'reflected'):.1%}; with a written check "
