@@ -37,7 +37,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import random
 import re
 import statistics
 import sys
@@ -58,6 +57,7 @@ from core.generation import generate  # noqa: E402
 from core.layout import LOG_HISTORY
 from core.modeling import adapter_path, inference_model, load_tokenizer  # noqa: E402
 from core.runstore import RunStore  # noqa: E402
+from core.stats import bootstrap, bootstrap_seeds  # noqa: E402
 from data.chat import messages, render  # noqa: E402
 from data.saved import STRESS, load_split  # noqa: E402
 from flows.training import FLOWS  # noqa: E402
@@ -93,24 +93,6 @@ def seed_overrides(seed: int) -> list[str]:
     """The recipe's seed: the pocket recipes leave data.seed, model.pocket.seed and distill.student.seed
     unset, so it draws the seed's whole world (a recipe that pins them varies only training)."""
     return [f"seed={seed}"]
-
-
-def bootstrap(values: list[float], n: int = 2000, seed: int = 0) -> list[float]:
-    """95% percentile interval of the mean of `values` (one seed: resample prompts)."""
-    rng = random.Random(seed)
-    means = sorted(statistics.fmean(rng.choices(values, k=len(values))) for _ in range(n))
-    return [means[int(0.025 * n)], means[int(0.975 * n) - 1]]
-
-
-def bootstrap_seeds(by_seed: list[list[float]], n: int = 2000, seed: int = 0) -> list[float]:
-    """95% interval of the mean over seeds and prompts: resample seeds, then prompts within each."""
-    rng = random.Random(seed)
-    means = []
-    for _ in range(n):
-        picked = rng.choices(by_seed, k=len(by_seed))
-        means.append(statistics.fmean(statistics.fmean(rng.choices(v, k=len(v))) for v in picked))
-    means.sort()
-    return [means[int(0.025 * n)], means[int(0.975 * n) - 1]]
 
 
 # --- one seed ----------------------------------------------------------------------------------

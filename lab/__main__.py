@@ -48,9 +48,10 @@ def gather(arms: list[Arm], results: Path = RESULTS) -> dict[str, Any]:
         have = {seed: {**s["variants"], "audit": s.get("audit")} for seed, s in seeds.items() if arm.name in s["arms"]}
         if not have:
             continue
-        verdict, measured = arm.judge(have)
+        verdict, measured, over_seeds = arm.judge(have)
         rows.append({"arm": arm.name, "claim": arm.claim, "source": arm.source, "metric": arm.metric,
-                     "criterion": arm.criterion, "seeds": sorted(have), "verdict": verdict, "measured": measured})
+                     "criterion": arm.criterion, "seeds": sorted(have), "verdict": verdict, "measured": measured,
+                     "over_seeds": over_seeds})
     walls = {seed: s["walls"] for seed, s in seeds.items()}
     return {"arms": rows, "seeds": sorted(seeds), "walls": walls, "series": {
         seed: {name: v["series"] for name, v in s["variants"].items()} for seed, s in seeds.items()},
@@ -59,10 +60,13 @@ def gather(arms: list[Arm], results: Path = RESULTS) -> dict[str, Any]:
 
 def table(result: dict[str, Any]) -> str:
     lines = [f"# The ablation lab (pocket world, seeds {result['seeds']})", "",
-             "| arm | claim (source) | measured | criterion | verdict |", "|---|---|---|---|---|"]
+             "Differences in pass@k: mean over seeds and test prompts (paired by prompt), 95% bootstrap interval "
+             "resampling seeds then prompts; per-step figures: mean (the seeds' range). The criteria were written "
+             "before the first run and judge the per-seed figures.", "",
+             "| arm | claim (source) | over the seeds | per seed | criterion | verdict |", "|---|---|---|---|---|---|"]
     for r in result["arms"]:
-        lines.append(f"| {r['arm']} | {r['claim']} ({r['source']}) | {r['measured']} | {r['criterion']} | "
-                     f"**{r['verdict']}** |")
+        lines.append(f"| {r['arm']} | {r['claim']} ({r['source']}) | {r['over_seeds']} | {r['measured']} | "
+                     f"{r['criterion']} | **{r['verdict']}** |")
     return "\n".join(lines) + "\n"
 
 

@@ -7,7 +7,11 @@ TRL's `dapo` loss, beta 0, one gradient step per generation, 60 steps) with a fe
 pass@k (k=16 samples), longer-split pass@1, and per GRPO step the policy's entropy, clip ratios,
 KL, rollout length and accuracy, the share of rollouts that write their work out or check it, and
 the length of wrong minus right rollouts at equal chain length. "Every seed" is seeds 0-2, each its
-own world. A verdict is `confirmed`, `refuted` or `inconclusive`, printed whatever it is.
+own world. A verdict is `confirmed`, `refuted` or `inconclusive`, printed whatever it is. Beside
+it each arm reports its figures over the seeds: a difference in pass@k as the mean over seeds and
+test prompts (paired by prompt) with its 95% bootstrap interval, resampling seeds then prompts; a
+per-step figure as its mean and the seeds' range. The criteria were written before the first run
+and read the per-seed figures; the intervals are reported, not judged.
 """
 
 from __future__ import annotations
@@ -16,6 +20,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from statistics import fmean
 from typing import Any
+
+from core.stats import bootstrap_seeds, pass_at_k
 
 # the lab's settings on top of the recipe, for every training variant: rollouts saved for the
 # analyses, the test and longer splits evaluated at k=16 for R1-Zero only
@@ -40,7 +46,8 @@ REFERENCE = Variant("reference")
 
 # Measures of a variant on one seed (lab/measure.py): seed -> variant -> figures.
 BySeed = Mapping[int, Mapping[str, Mapping[str, Any]]]
-Judge = Callable[[BySeed], tuple[str, str]]
+# a judge gives the verdict, the figures per seed and the figures over the seeds
+Judge = Callable[[BySeed], tuple[str, str, str]]
 
 
 @dataclass(frozen=True)
@@ -72,6 +79,33 @@ def _per_seed(by_seed: BySeed, fmt: Callable[[Mapping[str, Mapping[str, Any]]], 
     return "; ".join(f"seed {s}: {fmt(v)}" for s, v in sorted(by_seed.items()))
 
 
+def _interval(per_seed: list[list[float]], fmt: str = "{:+.3f}") -> str:
+    """The mean over seeds of per-prompt figures, with its 95% interval (seeds, then prompts resampled)."""
+    lo, hi = bootstrap_seeds(per_seed)
+    return f"{fmt.format(fmean(fmean(v) for v in per_seed))} [{fmt.format(lo)}, {fmt.format(hi)}]"
+
+
+def _pass(v: Mapping[str, Any], variant: str, k: int = 1) -> list[float]:
+    """A variant's pass@k per test prompt, from its right samples."""
+    return [pass_at_k(v[variant]["samples"], c, k) for c in v[variant]["right_by_prompt"]]
+
+
+def _audit_pass(v: Mapping[str, Any], model: str, k: int) -> list[float]:
+    """The step-0 audit's pass@k per test prompt for `base` or `r1_zero`."""
+    return [pass_at_k(v["audit"]["k"], c, k) for c in v["audit"]["right_by_prompt"][model]]
+
+
+def paired(by_seed: BySeed, a: Callable[[Any], list[float]], b: Callable[[Any], list[float]]) -> str:
+    """a minus b prompt by prompt (a, b: a seed's figures per test prompt), over the seeds, with its interval."""
+    return _interval([[x - y for x, y in zip(a(v), b(v), strict=True)] for v in by_seed.values()])
+
+
+def spread(by_seed: BySeed, figure: Callable[[Any], float], fmt: str = "{:+.3f}") -> str:
+    """A per-seed figure's mean over the seeds and their range."""
+    values = [figure(v) for v in by_seed.values()]
+    return f"{fmt.format(fmean(values))} (seeds {fmt.format(min(values))} to {fmt.format(max(values))})"
+
+
 # --- the judges --------------------------------------------------------------------------------
 
 
@@ -87,7 +121,11 @@ def judge_reflection(by_seed: BySeed) -> tuple[str, str]:
         f"the practice prompt); its checks caught {checks(v)['outcomes']['caught']}, broke "
         f"{checks(v)['outcomes']['broke']}, missed {checks(v)['outcomes']['missed']}, confirmed "
         f"{checks(v)['outcomes']['confirmed']}"))
-    return _verdict(present and shallow, _none(by_seed, lambda v: checks(v)["checked"] >= 0.01)), text
+    total = {o: sum(checks(v)["outcomes"][o] for v in by_seed.values()) for o in ("caught", "broke", "missed")}
+    pooled = (f"base checks {_interval([checks(v)['checked_by_prompt'] for v in by_seed.values()], '{:.1%}')} of "
+              f"task answers; its checks caught {total['caught']} slips, broke {total['broke']} right answers, "
+              f"missed {total['missed']} slips")
+    return _verdict(present and shallow, _none(by_seed, lambda v: checks(v)["checked"] >= 0.01)), text, pooled
 
 
 def judge_reach(by_seed: BySeed) -> tuple[str, str]:
@@ -98,7 +136,9 @@ def judge_reach(by_seed: BySeed) -> tuple[str, str]:
         f"pass@1 base {v['audit']['pass_at_k']['base']['1']:.3f} -> R1-Zero {v['audit']['pass_at_k']['r1_zero']['1']:.3f}, "
         f"pass@{AUDIT_K} {v['audit']['pass_at_k']['base'][str(AUDIT_K)]:.3f} -> "
         f"{v['audit']['pass_at_k']['r1_zero'][str(AUDIT_K)]:.3f} ({gap(v):+.3f})"))
-    return _verdict(_every(by_seed, lambda v: gap(v) <= 0.02), _every(by_seed, lambda v: gap(v) >= 0.05)), text
+    pooled = (f"R1-Zero minus base: pass@1 {paired(by_seed, lambda v: _audit_pass(v, 'r1_zero', 1), lambda v: _audit_pass(v, 'base', 1))}"
+              f", pass@{AUDIT_K} {paired(by_seed, lambda v: _audit_pass(v, 'r1_zero', AUDIT_K), lambda v: _audit_pass(v, 'base', AUDIT_K))}")
+    return _verdict(_every(by_seed, lambda v: gap(v) <= 0.02), _every(by_seed, lambda v: gap(v) >= 0.05)), text, pooled
 
 
 def judge_dr_grpo(by_seed: BySeed) -> tuple[str, str]:
@@ -111,7 +151,10 @@ def judge_dr_grpo(by_seed: BySeed) -> tuple[str, str]:
         f"{v['grpo']['pass_at_1']:.3f}, dr_grpo {v['dr_grpo']['pass_at_1']:.3f}, dapo {v['reference']['pass_at_1']:.3f}"))
     confirmed = _every(by_seed, lambda v: gap(v, "grpo") > 0 and gap(v, "grpo") - gap(v, "dr_grpo") > 0)
     refuted = _every(by_seed, lambda v: gap(v, "grpo") - gap(v, "dr_grpo") <= 0)
-    return _verdict(confirmed, refuted), text
+    pooled = (f"wrong minus right length under grpo {spread(by_seed, lambda v: gap(v, 'grpo'), '{:+.1f}')} tokens, "
+              f"grpo minus dr_grpo {spread(by_seed, lambda v: gap(v, 'grpo') - gap(v, 'dr_grpo'), '{:+.1f}')}; "
+              f"pass@1 dr_grpo minus grpo {paired(by_seed, lambda v: _pass(v, 'dr_grpo'), lambda v: _pass(v, 'grpo'))}")
+    return _verdict(confirmed, refuted), text, pooled
 
 
 def judge_format(by_seed: BySeed) -> tuple[str, str]:
@@ -125,7 +168,13 @@ def judge_format(by_seed: BySeed) -> tuple[str, str]:
     confirmed = _every(by_seed, lambda v: switch(v, "no_format") is not None
                        and v["no_format"]["pass_at_1"] >= v["reference"]["pass_at_1"] - 0.02)
     refuted = _every(by_seed, lambda v: switch(v, "no_format") is None)
-    return _verdict(confirmed, refuted), text
+    switched = [v for v in by_seed.values() if switch(v, "no_format") is not None and switch(v, "reference") is not None]
+    later = (f"the switch {fmean(switch(v, 'no_format') - switch(v, 'reference') for v in switched):+.0f} steps later "
+             f"without it ({len(switched)} of {len(by_seed)} seeds switch both ways)" if switched
+             else "no seed switches both ways")
+    pooled = (f"{later}; pass@1 without minus with the format reward "
+              f"{paired(by_seed, lambda v: _pass(v, 'no_format'), lambda v: _pass(v, 'reference'))}")
+    return _verdict(confirmed, refuted), text, pooled
 
 
 def final(v: Mapping[str, Mapping[str, Any]], variant: str, key: str) -> Any:
@@ -142,7 +191,10 @@ def judge_clip_higher(by_seed: BySeed) -> tuple[str, str]:
     confirmed = _every(by_seed, lambda v: final(v, "clip_0.28", "entropy") > final(v, "clip_0.20", "entropy")
                        and final(v, "clip_0.28", "clip_high") > 0)
     refuted = _every(by_seed, lambda v: final(v, "clip_0.28", "entropy") <= final(v, "clip_0.20", "entropy"))
-    return _verdict(confirmed, refuted), text
+    pooled = (f"entropy at 0.28 minus 0.2 {spread(by_seed, lambda v: final(v, 'clip_0.28', 'entropy') - final(v, 'clip_0.20', 'entropy'))}; "
+              f"high clip ratio at most {max(final(v, 'clip_0.28', 'clip_high') for v in by_seed.values()):.4f}; "
+              f"pass@16 0.28 minus 0.2 {paired(by_seed, lambda v: _pass(v, 'clip_0.28', 16), lambda v: _pass(v, 'clip_0.20', 16))}")
+    return _verdict(confirmed, refuted), text, pooled
 
 
 def judge_kl(by_seed: BySeed) -> tuple[str, str]:
@@ -154,8 +206,10 @@ def judge_kl(by_seed: BySeed) -> tuple[str, str]:
         f"rollout length (last quarter) {v['reference']['final']['length']:.0f} / {v['beta_0.001']['final']['length']:.0f}"
         f" / {v['beta_0.04']['final']['length']:.0f}"))
     best_kl = lambda v: max(p1(v, "beta_0.001"), p1(v, "beta_0.04"))  # noqa: E731
+    pooled = (f"pass@1 beta 0 minus 0.001 {paired(by_seed, lambda v: _pass(v, 'reference'), lambda v: _pass(v, 'beta_0.001'))}, "
+              f"minus 0.04 {paired(by_seed, lambda v: _pass(v, 'reference'), lambda v: _pass(v, 'beta_0.04'))}")
     return _verdict(_every(by_seed, lambda v: p1(v, "reference") >= best_kl(v) - 0.02),
-                    _every(by_seed, lambda v: p1(v, "reference") < best_kl(v) - 0.05)), text
+                    _every(by_seed, lambda v: p1(v, "reference") < best_kl(v) - 0.05)), text, pooled
 
 
 def judge_no_checks(by_seed: BySeed) -> tuple[str, str]:
@@ -168,7 +222,10 @@ def judge_no_checks(by_seed: BySeed) -> tuple[str, str]:
     confirmed = _every(by_seed, lambda v: final(v, "no_checks", "reflected") >= 0.1)
     refuted = _every(by_seed, lambda v: final(v, "no_checks", "reflected") < 0.01
                      and final(v, "reference", "reflected") >= 0.1)
-    return _verdict(confirmed, refuted), text
+    pooled = (f"reflecting rollouts (last quarter) {spread(by_seed, lambda v: final(v, 'no_checks', 'reflected'), '{:.1%}')} "
+              f"without checks vs {spread(by_seed, lambda v: final(v, 'reference', 'reflected'), '{:.1%}')}; what checking "
+              f"is worth in pass@1 {paired(by_seed, lambda v: _pass(v, 'reference'), lambda v: _pass(v, 'no_checks'))}")
+    return _verdict(confirmed, refuted), text, pooled
 
 
 NO_CHECKS = ("model.pocket.check_rate=0", "model.pocket.practice_kinds=[reduce]")
@@ -234,6 +291,3 @@ def variants(arms: list[Arm]) -> list[Variant]:
             out.setdefault(v.name, v)
     return list(out.values())
 
-
-def mean_over_seeds(by_seed: BySeed, variant: str, key: str) -> float:
-    return fmean(v[variant][key] for v in by_seed.values())

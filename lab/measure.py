@@ -4,13 +4,14 @@ A variant's figures come from its run: the R1-Zero evaluation (test pass@1 and p
 samples, longer-split pass@1), TRL's per-step log (entropy, clip ratios, KL, rollout length and
 accuracy) and the stage's rollouts.jsonl (every rollout: whether it writes its work out, checks it,
 uses a reflection word, and how much longer wrong rollouts are than right ones of the same chain
-length). "final" is the mean over the last quarter of the steps.
+length). "final" is the mean over the last quarter of the steps. The right samples per test prompt
+(and, in the audit, the share of the base's samples with a check per prompt) are kept for the
+intervals the arms report (lab/arms.py).
 """
 
 from __future__ import annotations
 
 import json
-import math
 from collections import defaultdict
 from pathlib import Path
 from statistics import fmean
@@ -20,6 +21,7 @@ from core.generation import generate
 from core.layout import LOG_HISTORY, ROLLOUTS
 from core.modeling import adapter_path, inference_model, load_tokenizer
 from core.runstore import Ref, RunStore
+from core.stats import pass_at_k
 from data.chat import messages, render
 from data.saved import load_split
 from pocket import world
@@ -28,13 +30,6 @@ from rewards.verdict import judge, judge_completion
 from stages.evaluation import eval_rows, load_results, load_samples, stage_name
 
 PASS_KS = (1, 2, 4, 8, 16, 32, 64)
-
-
-def pass_at_k(n: int, c: int, k: int) -> float:
-    """The unbiased pass@k of one prompt from n samples of which c are right (Chen et al. 2021)."""
-    if n - c < k:
-        return 1.0
-    return 1.0 - math.prod(1.0 - k / i for i in range(n - c + 1, n + 1))
 
 
 def pass_at_ks(correct: list[list[bool]], ks: tuple[int, ...] = PASS_KS) -> dict[str, float]:
@@ -98,6 +93,7 @@ def variant_measures(store: RunStore, run_id: str, recipe: Any, task_data: Ref) 
     switch = next((s for s, w in zip(rollouts["step"], rollouts["written"], strict=True) if w >= 0.5), None)
     return {
         "pass_at_1": results["overall"]["pass_at_1"], "pass_at_k": pass_at_ks(correct),
+        "samples": len(correct[0]), "right_by_prompt": [sum(c) for c in correct],  # for the intervals
         "longer_pass_at_1": results.get("longer", {}).get("pass_at_1"),
         "mean_length": results["overall"]["mean_length"],
         "series": series | {f"rollouts_{k}": v for k, v in rollouts.items()},
@@ -123,11 +119,13 @@ def audit(recipe: Any, task_data: Ref, base: Ref, r1_zero: Ref | None, k: int) -
 
     def checks(samples: list[list[Any]]) -> dict[str, Any]:
         outcomes = {o: 0 for o in ("caught", "broke", "missed", "confirmed")}
-        done = [check_outcome(c.text, str(row["answer"])) for row, cs in zip(rows, samples, strict=True) for c in cs]
+        per_prompt = [[check_outcome(c.text, str(row["answer"])) for c in cs] for row, cs in zip(rows, samples, strict=True)]
+        done = [o for p in per_prompt for o in p]
         for o in done:
             if o:
                 outcomes[o] += 1
-        return {"checked": sum(o is not None for o in done) / len(done), "outcomes": outcomes}
+        return {"checked": sum(o is not None for o in done) / len(done), "outcomes": outcomes,
+                "checked_by_prompt": [fmean(o is not None for o in p) for p in per_prompt]}
 
     def right(samples: list[list[Any]]) -> list[list[bool]]:
         return [[bool(judge_completion(c, row, recipe.data.language).correct) for c in cs]
@@ -137,9 +135,13 @@ def audit(recipe: Any, task_data: Ref, base: Ref, r1_zero: Ref | None, k: int) -
     task = sampled(model, [r["prompt"] for r in rows], k)
     practice = sampled(model, [world.PRACTICE_PROMPTS["check"].format(expression=world.show(world.terms_of(
         r["metadata"]))) for r in rows], 16)
+    base_right = right(task)
     out: dict[str, Any] = {"k": k, "base": {"task": checks(task), "practice": checks(practice)},
-                           "pass_at_k": {"base": pass_at_ks(right(task))}}
+                           "pass_at_k": {"base": pass_at_ks(base_right)},
+                           "right_by_prompt": {"base": [sum(c) for c in base_right]}}
     if r1_zero is not None:
         tuned = inference_model(base.path, adapter_path(r1_zero), recipe.model.dtype)
-        out["pass_at_k"]["r1_zero"] = pass_at_ks(right(sampled(tuned, [r["prompt"] for r in rows], k)))
+        tuned_right = right(sampled(tuned, [r["prompt"] for r in rows], k))
+        out["pass_at_k"]["r1_zero"] = pass_at_ks(tuned_right)
+        out["right_by_prompt"]["r1_zero"] = [sum(c) for c in tuned_right]
     return out

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from core.config import load_recipe
+from core.stats import pass_at_k
 from core.trainers import grpo_args
 from lab import arms, measure
 
@@ -55,9 +56,9 @@ def test_the_format_arm_trains_on_accuracy_alone_and_the_no_checks_world_has_no_
 
 
 def test_pass_at_k_is_the_unbiased_estimator():
-    assert measure.pass_at_k(4, 0, 2) == 0.0 and measure.pass_at_k(4, 4, 1) == 1.0
-    assert measure.pass_at_k(4, 1, 1) == pytest.approx(0.25)
-    assert measure.pass_at_k(4, 1, 2) == pytest.approx(0.5)  # 1 - C(3,2)/C(4,2)
+    assert pass_at_k(4, 0, 2) == 0.0 and pass_at_k(4, 4, 1) == 1.0
+    assert pass_at_k(4, 1, 1) == pytest.approx(0.25)
+    assert pass_at_k(4, 1, 2) == pytest.approx(0.5)  # 1 - C(3,2)/C(4,2)
     assert measure.pass_at_ks([[True, False], [False, False]], (1, 2)) == {"1": 0.25, "2": 0.5}
 
 
@@ -82,8 +83,8 @@ def test_rollout_series_counts_written_checked_and_the_length_gap_per_step(tmp_p
     assert s["length_gap"] == [pytest.approx(-2.5), None]
 
 
-def measures(pass_at_1=0.9, **final):
-    return {"pass_at_1": pass_at_1, "final": {"length_gap": 0.0, "entropy": 0.1, "clip_high": 0.0, "length": 90,
+def measures(pass_at_1=0.9, right=(15, 14, 16, 13), **final):
+    return {"pass_at_1": pass_at_1, "samples": 16, "right_by_prompt": list(right), "final": {"length_gap": 0.0, "entropy": 0.1, "clip_high": 0.0, "length": 90,
                                                 "reflected": 0.3, "checked": 0.3, **final},
             "written_switch_step": 10, "pass_at_k": {"16": 0.95}, "longer_pass_at_1": 0.2}
 
@@ -100,6 +101,19 @@ def test_seeds_that_disagree_are_inconclusive():
     agree = {"reference": measures(), "grpo": measures(length_gap=12.0), "dr_grpo": measures(length_gap=2.0)}
     disagree = {**agree, "grpo": measures(length_gap=1.0), "dr_grpo": measures(length_gap=3.0)}
     assert arms.judge_dr_grpo({0: agree, 1: disagree, 2: agree})[0] == "inconclusive"
+
+
+def test_the_figures_over_seeds_pair_prompts_and_carry_an_interval():
+    same = {s: {"reference": measures(), "beta_0.001": measures(), "beta_0.04": measures()} for s in (0, 1, 2)}
+    assert arms.judge_kl(same)[2] == "pass@1 beta 0 minus 0.001 +0.000 [+0.000, +0.000], minus 0.04 +0.000 [+0.000, +0.000]"
+    # every prompt two right samples in 16 fewer at beta 0.04, on every seed: exactly 1/8, nothing to resample
+    fewer = {s: {**v, "beta_0.04": measures(right=(13, 12, 14, 11))} for s, v in same.items()}
+    assert arms.judge_kl(fewer)[2].endswith("minus 0.04 +0.125 [+0.125, +0.125]")
+    # seeds that disagree widen the interval around the mean
+    mixed = {0: fewer[0], 1: fewer[1], 2: {**same[2], "beta_0.04": measures(right=(16, 16, 16, 16))}}
+    low, high = (float(x) for x in arms.judge_kl(mixed)[2].split("minus 0.04 ")[1].split(" [")[1].rstrip("]").split(", "))
+    assert low < 0 < 0.125 <= high
+    assert arms.spread({0: 1.0, 1: 3.0, 2: 2.0}, lambda v: v) == "+2.000 (seeds +1.000 to +3.000)"
 
 
 def test_every_arm_states_claim_metric_and_criterion_and_its_variants_are_named_once():
@@ -121,8 +135,14 @@ def test_the_lab_flow_runs_arms_end_to_end(pocket_run, prefect_harness, tmp_path
     out = lab(recipe=str(TEST_RECIPE), arms=["reach", "format_off"], seed=0, results=str(tmp_path),
               overrides=["eval.max_new_tokens=48"])
     assert set(out["variants"]) == {"reference", "no_format"} and out["audit"]["k"] == arms.AUDIT_K
-    for v in out["variants"].values():
+    for name, v in out["variants"].items():
         assert 0 <= v["pass_at_1"] <= 1 and v["series"]["rollouts_step"] and set(v["pass_at_k"]) >= {"1", "4"}
+        assert v["pass_at_1"] == pytest.approx(sum(v["right_by_prompt"]) / v["samples"] / len(v["right_by_prompt"]))
+        # the walls are the stages' own, as built: a resumed lab reports the same
+        stages = store.stages(f"lab-pocket-test-{name}-seed0")
+        assert {m["stage"] for m in stages} == {"r1_zero", "eval_r1_zero"}
+        assert out["walls"][name] == pytest.approx(sum(m["wall_s"] for m in stages), abs=0.1)
+    assert len(out["audit"]["right_by_prompt"]["base"]) == len(out["audit"]["base"]["task"]["checked_by_prompt"])
     result = gather([arms.BY_NAME["reach"], arms.BY_NAME["format_off"]], tmp_path)
     assert [r["verdict"] in ("confirmed", "refuted", "inconclusive") for r in result["arms"]] == [True, True]
-    assert "| reach |" in table(result)
+    assert "| reach |" in table(result) and all(r["over_seeds"] for r in result["arms"])
