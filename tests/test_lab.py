@@ -6,6 +6,7 @@ size."""
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -15,7 +16,8 @@ from core.stats import pass_at_k
 from core.trainers import grpo_args
 from lab import arms, measure
 
-TEST_RECIPE = Path(__file__).resolve().parent.parent / "configs" / "pocket-test.yaml"
+ROOT = Path(__file__).resolve().parent.parent
+TEST_RECIPE = ROOT / "configs" / "pocket-test.yaml"
 
 
 def trl_config(variant: arms.Variant):
@@ -97,6 +99,15 @@ def test_a_verdict_follows_its_criterion(grpo_gap, dr_gap, verdict):
     assert arms.judge_dr_grpo(by_seed)[0] == verdict
 
 
+def test_a_clip_that_never_binds_is_inconclusive_whatever_the_entropies():
+    def seed(entropy_020, entropy_028, clip_high):
+        return {"clip_0.20": measures(entropy=entropy_020), "clip_0.28": measures(entropy=entropy_028, clip_high=clip_high)}
+
+    assert arms.judge_clip_higher({s: seed(0.0681, 0.0680, 0.0) for s in (0, 1, 2)})[0] == "inconclusive"
+    assert arms.judge_clip_higher({s: seed(0.0681, 0.0680, 0.01) for s in (0, 1, 2)})[0] == "refuted"
+    assert arms.judge_clip_higher({s: seed(0.05, 0.09, 0.01) for s in (0, 1, 2)})[0] == "confirmed"
+
+
 def test_seeds_that_disagree_are_inconclusive():
     agree = {"reference": measures(), "grpo": measures(length_gap=12.0), "dr_grpo": measures(length_gap=2.0)}
     disagree = {**agree, "grpo": measures(length_gap=1.0), "dr_grpo": measures(length_gap=3.0)}
@@ -123,6 +134,23 @@ def test_every_arm_states_claim_metric_and_criterion_and_its_variants_are_named_
         assert a.claim and a.source and a.metric and "confirmed if" in a.criterion and "refuted if" in a.criterion
     names = [v.name for v in arms.variants(list(arms.ARMS))]
     assert names[0] == "reference" and len(names) == len(set(names)) == 9
+
+
+def test_the_committed_lab_is_gathered_from_the_committed_seed_files_and_the_readme_quotes_it():
+    from lab.__main__ import gather
+    from lab.flow import RESULTS
+
+    committed = json.loads((RESULTS / "lab.json").read_text())
+    assert json.loads(json.dumps(gather(list(arms.ARMS)))) == committed
+    text = (ROOT / "README.md").read_text()
+    section = text[text.index("## What the follow-up papers claimed, tested"):]
+    rows = re.search(r"^\| arm \|.*\n\|[-:| ]+\|\n((?:\|.*\|\n)+)", section, re.M)
+    assert rows, "README: no lab table"
+    quoted = {c[0]: c[1:] for c in ([x.strip() for x in line.strip().strip("|").split("|")]
+                                    for line in rows.group(1).splitlines())}
+    assert set(quoted) == {r["arm"] for r in committed["arms"]}
+    for r in committed["arms"]:
+        assert quoted[r["arm"]][1:] == [r["over_seeds"], r["criterion"], f"**{r['verdict']}**"], r["arm"]
 
 
 @pytest.mark.slow
