@@ -32,10 +32,9 @@ from stages.evaluation import eval_rows, load_results, load_samples, stage_name
 PASS_KS = (1, 2, 4, 8, 16, 32, 64)
 
 
-def pass_at_ks(correct: list[list[bool]], ks: tuple[int, ...] = PASS_KS) -> dict[str, float]:
-    """Mean pass@k over prompts for every k up to the samples drawn."""
-    n = len(correct[0])
-    return {str(k): fmean(pass_at_k(n, sum(c), k) for c in correct) for k in ks if k <= n}
+def pass_at_ks(right: list[int], n: int, ks: tuple[int, ...] = PASS_KS) -> dict[str, float]:
+    """Mean pass@k over prompts, from each prompt's right samples out of `n`, for every k up to `n`."""
+    return {str(k): fmean(pass_at_k(n, c, k) for c in right) for k in ks if k <= n}
 
 
 def quarter(values: list[float]) -> float | None:
@@ -88,12 +87,13 @@ def variant_measures(store: RunStore, run_id: str, recipe: Any, task_data: Ref) 
     evaluation = store.ref(run_id, stage_name("r1_zero"))
     results = load_results(evaluation)
     rows = eval_rows(recipe.eval, task_data)
-    correct = [[judge_completion(c, row, recipe.data.language).correct for c in samples]
-               for row, samples in zip(rows, load_samples(evaluation, rows), strict=True)]
+    sampled = load_samples(evaluation, rows)
+    right = [sum(bool(judge_completion(c, row, recipe.data.language).correct) for c in samples)
+             for row, samples in zip(rows, sampled, strict=True)]
     switch = next((s for s, w in zip(rollouts["step"], rollouts["written"], strict=True) if w >= 0.5), None)
     return {
-        "pass_at_1": results["overall"]["pass_at_1"], "pass_at_k": pass_at_ks(correct),
-        "samples": len(correct[0]), "right_by_prompt": [sum(c) for c in correct],  # for the intervals
+        "pass_at_1": results["overall"]["pass_at_1"], "pass_at_k": pass_at_ks(right, len(sampled[0])),
+        "samples": len(sampled[0]), "right_by_prompt": right,  # for the intervals
         "longer_pass_at_1": results.get("longer", {}).get("pass_at_1"),
         "mean_length": results["overall"]["mean_length"],
         "series": series | {f"rollouts_{k}": v for k, v in rollouts.items()},
@@ -127,21 +127,19 @@ def audit(recipe: Any, task_data: Ref, base: Ref, r1_zero: Ref | None, k: int) -
         return {"checked": sum(o is not None for o in done) / len(done), "outcomes": outcomes,
                 "checked_by_prompt": [fmean(o is not None for o in p) for p in per_prompt]}
 
-    def right(samples: list[list[Any]]) -> list[list[bool]]:
-        return [[bool(judge_completion(c, row, recipe.data.language).correct) for c in cs]
+    def right(samples: list[list[Any]]) -> list[int]:
+        return [sum(bool(judge_completion(c, row, recipe.data.language).correct) for c in cs)
                 for row, cs in zip(rows, samples, strict=True)]
 
     model = inference_model(base.path, None, recipe.model.dtype)
     task = sampled(model, [r["prompt"] for r in rows], k)
     practice = sampled(model, [world.PRACTICE_PROMPTS["check"].format(expression=world.show(world.terms_of(
         r["metadata"]))) for r in rows], 16)
-    base_right = right(task)
     out: dict[str, Any] = {"k": k, "base": {"task": checks(task), "practice": checks(practice)},
-                           "pass_at_k": {"base": pass_at_ks(base_right)},
-                           "right_by_prompt": {"base": [sum(c) for c in base_right]}}
+                           "pass_at_k": {}, "right_by_prompt": {"base": right(task)}}
     if r1_zero is not None:
         tuned = inference_model(base.path, adapter_path(r1_zero), recipe.model.dtype)
-        tuned_right = right(sampled(tuned, [r["prompt"] for r in rows], k))
-        out["pass_at_k"]["r1_zero"] = pass_at_ks(tuned_right)
-        out["right_by_prompt"]["r1_zero"] = [sum(c) for c in tuned_right]
+        out["right_by_prompt"]["r1_zero"] = right(sampled(tuned, [r["prompt"] for r in rows], k))
+    # the summary the plots and the per-seed texts read, from the counts the intervals read
+    out["pass_at_k"] = {model: pass_at_ks(counts, k) for model, counts in out["right_by_prompt"].items()}
     return out

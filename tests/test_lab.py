@@ -61,7 +61,7 @@ def test_pass_at_k_is_the_unbiased_estimator():
     assert pass_at_k(4, 0, 2) == 0.0 and pass_at_k(4, 4, 1) == 1.0
     assert pass_at_k(4, 1, 1) == pytest.approx(0.25)
     assert pass_at_k(4, 1, 2) == pytest.approx(0.5)  # 1 - C(3,2)/C(4,2)
-    assert measure.pass_at_ks([[True, False], [False, False]], (1, 2)) == {"1": 0.25, "2": 0.5}
+    assert measure.pass_at_ks([1, 0], 2, (1, 2)) == {"1": 0.25, "2": 0.5}  # prompts with 1 and 0 right of 2
 
 
 def test_rollout_series_counts_written_checked_and_the_length_gap_per_step(tmp_path):
