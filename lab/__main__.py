@@ -3,6 +3,7 @@
     python -m lab [--arms reach dr_grpo ...] [--seeds 0 1 2] [--recipe configs/pocket.yaml] [--set K=V]
     python -m lab --seed 0 [--arms ...]     # one seed, in this process (the lab flow)
     python -m lab --gather                  # only judge the seed files again
+    python -m lab --markdown                # README's table, from the committed lab.json
     python -m lab --list                    # the arms: claim, metric, criterion
 
 Each seed is one process running the `lab` flow (lab/flow.py; logs in runs/lab-<recipe>-seed<N>/lab.log),
@@ -58,16 +59,22 @@ def gather(arms: list[Arm], results: Path = RESULTS) -> dict[str, Any]:
         "pass_at_k": {seed: s["audit"]["pass_at_k"] for seed, s in seeds.items() if s.get("audit")}}
 
 
-def table(result: dict[str, Any]) -> str:
-    lines = [f"# The ablation lab (pocket world, seeds {result['seeds']})", "",
-             "Differences in pass@k: mean over seeds and test prompts (paired by prompt), 95% bootstrap interval "
-             "resampling seeds then prompts; per-step figures: mean (the seeds' range). The criteria were written "
-             "before the first run and judge the per-seed figures.", "",
-             "| arm | claim (source) | over the seeds | per seed | criterion | verdict |", "|---|---|---|---|---|---|"]
+def table(result: dict[str, Any], per_seed: bool = True) -> str:
+    """The arms' markdown table: lab.md's, with the figures per seed, or README's without them."""
+    cols = ["arm", "claim (source)", "over the seeds", *(["per seed"] if per_seed else []), "criterion", "verdict"]
+    lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
     for r in result["arms"]:
-        lines.append(f"| {r['arm']} | {r['claim']} ({r['source']}) | {r['over_seeds']} | {r['measured']} | "
-                     f"{r['criterion']} | **{r['verdict']}** |")
+        cells = [r["arm"], f"{r['claim']} ({r['source']})", r["over_seeds"], *([r["measured"]] if per_seed else []),
+                 r["criterion"], f"**{r['verdict']}**"]
+        lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
+
+
+def lab_md(result: dict[str, Any]) -> str:
+    return "\n".join([f"# The ablation lab (pocket world, seeds {result['seeds']})", "",
+                      "Differences in pass@k: mean over seeds and test prompts (paired by prompt), 95% bootstrap "
+                      "interval resampling seeds then prompts; per-step figures: mean (the seeds' range). The criteria "
+                      "were written before the first run and judge the per-seed figures.", "", table(result)])
 
 
 def plot(result: dict[str, Any]) -> list[Path]:
@@ -132,6 +139,7 @@ def main(argv: list[str] | None = None) -> int:
     what.add_argument("--seed", type=int, help="run this one seed in this process")
     what.add_argument("--gather", action="store_true", help="only judge the seed files present")
     what.add_argument("--list", action="store_true", help="list the arms and what would confirm or refute each")
+    what.add_argument("--markdown", action="store_true", help="print README's table from the committed lab.json")
     p.add_argument("--no-gather", dest="gather_after", action="store_false", help=argparse.SUPPRESS)
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
     args = p.parse_args(argv)
@@ -142,6 +150,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.list:
         for a in ARMS:
             print(f"{a.name}: {a.claim} ({a.source})\n  measures: {a.metric}\n  {a.criterion}\n")
+        return 0
+    if args.markdown:
+        print(table(json.loads((RESULTS / "lab.json").read_text()), per_seed=False), end="")
         return 0
     machine.use_own_cores()
     if args.seed is not None:
@@ -158,9 +169,9 @@ def main(argv: list[str] | None = None) -> int:
                              + " (run again to resume: finished variants are reused)")
     result = gather(chosen)
     (RESULTS / "lab.json").write_text(json.dumps(result, indent=1) + "\n")
-    (RESULTS / "lab.md").write_text(table(result))
+    (RESULTS / "lab.md").write_text(lab_md(result))
     plot(result)
-    print(table(result))
+    print(lab_md(result))
     return 0
 
 

@@ -137,20 +137,17 @@ def test_every_arm_states_claim_metric_and_criterion_and_its_variants_are_named_
 
 
 def test_the_committed_lab_is_gathered_from_the_committed_seed_files_and_the_readme_quotes_it():
-    from lab.__main__ import gather
+    from lab.__main__ import gather, table
     from lab.flow import RESULTS
 
     committed = json.loads((RESULTS / "lab.json").read_text())
     assert json.loads(json.dumps(gather(list(arms.ARMS)))) == committed
     text = (ROOT / "README.md").read_text()
-    section = text[text.index("## What the follow-up papers claimed, tested"):]
-    rows = re.search(r"^\| arm \|.*\n\|[-:| ]+\|\n((?:\|.*\|\n)+)", section, re.M)
-    assert rows, "README: no lab table"
-    quoted = {c[0]: c[1:] for c in ([x.strip() for x in line.strip().strip("|").split("|")]
-                                    for line in rows.group(1).splitlines())}
-    assert set(quoted) == {r["arm"] for r in committed["arms"]}
-    for r in committed["arms"]:
-        assert quoted[r["arm"]][1:] == [r["over_seeds"], r["criterion"], f"**{r['verdict']}**"], r["arm"]
+    quoted = re.search(r"<!-- lab table: python -m lab --markdown -->\n(.*?)<!-- end lab table -->", text, re.S)
+    assert quoted, "README: no lab table between its markers"
+    # every arm, each with the committed figures over the seeds, criterion and verdict
+    assert quoted.group(1) == table(committed, per_seed=False)
+    assert {r["arm"] for r in committed["arms"]} == {a.name for a in arms.ARMS}
 
 
 @pytest.mark.slow
